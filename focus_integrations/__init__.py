@@ -1,0 +1,61 @@
+"""FOCUS multi-image decoding for Hugging Face vision-language models.
+
+The core (this package's top level) imports only torch, transformers, pillow and numpy. The LangChain,
+LlamaIndex and Chroma adapters live in sub-packages and are imported only when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from focus_integrations.errors import (
+    ContextLengthError,
+    FocusError,
+    ImageLoadError,
+    InvalidOptionError,
+    ModelNotFoundError,
+    NoImageError,
+    RemoteImageError,
+    UnsupportedModelError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "FocusDecoder": "focus_integrations.decoder",
+    "TextStream": "focus_integrations.decoder",
+    "GenerationOutput": "focus_integrations.outputs",
+    "Usage": "focus_integrations.outputs",
+    "DecodingOptions": "focus_integrations.options",
+}
+
+if TYPE_CHECKING:
+    from focus_integrations.decoder import FocusDecoder, TextStream
+    from focus_integrations.options import DecodingOptions
+    from focus_integrations.outputs import GenerationOutput, Usage
+
+
+def __getattr__(name: str) -> Any:
+    # torch/transformers load only when the engine is first touched: `import focus_integrations` stays cheap.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'focus_integrations' has no attribute {name!r}")
+
+
+__all__ = [
+    "FocusDecoder",
+    "TextStream",
+    "GenerationOutput",
+    "Usage",
+    "DecodingOptions",
+    "FocusError",
+    "InvalidOptionError",
+    "NoImageError",
+    "ImageLoadError",
+    "RemoteImageError",
+    "ContextLengthError",
+    "ModelNotFoundError",
+    "UnsupportedModelError",
+]

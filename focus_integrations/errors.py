@@ -1,0 +1,52 @@
+"""Exceptions raised by focus-integrations.
+
+Every error a caller can provoke with bad input derives from :class:`FocusError`, and also from the
+built-in type it refines (``ValueError``, ``OSError``, ``TypeError``), so existing ``except ValueError``
+code keeps working.
+"""
+
+from __future__ import annotations
+
+
+class FocusError(Exception):
+    """Base class of every error raised on purpose by this library."""
+
+
+class InvalidOptionError(FocusError, ValueError):
+    """An option has a wrong value (unknown mode or noise, negative alpha, top_p outside (0, 1], ...)."""
+
+
+class NoImageError(FocusError, ValueError):
+    """A request that needs images holds none."""
+
+
+class ImageLoadError(FocusError, ValueError):
+    """An image could not be read: missing file, not an image, truncated, zero size, unsupported type."""
+
+
+class RemoteImageError(ImageLoadError):
+    """A remote (http/https) image was refused, too large, or could not be fetched in time."""
+
+
+class ContextLengthError(FocusError, ValueError):
+    """The prompt (text plus image tokens) does not fit in the model's context window."""
+
+
+class ModelNotFoundError(FocusError, OSError):
+    """A checkpoint could not be found locally and could not be downloaded (offline or no such repo)."""
+
+
+class UnsupportedModelError(FocusError, TypeError):
+    """The checkpoint is not an image-text-to-text model, or its family is not supported."""
+
+
+__all__ = [
+    "FocusError",
+    "InvalidOptionError",
+    "NoImageError",
+    "ImageLoadError",
+    "RemoteImageError",
+    "ContextLengthError",
+    "ModelNotFoundError",
+    "UnsupportedModelError",
+]
