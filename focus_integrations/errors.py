@@ -50,3 +50,10 @@ __all__ = [
     "ModelNotFoundError",
     "UnsupportedModelError",
 ]
+
+
+class PromptError(FocusError, ValueError):
+    """The messages and images could not be turned into model inputs (chat template or processor refused)."""
+
+
+__all__ += ["PromptError"]

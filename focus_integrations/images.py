@@ -1,0 +1,158 @@
+"""Turn every image form users hand us into an RGB ``PIL.Image``, or fail with :class:`ImageLoadError`.
+
+Accepted: ``PIL.Image.Image``, a filesystem path (``str`` or ``os.PathLike``), ``file://`` URLs, ``data:`` URIs,
+raw ``bytes``, numpy arrays (HxW, HxWx1/3/4; uint8, or float in [0, 1]). Remote ``http(s)://`` URLs are
+refused unless the caller passes ``allow_remote=True``, and then fetched with a size cap and a timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+import urllib.parse
+import urllib.request
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from focus_integrations.errors import ImageLoadError, RemoteImageError
+
+ImageInput = Union[Image.Image, str, "os.PathLike[str]", bytes, bytearray, np.ndarray]
+
+MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs long before they exhaust memory
+REMOTE_MAX_BYTES = 20 * 1024 * 1024
+REMOTE_TIMEOUT_S = 10.0
+
+
+def load_image(
+    source: Any,
+    *,
+    allow_remote: bool = False,
+    max_bytes: int = REMOTE_MAX_BYTES,
+    timeout: float = REMOTE_TIMEOUT_S,
+) -> Image.Image:
+    """Return ``source`` as a fully decoded RGB image (a new object; the input is never modified)."""
+    if isinstance(source, Image.Image):
+        return _validated(source, "PIL image")
+    if isinstance(source, np.ndarray):
+        return _validated(_from_array(source), "numpy array")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _decode(bytes(source), "bytes")
+    if isinstance(source, os.PathLike):
+        return _read_path(os.fspath(source))
+    if isinstance(source, str):
+        return _from_string(source, allow_remote=allow_remote, max_bytes=max_bytes, timeout=timeout)
+    raise ImageLoadError(
+        f"unsupported image type {type(source).__name__}: pass a PIL image, a path, a file:// or data: URI, "
+        "bytes or a numpy array"
+    )
+
+
+def _from_string(text: str, *, allow_remote: bool, max_bytes: int, timeout: float) -> Image.Image:
+    lowered = text[:16].lower()
+    if lowered.startswith("data:"):
+        return _decode(_decode_data_uri(text), "data URI")
+    if lowered.startswith("file://"):
+        parsed = urllib.parse.urlparse(text)
+        if parsed.netloc not in ("", "localhost"):
+            raise ImageLoadError(f"file:// URL with a remote host is not supported: {text[:80]}")
+        return _read_path(urllib.parse.unquote(parsed.path))
+    if lowered.startswith(("http://", "https://")):
+        if not allow_remote:
+            raise RemoteImageError(
+                f"remote image URL refused: {text[:80]} (pass allow_remote=True / allow_remote_images=True "
+                "to fetch remote images)"
+            )
+        return _decode(_fetch(text, max_bytes=max_bytes, timeout=timeout), text[:80])
+    return _read_path(text)
+
+
+def _decode_data_uri(uri: str) -> bytes:
+    header, sep, payload = uri.partition(",")
+    if not sep:
+        raise ImageLoadError("malformed data URI: no ',' separating header and payload")
+    if ";base64" not in header.lower():
+        return urllib.parse.unquote_to_bytes(payload)
+    try:
+        return base64.b64decode(payload, validate=False)
+    except (binascii.Error, ValueError) as err:
+        raise ImageLoadError(f"data URI payload is not valid base64: {err}") from None
+
+
+def _fetch(url: str, *, max_bytes: int, timeout: float) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+            data = response.read(max_bytes + 1)
+    except Exception as err:  # URLError, timeouts, HTTP errors: all the same to the caller
+        raise RemoteImageError(f"could not fetch {url[:80]}: {err}") from None
+    if len(data) > max_bytes:
+        raise RemoteImageError(f"remote image {url[:80]} is larger than {max_bytes} bytes")
+    return data
+
+
+def _read_path(path: str) -> Image.Image:
+    if not os.path.isfile(path):
+        raise ImageLoadError(f"image file not found: {path}")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as err:
+        raise ImageLoadError(f"cannot read image file {path}: {err}") from None
+    return _decode(data, path)
+
+
+def _decode(data: bytes, origin: str) -> Image.Image:
+    if not data:
+        raise ImageLoadError(f"empty image data ({origin})")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            _check_size(img.size, origin)
+            img.load()  # force the full decode: truncated files fail here, not later inside a processor
+            return _validated(img, origin)
+    except ImageLoadError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageLoadError(f"cannot decode image ({origin}): {err}") from None
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise ImageLoadError(f"numpy image must be HxW or HxWx{{1,3,4}}, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+            raise ImageLoadError("numpy image must hold finite numbers")
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0 and arr.min() >= 0.0:
+            arr = arr * 255.0
+        arr = np.clip(arr, 0, 255).round().astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def _check_size(size: tuple[int, int], origin: str) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageLoadError(f"image has zero size {width}x{height} ({origin})")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageLoadError(
+            f"image is too large: {width}x{height} pixels > {MAX_IMAGE_PIXELS} ({origin}); resize it first"
+        )
+
+
+def _validated(img: Image.Image, origin: str) -> Image.Image:
+    _check_size(img.size, origin)
+    try:
+        return img.convert("RGB")
+    except (OSError, ValueError) as err:
+        raise ImageLoadError(f"cannot convert image to RGB ({origin}): {err}") from None
+
+
+def image_to_data_uri(img: Image.Image, fmt: str = "PNG") -> str:
+    """Encode an image as a ``data:`` URI (used by adapters that must hand images to frameworks as text)."""
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,0 +1,126 @@
+"""The logits rules: how the rows are masked, and how their next-token logits become one vector.
+
+A rule names, for each row of the batch, which image slots are clean (True) and which are noise (False), and
+combines the rows' fp32 logits ``z`` of shape ``(rows, vocab)`` into one vector of shape ``(vocab,)``:
+
+- ``vanilla``: one row, every image clean.
+- ``focus``:   row 0 all noise, row k only image k clean; ``sum_k z_k - alpha * N * z_0`` (a SUM, as in the
+  reference code, not a mean). With fewer than two images there is nothing to separate: plain decoding.
+- ``vcd``:     row 0 clean, row 1 all images noised; ``(1 + alpha) * z_clean - alpha * z_noised``.
+
+No plausibility cutoff is applied unless ``plausibility_beta`` is set (VCD's rule: keep only tokens whose
+probability under the un-contrasted rows is at least ``beta`` times the largest). Bans such as top-k act on the
+combined vector afterwards, so ``-inf - -inf = NaN`` cannot arise inside the contrast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import (
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from focus_integrations.options import DecodingOptions
+
+RowMasks = tuple[tuple[bool, ...], ...]
+
+
+def focus_combine(logits: torch.Tensor, alpha: float) -> torch.Tensor:
+    """FOCUS: ``sum_{k=1..N} z_k - alpha * N * z_0``; row 0 is the all-noise reference."""
+    n_images = logits.shape[0] - 1
+    return logits[1:].sum(dim=0) - alpha * n_images * logits[0]
+
+
+def vcd_combine(logits: torch.Tensor, alpha: float) -> torch.Tensor:
+    """VCD: ``(1 + alpha) * z_clean - alpha * z_noised``; row 0 clean, row 1 noised."""
+    return (1.0 + alpha) * logits[0] - alpha * logits[1]
+
+
+@dataclass(frozen=True)
+class LogitsRule:
+    """One decoding method: the rows it needs and how it combines their logits."""
+
+    name: str
+    alpha: float
+    row_masks: RowMasks
+    plausibility_beta: float | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.row_masks)
+
+    def combine(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits``: fp32 ``(n_rows, vocab)`` -> combined fp32 ``(vocab,)``."""
+        if self.name == "focus":
+            combined = focus_combine(logits, self.alpha)
+        elif self.name == "vcd":
+            combined = vcd_combine(logits, self.alpha)
+        else:
+            combined = logits[0]
+        if self.plausibility_beta is not None:
+            combined = plausibility_cutoff(combined, self.uncontrasted(logits), self.plausibility_beta)
+        return combined
+
+    def uncontrasted(self, logits: torch.Tensor) -> torch.Tensor:
+        """What the model says from the clean rows alone: the reference for the plausibility cutoff."""
+        if self.name == "focus":
+            return logits[1:].mean(dim=0)
+        return logits[0]
+
+
+def plausibility_cutoff(combined: torch.Tensor, reference: torch.Tensor, beta: float) -> torch.Tensor:
+    """Set to -inf every token whose probability under ``reference`` is below ``beta`` times the largest."""
+    probs = torch.softmax(reference, dim=-1)
+    keep = probs >= beta * probs.max()
+    return combined.masked_fill(~keep, float("-inf"))
+
+
+def build_rule(options: DecodingOptions, n_images: int) -> LogitsRule:
+    """The rule for ``options.mode`` over ``n_images`` image slots (prompt order)."""
+    all_clean = (True,) * n_images
+    all_noise = (False,) * n_images
+    if options.mode == "focus" and n_images >= 2:
+        masks = (all_noise,) + tuple(tuple(j == k for j in range(n_images)) for k in range(n_images))
+        return LogitsRule("focus", float(options.alpha), masks, options.plausibility_beta)
+    if options.mode == "vcd" and n_images >= 1:
+        return LogitsRule("vcd", float(options.alpha), (all_clean, all_noise), options.plausibility_beta)
+    # vanilla, and FOCUS with a single image (the reference code skips FOCUS then).
+    return LogitsRule("vanilla", 0.0, (all_clean,), None)
+
+
+def sampling_processors(options: DecodingOptions) -> LogitsProcessorList:
+    """transformers' own processors, applied to the combined vector (batch of one)."""
+    processors = LogitsProcessorList()
+    if options.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(options.repetition_penalty))
+    if options.do_sample:
+        if options.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(options.temperature))
+        if options.top_k is not None:
+            processors.append(TopKLogitsWarper(options.top_k))
+        if options.top_p is not None and options.top_p < 1.0:
+            processors.append(TopPLogitsWarper(options.top_p))
+    return processors
+
+
+class TokenChooser:
+    """Turns the combined logits into ONE token per step (the same token is appended to every row)."""
+
+    def __init__(self, options: DecodingOptions, generator: torch.Generator | None = None) -> None:
+        self.do_sample = options.do_sample
+        self.processors = sampling_processors(options)
+        self.generator = generator
+
+    def __call__(self, combined: torch.Tensor, sequence: torch.Tensor) -> int:
+        """``combined``: (vocab,) fp32; ``sequence``: (length,) prompt + generated ids of one row."""
+        scores = self.processors(sequence[None], combined[None].clone())[0]
+        if not self.do_sample:
+            return int(torch.argmax(scores))
+        probs = torch.softmax(scores, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=self.generator))

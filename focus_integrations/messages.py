@@ -1,0 +1,95 @@
+"""Chat messages -> (conversation for the processor's chat template, images in prompt order).
+
+Input follows the transformers chat format. Images may sit anywhere in user and tool turns; each becomes a
+``{"type": "image"}`` placeholder in the conversation and is loaded (``images.load_image``) into the returned
+list, so image k of the prompt is ``images[k]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from focus_integrations.errors import InvalidOptionError
+from focus_integrations.images import load_image
+
+ROLES = ("system", "user", "assistant", "tool")
+_IMAGE_KEYS = ("image", "url", "path")
+_PASSTHROUGH_KEYS = ("tool_calls", "tool_call_id", "name")
+
+
+@dataclass
+class Conversation:
+    """A chat ready for ``apply_chat_template``: image items are bare placeholders; pixels are in ``images``."""
+
+    messages: list[dict[str, Any]]
+    images: list[Image.Image]
+
+
+def from_prompt(images: Sequence[Any] | None, prompt: str, system: str | None = None) -> list[dict[str, Any]]:
+    """The paper's protocol: an optional system turn, then one user turn ``[image] * N + [text]``."""
+    if not isinstance(prompt, str):
+        raise InvalidOptionError(f"prompt must be a string, got {type(prompt).__name__}")
+    messages: list[dict[str, Any]] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    content = [{"type": "image", "image": img} for img in images or ()]
+    content.append({"type": "text", "text": prompt})
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+def prepare(messages: Sequence[dict[str, Any]], *, allow_remote_images: bool = False) -> Conversation:
+    """Validate ``messages``, load their images, and replace them with placeholders."""
+    if isinstance(messages, (str, dict)) or not messages:
+        raise InvalidOptionError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+    out: list[dict[str, Any]] = []
+    images: list[Image.Image] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or "role" not in message:
+            raise InvalidOptionError(f"message {index} must be a dict with 'role' and 'content'")
+        role = message["role"]
+        if role not in ROLES:
+            raise InvalidOptionError(f"message {index}: unknown role {role!r}; use one of {', '.join(ROLES)}")
+        content = message.get("content")
+        if content is None:
+            content = ""
+        if isinstance(content, str):
+            items: Any = content
+        elif isinstance(content, (list, tuple)):
+            items = []
+            for item in content:
+                placeholder, image = _content_item(item, index, allow_remote_images)
+                if image is not None:
+                    if role not in ("user", "tool"):
+                        raise InvalidOptionError(f"message {index}: images are only allowed in user and tool turns")
+                    images.append(image)
+                items.append(placeholder)
+        else:
+            raise InvalidOptionError(f"message {index}: content must be a string or a list of content items")
+        prepared = {"role": role, "content": items}
+        prepared.update({k: message[k] for k in _PASSTHROUGH_KEYS if k in message})
+        out.append(prepared)
+    return Conversation(out, images)
+
+
+def _content_item(item: Any, index: int, allow_remote: bool) -> tuple[dict[str, Any], Image.Image | None]:
+    if isinstance(item, str):
+        return {"type": "text", "text": item}, None
+    if not isinstance(item, dict) or "type" not in item:
+        raise InvalidOptionError(f"message {index}: content items must be dicts with a 'type'")
+    kind = item["type"]
+    if kind == "text":
+        text = item.get("text")
+        if not isinstance(text, str):
+            raise InvalidOptionError(f"message {index}: a text item needs a string 'text'")
+        return {"type": "text", "text": text}, None
+    if kind == "image":
+        source = next((item[k] for k in _IMAGE_KEYS if item.get(k) is not None), None)
+        if source is None:
+            raise InvalidOptionError(f"message {index}: an image item needs one of {', '.join(_IMAGE_KEYS)}")
+        return {"type": "image"}, load_image(source, allow_remote=allow_remote)
+    raise InvalidOptionError(f"message {index}: unsupported content type {kind!r} (use 'text' or 'image')")
