@@ -1,0 +1,72 @@
+"""Per-family quirks, in ONE table keyed by ``config.model_type``.
+
+The engine is generic; a family only needs an entry here when it departs from the plain transformers
+contract. Processor quirks (loading without torchvision) live in ``processors.py``'s table, by processor class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """How one model family departs from the generic path.
+
+    mrope: text positions are 3D (temporal, height, width) and computed from the image grid at prefill; a
+        cached step must get explicit ``position_ids = past_length + rope_delta`` (Qwen2/2.5/3-VL).
+    features_container: how ``get_image_features(...).pooler_output`` holds per-image features: "tuple" (one
+        tensor per image) or "tensor" (one tensor, images along dim 0).
+    per_image_keys: processor outputs with one entry per image rather than one per row (to re-batch rows).
+    deepstack: the vision tower also returns per-layer features that must follow the images (Qwen3-VL).
+    """
+
+    name: str
+    mrope: bool = False
+    features_container: str = "tuple"
+    per_image_keys: tuple[str, ...] = ()
+    deepstack: bool = False
+
+
+GENERIC = FamilySpec("generic")
+
+FAMILIES: dict[str, FamilySpec] = {
+    spec.name: spec
+    for spec in (
+        FamilySpec("qwen2_vl", mrope=True, per_image_keys=("image_grid_thw",)),
+        FamilySpec("qwen2_5_vl", mrope=True, per_image_keys=("image_grid_thw",)),
+        FamilySpec("qwen3_vl", mrope=True, per_image_keys=("image_grid_thw",), deepstack=True),
+        FamilySpec("qwen3_vl_moe", mrope=True, per_image_keys=("image_grid_thw",), deepstack=True),
+        FamilySpec("llava_onevision", per_image_keys=("image_sizes", "batch_num_images")),
+        FamilySpec("llava", per_image_keys=("image_sizes",)),
+        FamilySpec("internvl", features_container="tensor"),
+        FamilySpec("idefics3"),
+        FamilySpec("smolvlm"),
+        FamilySpec("gemma3", features_container="tensor"),
+    )
+}
+
+
+def family_of(model: torch.nn.Module) -> FamilySpec:
+    model_type = getattr(model.config, "model_type", "")
+    return FAMILIES.get(model_type, GENERIC)
+
+
+def rope_deltas_of(model: torch.nn.Module) -> torch.Tensor | None:
+    """The rope offsets an mrope model stored during its last prefill (read right after it)."""
+    inner = getattr(model, "model", model)
+    return getattr(inner, "rope_deltas", None)
+
+
+def step_position_ids(
+    spec: FamilySpec, past_length: int, n_new: int, rope_deltas: torch.Tensor | None, batch: int, device: torch.device
+) -> torch.Tensor | None:
+    """Explicit positions for ``n_new`` tokens after ``past_length`` cached ones (None: the model infers them)."""
+    if not spec.mrope:
+        return None
+    positions = torch.arange(past_length, past_length + n_new, device=device).view(1, -1).expand(batch, -1)
+    if rope_deltas is not None:
+        positions = positions + rope_deltas.to(device).view(-1, 1)
+    return positions.unsqueeze(0).expand(3, batch, n_new)
