@@ -68,9 +68,13 @@ class RowGroup:
         """Append ``token_ids`` (1-D, the same for every row) and return the rows' fp32 logits."""
         new = token_ids.to(self.device).view(1, -1).expand(self.batch, -1)
         n_new = new.shape[1]
-        positions = step_position_ids(self.spec, self.past_length, n_new, self.rope_deltas, self.batch, self.device)
+        positions = step_position_ids(
+            self.spec, self.past_length, n_new, self.rope_deltas, self.batch, self.device
+        )
         # The mask must cover past + new tokens: a mask of the new tokens only is silently wrong.
-        self.attention_mask = torch.cat([self.attention_mask, self.attention_mask.new_ones(self.batch, n_new)], dim=1)
+        self.attention_mask = torch.cat(
+            [self.attention_mask, self.attention_mask.new_ones(self.batch, n_new)], dim=1
+        )
         kwargs: dict[str, Any] = {
             "input_ids": new,
             "attention_mask": self.attention_mask,

@@ -61,7 +61,12 @@ def rope_deltas_of(model: torch.nn.Module) -> torch.Tensor | None:
 
 
 def step_position_ids(
-    spec: FamilySpec, past_length: int, n_new: int, rope_deltas: torch.Tensor | None, batch: int, device: torch.device
+    spec: FamilySpec,
+    past_length: int,
+    n_new: int,
+    rope_deltas: torch.Tensor | None,
+    batch: int,
+    device: torch.device,
 ) -> torch.Tensor | None:
     """Explicit positions for ``n_new`` tokens after ``past_length`` cached ones (None: the model infers them)."""
     if not spec.mrope:

@@ -65,7 +65,9 @@ def prepare(messages: Sequence[dict[str, Any]], *, allow_remote_images: bool = F
                 placeholder, image = _content_item(item, index, allow_remote_images)
                 if image is not None:
                     if role not in ("user", "tool"):
-                        raise InvalidOptionError(f"message {index}: images are only allowed in user and tool turns")
+                        raise InvalidOptionError(
+                            f"message {index}: images are only allowed in user and tool turns"
+                        )
                     images.append(image)
                 items.append(placeholder)
         else:

@@ -52,9 +52,13 @@ class DecodingOptions:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise InvalidOptionError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise InvalidOptionError(
+                f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         values = dataclasses.asdict(base) if base is not None else {}
-        values.update({k: v for k, v in overrides.items() if v is not None or k in ("top_k", "top_p", "seed")})
+        values.update(
+            {k: v for k, v in overrides.items() if v is not None or k in ("top_k", "top_p", "seed")}
+        )
         if isinstance(values.get("stop"), str):
             values["stop"] = (values["stop"],)
         values["stop"] = tuple(values.get("stop") or ())
@@ -81,7 +85,11 @@ class DecodingOptions:
             not _is_number(self.plausibility_beta) or not 0.0 <= self.plausibility_beta < 1.0
         ):
             bad(f"plausibility_beta must be in [0, 1) or None, got {self.plausibility_beta!r}")
-        if not isinstance(self.max_new_tokens, int) or isinstance(self.max_new_tokens, bool) or self.max_new_tokens < 1:
+        if (
+            not isinstance(self.max_new_tokens, int)
+            or isinstance(self.max_new_tokens, bool)
+            or self.max_new_tokens < 1
+        ):
             bad(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
         if not _is_number(self.temperature) or self.temperature <= 0:
             bad(f"temperature must be > 0, got {self.temperature!r}")
@@ -95,7 +103,9 @@ class DecodingOptions:
             bad(f"stop must be a list of non-empty strings, got {self.stop!r}")
         if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
             bad(f"seed must be an integer or None, got {self.seed!r}")
-        if self.row_chunk_size is not None and (not isinstance(self.row_chunk_size, int) or self.row_chunk_size < 1):
+        if self.row_chunk_size is not None and (
+            not isinstance(self.row_chunk_size, int) or self.row_chunk_size < 1
+        ):
             bad(f"row_chunk_size must be an integer >= 1 or None, got {self.row_chunk_size!r}")
 
     def as_settings(self) -> dict[str, Any]:

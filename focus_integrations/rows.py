@@ -40,10 +40,15 @@ def mask_images(
         return make_noise(images[slot], options.noise, options.noise_scale, rng)
 
     if options.fresh_noise:
-        rows = [[img if clean else noise_for(j) for j, (img, clean) in enumerate(zip(images, mask))] for mask in masks]
+        rows = [
+            [img if clean else noise_for(j) for j, (img, clean) in enumerate(zip(images, mask))]
+            for mask in masks
+        ]
         return RowImages(rows, list(images), None)
     shared = [noise_for(j) for j in range(len(images))]
-    rows = [[img if clean else shared[j] for j, (img, clean) in enumerate(zip(images, mask))] for mask in masks]
+    rows = [
+        [img if clean else shared[j] for j, (img, clean) in enumerate(zip(images, mask))] for mask in masks
+    ]
     return RowImages(rows, list(images), shared)
 
 
@@ -52,7 +57,11 @@ def encode_rows(
 ) -> dict[str, Any]:
     """Processor outputs for ``len(row_images)`` copies of ``prompt``, one image list per row."""
     n_rows = len(row_images)
-    kwargs: dict[str, Any] = {"text": [prompt] * n_rows, "return_tensors": "pt", "add_special_tokens": add_special_tokens}
+    kwargs: dict[str, Any] = {
+        "text": [prompt] * n_rows,
+        "return_tensors": "pt",
+        "add_special_tokens": add_special_tokens,
+    }
     if row_images and row_images[0]:
         kwargs["images"] = [list(images) for images in row_images]
     return dict(processor(**kwargs))

@@ -1,0 +1,420 @@
+"""``FocusDecoder``: the public API. Messages -> images + chat -> masked rows -> lockstep decode -> text."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from focus_integrations.decode import RowGroup, lockstep_tokens
+from focus_integrations.errors import ContextLengthError, NoImageError, PromptError, UnsupportedModelError
+from focus_integrations.families import FamilySpec, family_of
+from focus_integrations.logits import LogitsRule, TokenChooser, build_rule
+from focus_integrations.messages import Conversation, from_prompt, prepare
+from focus_integrations.options import DecodingOptions
+from focus_integrations.outputs import GenerationOutput, Usage
+from focus_integrations.rows import encode_rows, mask_images
+from focus_integrations.scoring import score_candidates
+from focus_integrations.text import IncrementalDetokenizer
+
+
+@dataclass
+class _Request:
+    """One request, prepared: the rendered prompt, its rule and its row groups (not yet run)."""
+
+    options: DecodingOptions
+    rule: LogitsRule
+    groups: list[RowGroup]
+    prompt_ids: torch.Tensor
+    n_images: int
+    max_new_tokens: int
+
+    @property
+    def prompt_length(self) -> int:
+        return int(self.prompt_ids.shape[0])
+
+    def settings(self) -> dict[str, Any]:
+        return self.options.as_settings() | {
+            "rule": self.rule.name,
+            "n_images": self.n_images,
+            "n_rows": self.rule.n_rows,
+        }
+
+
+class FocusDecoder:
+    """FOCUS (and vanilla / VCD) decoding around a Hugging Face image-text-to-text model.
+
+    ``FocusDecoder(model, processor, **defaults)`` wraps objects you loaded; ``FocusDecoder.from_pretrained``
+    loads them. ``defaults`` are :class:`DecodingOptions` fields used when a call does not set them.
+    Calls are serialised with a lock: one model object cannot run two requests at once.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        processor: Any,
+        *,
+        model_name: str | None = None,
+        allow_remote_images: bool = False,
+        **defaults: Any,
+    ) -> None:
+        if not hasattr(model, "get_image_features") and not hasattr(
+            getattr(model, "model", None), "get_image_features"
+        ):
+            raise UnsupportedModelError(
+                f"{type(model).__name__} is not a vision-language model (no image features)"
+            )
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.model_name = model_name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.allow_remote_images = allow_remote_images
+        self.family: FamilySpec = family_of(model)
+        DecodingOptions.resolve(**defaults)  # fail early on bad defaults
+        self.defaults = dict(defaults)
+        self.eos_token_ids = self._eos_token_ids()
+        self.context_length = self._context_length()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        device_map: str | dict[str, Any] | None = None,
+        local_files_only: bool | None = None,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        **defaults: Any,
+    ) -> FocusDecoder:
+        """Load a checkpoint (hub id or local folder). Offline, a missing checkpoint raises ModelNotFoundError."""
+        from focus_integrations.loading import load_model_and_processor
+
+        model, processor = load_model_and_processor(
+            name_or_path,
+            device=device,
+            dtype=dtype,
+            device_map=device_map,
+            local_files_only=local_files_only,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+        )
+        return cls(model, processor, model_name=os.fspath(name_or_path), **defaults)
+
+    # ----------------------------------------------------------------------------------------------- public
+
+    def generate(
+        self,
+        images: Sequence[Any] | None = None,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[dict[str, Any]] | None = None,
+        system: str | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        **options: Any,
+    ) -> GenerationOutput:
+        """Decode a full answer. See :class:`DecodingOptions` for ``options``."""
+        stream = self.stream(images, prompt, messages=messages, system=system, tools=tools, **options)
+        for _ in stream:
+            pass
+        return stream.output
+
+    def stream(
+        self,
+        images: Sequence[Any] | None = None,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[dict[str, Any]] | None = None,
+        system: str | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        **options: Any,
+    ) -> TextStream:
+        """Like ``generate``, as an iterator of text deltas; ``.output`` holds the result once exhausted."""
+        resolved = DecodingOptions.resolve(**(self.defaults | options))
+        conversation = self._conversation(images, prompt, messages, system)
+        return TextStream(self, conversation, tools, resolved)
+
+    def score(
+        self,
+        images: Sequence[Any] | None = None,
+        prompt: str | None = None,
+        *,
+        candidates: Sequence[str],
+        messages: Sequence[dict[str, Any]] | None = None,
+        system: str | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        **options: Any,
+    ) -> list[float]:
+        """Total log-probability of each candidate answer right after the prompt, under the logits rule."""
+        return [
+            sum(t)
+            for t in self.score_tokens(
+                images,
+                prompt,
+                candidates=candidates,
+                messages=messages,
+                system=system,
+                tools=tools,
+                **options,
+            )
+        ]
+
+    def score_tokens(
+        self,
+        images: Sequence[Any] | None = None,
+        prompt: str | None = None,
+        *,
+        candidates: Sequence[str],
+        messages: Sequence[dict[str, Any]] | None = None,
+        system: str | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        **options: Any,
+    ) -> list[list[float]]:
+        """Per-token log-probabilities of each candidate (tokenised on its own, no special tokens)."""
+        if isinstance(candidates, str) or not candidates:
+            raise PromptError("candidates must be a non-empty list of strings")
+        candidate_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in candidates]
+        for text, ids in zip(candidates, candidate_ids):
+            if not ids:
+                raise PromptError(f"candidate {text!r} tokenises to nothing")
+        resolved = DecodingOptions.resolve(**(self.defaults | options))
+        conversation = self._conversation(images, prompt, messages, system)
+        with self._lock:
+            request = self._request(conversation, tools, resolved)
+            return self._with_memory_fallback(
+                request, lambda groups: score_candidates(groups, request.rule, candidate_ids)
+            )
+
+    def render_prompt(
+        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None
+    ) -> str:
+        """The chat template applied to ``messages`` (with a generation prompt), as text."""
+        return self._render(prepare(messages, allow_remote_images=self.allow_remote_images), tools)
+
+    def count_tokens(
+        self, text_or_messages: str | Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None
+    ) -> int:
+        """Tokens of a text, or of a whole chat prompt including its image tokens."""
+        if isinstance(text_or_messages, str):
+            return len(self.tokenizer(text_or_messages, add_special_tokens=False)["input_ids"])
+        conversation = prepare(text_or_messages, allow_remote_images=self.allow_remote_images)
+        prompt = self._render(conversation, tools)
+        inputs = encode_rows(
+            self.processor, prompt, [conversation.images], add_special_tokens=self._add_special_tokens(prompt)
+        )
+        return int(inputs["input_ids"].shape[1])
+
+    # ----------------------------------------------------------------------------------------------- internals
+
+    def _conversation(
+        self, images: Any, prompt: str | None, messages: Any, system: str | None
+    ) -> Conversation:
+        if messages is not None and (prompt is not None or images is not None):
+            raise PromptError("pass either messages, or images and prompt, not both")
+        if messages is None:
+            if prompt is None:
+                raise PromptError("pass a prompt (with images) or messages")
+            if isinstance(images, (str, bytes)) or (images is not None and not isinstance(images, Sequence)):
+                images = [images]
+            messages = from_prompt(images, prompt, system)
+        conversation = prepare(messages, allow_remote_images=self.allow_remote_images)
+        if not conversation.images:
+            raise NoImageError("the request holds no image; FOCUS decodes questions about images")
+        return conversation
+
+    def _render(self, conversation: Conversation, tools: Sequence[dict[str, Any]] | None) -> str:
+        kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
+        if tools:
+            kwargs["tools"] = list(tools)
+        try:
+            return self.processor.apply_chat_template(conversation.messages, **kwargs)
+        except Exception as err:  # jinja errors, missing template: all mean "this chat cannot be rendered"
+            raise PromptError(f"the model's chat template could not render these messages: {err}") from None
+
+    def _add_special_tokens(self, prompt: str) -> bool:
+        # A template that already writes BOS (Gemma3) must not get a second one from the tokenizer.
+        bos = getattr(self.tokenizer, "bos_token", None)
+        return not (bos and prompt.startswith(bos))
+
+    def _request(self, conversation: Conversation, tools: Any, options: DecodingOptions) -> _Request:
+        prompt = self._render(conversation, tools)
+        rule = build_rule(options, len(conversation.images))
+        rng = np.random.default_rng(options.seed)
+        row_images = mask_images(conversation.images, rule.row_masks, options, rng)
+        chunk = options.row_chunk_size or rule.n_rows
+        add_special = self._add_special_tokens(prompt)
+        groups: list[RowGroup] = []
+        for start in range(0, rule.n_rows, chunk):
+            try:
+                inputs = encode_rows(
+                    self.processor,
+                    prompt,
+                    row_images.rows[start : start + chunk],
+                    add_special_tokens=add_special,
+                )
+            except (ValueError, TypeError, IndexError, KeyError) as err:
+                raise PromptError(
+                    f"the processor could not encode this prompt and its images: {err}"
+                ) from None
+            groups.append(RowGroup(self.model, self.family, inputs))
+        prompt_ids = groups[0].inputs["input_ids"][0]
+        prompt_length = int(prompt_ids.shape[0])
+        if prompt_length >= self.context_length:
+            raise ContextLengthError(
+                f"the prompt needs {prompt_length} tokens ({len(conversation.images)} images) but the model's "
+                f"context holds {self.context_length}"
+            )
+        max_new = min(options.max_new_tokens, self.context_length - prompt_length)
+        return _Request(options, rule, groups, prompt_ids, len(conversation.images), max_new)
+
+    def _with_memory_fallback(self, request: _Request, run: Any) -> Any:
+        """Run; on out-of-memory with all rows in one batch, retry with the rows in smaller groups."""
+        try:
+            return run(request.groups)
+        except torch.OutOfMemoryError:
+            if len(request.groups) > 1 or request.rule.n_rows == 1:
+                raise
+        _empty_device_cache(self.model)
+        inputs = request.groups[0].inputs
+        half = max(1, request.rule.n_rows // 2)
+        groups = [
+            RowGroup(
+                self.model,
+                self.family,
+                {k: _rows_slice(v, start, half, request.rule.n_rows) for k, v in inputs.items()},
+            )
+            for start in range(0, request.rule.n_rows, half)
+        ]
+        request.groups = groups
+        return run(groups)
+
+    def _eos_token_ids(self) -> set[int]:
+        ids: set[int] = set()
+        config = getattr(self.model, "generation_config", None)
+        eos = getattr(config, "eos_token_id", None) if config is not None else None
+        for value in eos if isinstance(eos, (list, tuple)) else [eos]:
+            if isinstance(value, int):
+                ids.add(value)
+        if getattr(self.tokenizer, "eos_token_id", None) is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        return ids
+
+    def _context_length(self) -> int:
+        config = self.model.config
+        text_config = getattr(config, "text_config", None) or config
+        for source in (text_config, config):
+            value = getattr(source, "max_position_embeddings", None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 1 << 30
+
+
+def _empty_device_cache(model: torch.nn.Module) -> None:
+    if next(model.parameters()).device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _rows_slice(value: Any, start: int, size: int, n_rows: int) -> Any:
+    """Rows [start, start + size) of a processor output that is batched over ``n_rows`` rows."""
+    if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == n_rows:
+        return value[start : start + size]
+    if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] % n_rows == 0:
+        per_row = value.shape[0] // n_rows
+        return value[start * per_row : (start + size) * per_row]
+    return value
+
+
+class TextStream:
+    """Iterator of text deltas for one request; ``output`` is the :class:`GenerationOutput` when done.
+
+    The decoder's lock is held from the first ``next()`` until the stream ends or is closed.
+    """
+
+    def __init__(
+        self, decoder: FocusDecoder, conversation: Conversation, tools: Any, options: DecodingOptions
+    ) -> None:
+        self._decoder = decoder
+        self._conversation = conversation
+        self._tools = tools
+        self._options = options
+        self._output: GenerationOutput | None = None
+        self._iterator = self._run()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        self._iterator.close()
+
+    @property
+    def output(self) -> GenerationOutput:
+        if self._output is None:
+            raise RuntimeError("the stream has not finished yet: iterate it to the end first")
+        return self._output
+
+    def _run(self) -> Iterator[str]:
+        decoder, options = self._decoder, self._options
+        with decoder._lock:
+            request = decoder._request(self._conversation, self._tools, options)
+            generator = torch.Generator(device=request.groups[0].device)
+            generator.manual_seed(options.seed if options.seed is not None else torch.seed())
+            chooser = TokenChooser(options, generator)
+            detok = IncrementalDetokenizer(decoder.tokenizer, options.stop)
+            token_ids: list[int] = []
+            finish_reason = "length"
+
+            def tokens(groups: list[RowGroup]) -> Iterator[int]:
+                return lockstep_tokens(
+                    groups,
+                    request.rule,
+                    chooser,
+                    request.prompt_ids,
+                    decoder.eos_token_ids,
+                    request.max_new_tokens,
+                )
+
+            token_iter = decoder._with_memory_fallback(request, lambda groups: _primed(tokens(groups)))
+            for token in token_iter:
+                token_ids.append(token)
+                if token in decoder.eos_token_ids:
+                    finish_reason = "stop"
+                    break
+                delta = detok.push(token)
+                if delta:
+                    yield delta
+                if detok.stopped:
+                    finish_reason = "stop"
+                    break
+            tail = detok.flush()
+            if tail:
+                yield tail
+            self._output = GenerationOutput(
+                text=detok.text,
+                token_ids=token_ids,
+                usage=Usage(request.prompt_length, len(token_ids)),
+                finish_reason=finish_reason,
+                stop_sequence=detok.stop_sequence,
+                settings=request.settings() | {"max_new_tokens": request.max_new_tokens},
+            )
+
+
+def _primed(iterator: Iterator[int]) -> Iterator[int]:
+    """Run the prefill (the first ``next``) now, so an out-of-memory error surfaces inside the fallback."""
+    first = next(iterator, None)
+
+    def chain() -> Iterator[int]:
+        if first is not None:
+            yield first
+        yield from iterator
+
+    return chain()
