@@ -1,0 +1,445 @@
+"""``FocusMultiModalLLM``: a LlamaIndex LLM that answers over images with FOCUS decoding.
+
+It subclasses :class:`llama_index.core.llms.LLM` (not ``CustomLLM``, whose ``chat`` flattens messages to text and
+drops the images, and whose async methods block the event loop). It is a chat model: core engines since 0.14
+(``RetrieverQueryEngine.from_args(..., multimodal=True)``, chat engines, agents) call ``chat`` /
+``stream_chat`` with ``ImageBlock``s. The older ``MultiModalLLM`` calling convention
+``complete(prompt, image_documents=[...])`` is accepted too, without inheriting ``MultiModalLLM`` (its
+incompatible ``complete`` signature and ``__init_subclass__`` callback wrapping would fight ``LLM``'s).
+
+Async methods run the engine in a worker thread and pass deltas back through an ``asyncio.Queue``: the event
+loop never waits on the model, and cancelling the awaiting task stops the decode at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationError
+from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.llm import LLM
+
+from focus_integrations.errors import InvalidOptionError
+from focus_integrations.llama_index.conversion import (
+    ImageDocumentLike,
+    chat_messages_to_engine,
+    prompt_to_engine,
+)
+
+if TYPE_CHECKING:
+    from focus_integrations.decoder import FocusDecoder
+    from focus_integrations.options import DecodingOptions
+    from focus_integrations.outputs import GenerationOutput
+
+# The engine options (docs/architecture.md) mirrored as fields; per-call kwargs override them.
+ENGINE_OPTION_FIELDS: tuple[str, ...] = (
+    "mode",
+    "alpha",
+    "noise",
+    "noise_scale",
+    "fresh_noise",
+    "plausibility_beta",
+    "max_new_tokens",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "stop",
+    "seed",
+    "row_chunk_size",
+)
+
+MessageBuilder = Callable[[], list[dict[str, Any]]]
+
+
+class FocusMultiModalLLM(LLM):
+    """A local Hugging Face vision-language model decoded with FOCUS, as a LlamaIndex chat LLM.
+
+    Build it from a checkpoint (hub id or local folder) or from an existing
+    :class:`~focus_integrations.FocusDecoder` (share one decoder between adapters: it holds the model)::
+
+        llm = FocusMultiModalLLM("Qwen/Qwen2.5-VL-3B-Instruct", alpha=0.1, max_new_tokens=128)
+        llm = FocusMultiModalLLM(decoder=dec, mode="vanilla")
+
+    Per-call keyword arguments to any chat/complete method override the decoding fields for that call
+    (``llm.chat(messages, max_new_tokens=16, seed=0)``); unknown names raise ``InvalidOptionError``.
+    Responses carry ``raw = {"usage": {...}, "finish_reason", "stop_sequence", "settings", "model"}``
+    (``settings["n_images"]`` is the number of images the engine decoded over) and the token counts in
+    ``additional_kwargs`` (``prompt_tokens`` / ``completion_tokens`` / ``total_tokens``). Streams yield the
+    cumulative text with each ``delta`` and end with one response whose ``delta`` is ``""`` and whose ``raw``
+    holds the final usage.
+    """
+
+    model: str | None = Field(default=None, description="Hub id or local folder of the checkpoint.")
+    device: str | None = Field(
+        default=None, description="Device to load the model on (cpu, cuda, cuda:1, ...)."
+    )
+    dtype: str | None = Field(default=None, description="torch dtype name (float32, bfloat16, auto, ...).")
+    device_map: str | None = Field(default=None, description="accelerate device map, e.g. 'auto'.")
+    local_files_only: bool | None = Field(
+        default=None, description="Never reach the Hub (None: follow HF_HUB_OFFLINE)."
+    )
+    trust_remote_code: bool = Field(default=False, description="Allow checkpoint code to run.")
+
+    # Decoding fields: only the ones you set are sent; the rest fall back to the decoder's own defaults.
+    mode: str = Field(default="focus", description="Logits rule: focus, vanilla or vcd.")
+    alpha: float | None = Field(default=None, description="Contrast weight (None: 0.1 focus, 1.0 vcd).")
+    noise: str | None = Field(default=None, description="Noise mode name (None: the mode's default).")
+    noise_scale: float | None = Field(default=None, description="Noise strength in [0, 1].")
+    fresh_noise: bool = Field(
+        default=False, description="New noise per row (reference code) or one per slot."
+    )
+    plausibility_beta: float | None = Field(default=None, description="VCD plausibility cutoff.")
+    max_new_tokens: int = Field(default=256, description="Tokens to generate at most.")
+    do_sample: bool = Field(default=False, description="Sample from the combined logits (else greedy).")
+    temperature: float = Field(default=1.0, description="Sampling temperature on the combined logits.")
+    top_k: int | None = Field(default=None, description="Top-k sampling cutoff.")
+    top_p: float | None = Field(default=None, description="Nucleus sampling cutoff.")
+    repetition_penalty: float = Field(default=1.0, description="Repetition penalty on the combined logits.")
+    stop: list[str] = Field(default_factory=list, description="Stop strings (not included in the text).")
+    seed: int | None = Field(default=None, description="Seed for noise and sampling.")
+    row_chunk_size: int | None = Field(default=None, description="Max rows per forward pass.")
+
+    allow_remote_images: bool = Field(
+        default=False, description="Fetch http(s) image URLs (refused with RemoteImageError otherwise)."
+    )
+    context_window: int | None = Field(
+        default=None, description="Override the context window read from the model config."
+    )
+
+    _decoder: FocusDecoder = PrivateAttr()
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        decoder: FocusDecoder | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if (model is None) == (decoder is None):
+            raise InvalidOptionError("pass exactly one of model=<hub id or folder> or decoder=<FocusDecoder>")
+        try:
+            super().__init__(model=os.fspath(model) if model is not None else None, **kwargs)
+        except ValidationError as err:  # a wrongly typed field: report it as the library's option error
+            raise InvalidOptionError(f"invalid FocusMultiModalLLM argument: {err}") from None
+        from focus_integrations.options import DecodingOptions
+
+        # Fail on a bad option value before loading any weights, not at the first query.
+        DecodingOptions.resolve(**self._explicit_options())
+        if decoder is None:
+            from focus_integrations.decoder import FocusDecoder
+
+            decoder = FocusDecoder.from_pretrained(
+                self.model,
+                device=self.device,
+                dtype=self.dtype,
+                device_map=self.device_map,
+                local_files_only=self.local_files_only,
+                trust_remote_code=self.trust_remote_code,
+            )
+        self._decoder = decoder
+
+    @classmethod
+    def class_name(cls) -> str:
+        # "multi" in the name keeps MultiModalVectorStoreIndex.as_query_engine from warning.
+        return "focus_multi_modal_llm"
+
+    @property
+    def decoder(self) -> FocusDecoder:
+        """The engine this LLM decodes with (share it with other adapters)."""
+        return self._decoder
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(
+            context_window=self.context_window or _context_window(self._decoder),
+            num_output=self.effective_options().max_new_tokens,
+            is_chat_model=True,
+            is_function_calling_model=False,
+            model_name=self._decoder.model_name,
+            system_role=MessageRole.SYSTEM,
+        )
+
+    # ----- options and conversion -------------------------------------------------------------------------
+
+    def _explicit_options(self) -> dict[str, Any]:
+        """The decoding fields the user set (at construction or by assignment); the rest stay the decoder's."""
+        return {name: getattr(self, name) for name in ENGINE_OPTION_FIELDS if name in self.model_fields_set}
+
+    def _resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Options for one call: explicit fields, then per-call overrides; validated against the decoder's."""
+        from focus_integrations.options import DecodingOptions
+
+        options = self._explicit_options() | overrides
+        DecodingOptions.resolve(**(self._decoder.defaults | options))  # raises InvalidOptionError, by name
+        return options
+
+    def effective_options(self, **overrides: Any) -> DecodingOptions:
+        """The :class:`~focus_integrations.DecodingOptions` a call with ``overrides`` would decode with."""
+        from focus_integrations.options import DecodingOptions
+
+        return DecodingOptions.resolve(**(self._decoder.defaults | self._explicit_options() | overrides))
+
+    def _chat_builder(self, messages: Sequence[ChatMessage]) -> MessageBuilder:
+        return lambda: chat_messages_to_engine(messages, allow_remote_images=self.allow_remote_images)
+
+    def _prompt_builder(
+        self, prompt: str, formatted: Any, image_documents: Sequence[ImageDocumentLike] | None
+    ) -> MessageBuilder:
+        # MultiModalLLM's signature is complete(prompt, image_documents): accept the list positionally too.
+        if not isinstance(formatted, bool):
+            if image_documents is not None:
+                raise InvalidOptionError("image_documents given twice (positionally and by keyword)")
+            image_documents = formatted
+        return lambda: prompt_to_engine(
+            prompt,
+            image_documents,
+            system_prompt=self.system_prompt,
+            allow_remote_images=self.allow_remote_images,
+        )
+
+    # ----- engine calls -----------------------------------------------------------------------------------
+
+    def _generate(self, build: MessageBuilder, overrides: dict[str, Any]) -> GenerationOutput:
+        options = self._resolve_options(overrides)
+        return self._decoder.generate(messages=build(), **options)
+
+    def _stream(
+        self, build: MessageBuilder, overrides: dict[str, Any]
+    ) -> Iterator[tuple[str, GenerationOutput | None]]:
+        """Yield ``(delta, None)`` per piece of text, then ``("", output)`` once the engine is done."""
+        options = self._resolve_options(overrides)
+        # Images are loaded before the first yield, so a bad image raises at the first next().
+        messages = build()
+        stream = self._decoder.stream(messages=messages, **options)
+        try:
+            for delta in stream:
+                if delta:
+                    yield delta, None
+            yield "", stream.output
+        finally:
+            # Closing an unfinished engine stream releases the decoder lock when the consumer stops early.
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    async def _astream(
+        self, build: MessageBuilder, overrides: dict[str, Any]
+    ) -> AsyncIterator[tuple[str, GenerationOutput | None]]:
+        """Async ``_stream``: the engine runs in a worker thread; deltas cross over through a queue."""
+        options = self._resolve_options(overrides)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stop = threading.Event()
+
+        def post(item: tuple[str, Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop may be closed if the consumer went away
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                # closing(): a consumer that went away stops the decode at the next token and frees the lock.
+                with contextlib.closing(self._stream(build, options)) as items:
+                    for item in items:
+                        if stop.is_set():
+                            return
+                        post(("item", item))
+                post(("end", None))
+            except BaseException as err:  # re-raised in the consumer's task
+                post(("error", err))
+
+        loop.run_in_executor(None, work)
+        try:
+            while True:
+                kind, payload = await queue.get()
+                if kind == "item":
+                    yield payload
+                elif kind == "error":
+                    raise payload
+                else:
+                    break
+        finally:
+            stop.set()
+
+    # ----- responses --------------------------------------------------------------------------------------
+
+    def _raw(self, output: GenerationOutput) -> dict[str, Any]:
+        usage = output.usage
+        return {
+            "usage": {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "total_tokens": usage.total_tokens,
+            },
+            "finish_reason": output.finish_reason,
+            "stop_sequence": output.stop_sequence,
+            "settings": dict(output.settings),
+            "model": self._decoder.model_name,
+        }
+
+    @staticmethod
+    def _token_counts(output: GenerationOutput) -> dict[str, int]:
+        return {
+            "prompt_tokens": output.usage.input_tokens,
+            "completion_tokens": output.usage.output_tokens,
+            "total_tokens": output.usage.total_tokens,
+        }
+
+    def _chat_response(self, text: str, delta: str | None, output: GenerationOutput | None) -> ChatResponse:
+        return ChatResponse(
+            message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
+            delta=delta,
+            raw=self._raw(output) if output is not None else None,
+            additional_kwargs=self._token_counts(output) if output is not None else {},
+        )
+
+    def _completion_response(
+        self, text: str, delta: str | None, output: GenerationOutput | None
+    ) -> CompletionResponse:
+        return CompletionResponse(
+            text=text,
+            delta=delta,
+            raw=self._raw(output) if output is not None else None,
+            additional_kwargs=self._token_counts(output) if output is not None else {},
+        )
+
+    # ----- sync endpoints ---------------------------------------------------------------------------------
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        output = self._generate(self._chat_builder(messages), kwargs)
+        return self._chat_response(output.text, None, output)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        self._resolve_options(kwargs)  # bad options raise here, not at the first next()
+        build = self._chat_builder(messages)
+
+        def gen() -> ChatResponseGen:
+            text = ""
+            with contextlib.closing(self._stream(build, kwargs)) as items:
+                for delta, output in items:
+                    text += delta
+                    yield self._chat_response(text, delta, output)
+
+        return gen()
+
+    @llm_completion_callback()
+    def complete(
+        self,
+        prompt: str,
+        formatted: bool = False,
+        *,
+        image_documents: Sequence[ImageDocumentLike] | None = None,
+        **kwargs: Any,
+    ) -> CompletionResponse:
+        output = self._generate(self._prompt_builder(prompt, formatted, image_documents), kwargs)
+        return self._completion_response(output.text, None, output)
+
+    @llm_completion_callback()
+    def stream_complete(
+        self,
+        prompt: str,
+        formatted: bool = False,
+        *,
+        image_documents: Sequence[ImageDocumentLike] | None = None,
+        **kwargs: Any,
+    ) -> CompletionResponseGen:
+        self._resolve_options(kwargs)
+        build = self._prompt_builder(prompt, formatted, image_documents)
+
+        def gen() -> CompletionResponseGen:
+            text = ""
+            with contextlib.closing(self._stream(build, kwargs)) as items:
+                for delta, output in items:
+                    text += delta
+                    yield self._completion_response(text, delta, output)
+
+        return gen()
+
+    # ----- async endpoints --------------------------------------------------------------------------------
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        text, final = "", None
+        async for delta, output in self._astream(self._chat_builder(messages), kwargs):
+            text += delta
+            final = output or final
+        return self._chat_response(text if final is None else final.text, None, final)
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        self._resolve_options(kwargs)
+        build = self._chat_builder(messages)
+
+        async def gen() -> ChatResponseAsyncGen:
+            text = ""
+            async for delta, output in self._astream(build, kwargs):
+                text += delta
+                yield self._chat_response(text, delta, output)
+
+        return gen()
+
+    @llm_completion_callback()
+    async def acomplete(
+        self,
+        prompt: str,
+        formatted: bool = False,
+        *,
+        image_documents: Sequence[ImageDocumentLike] | None = None,
+        **kwargs: Any,
+    ) -> CompletionResponse:
+        text, final = "", None
+        async for delta, output in self._astream(
+            self._prompt_builder(prompt, formatted, image_documents), kwargs
+        ):
+            text += delta
+            final = output or final
+        return self._completion_response(text if final is None else final.text, None, final)
+
+    @llm_completion_callback()
+    async def astream_complete(
+        self,
+        prompt: str,
+        formatted: bool = False,
+        *,
+        image_documents: Sequence[ImageDocumentLike] | None = None,
+        **kwargs: Any,
+    ) -> CompletionResponseAsyncGen:
+        self._resolve_options(kwargs)
+        build = self._prompt_builder(prompt, formatted, image_documents)
+
+        async def gen() -> CompletionResponseAsyncGen:
+            text = ""
+            async for delta, output in self._astream(build, kwargs):
+                text += delta
+                yield self._completion_response(text, delta, output)
+
+        return gen()
+
+
+def _context_window(decoder: FocusDecoder) -> int:
+    """The decoder's context length (text model positions); LlamaIndex's default when the config has none."""
+    length = getattr(decoder, "context_length", None)
+    # The engine reports 2**30 for configs without a position limit: not a number to budget prompts with.
+    if isinstance(length, int) and 0 < length < (1 << 30):
+        return length
+    return DEFAULT_CONTEXT_WINDOW
