@@ -35,7 +35,7 @@ from focus_integrations.store.image_store import (
     index_text,
     validate_collection_name,
 )
-from focus_integrations.store.sidecars import SidecarError
+from focus_integrations.store.sidecars import SidecarError, bundled_catalog_path
 
 __all__ = [
     "ImageStore",
@@ -62,4 +62,5 @@ __all__ = [
     "RecordNotFoundError",
     "StoreConnectionError",
     "SidecarError",
+    "bundled_catalog_path",
 ]

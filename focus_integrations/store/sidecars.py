@@ -91,3 +91,8 @@ def _add_entry(entries: dict[str, SidecarEntry], item: Any, origin: str) -> None
         caption=None if caption is None else str(caption),
         metadata=fields,
     )
+
+
+def bundled_catalog_path() -> Path:
+    """Folder of the bundled toy product catalog (24 easy-vqa shapes dressed as products, with catalog.json)."""
+    return Path(__file__).resolve().parent.parent / "assets" / "catalog"
