@@ -26,8 +26,14 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "focus_integrations" / "asse
 
 # easy-vqa draws each shape in one PIL named colour on a light background.
 _NAMED_RGB = {
-    "red": (255, 0, 0), "green": (0, 128, 0), "blue": (0, 0, 255), "black": (0, 0, 0), "gray": (128, 128, 128),
-    "teal": (0, 128, 128), "brown": (165, 42, 42), "yellow": (255, 255, 0),
+    "red": (255, 0, 0),
+    "green": (0, 128, 0),
+    "blue": (0, 0, 255),
+    "black": (0, 0, 0),
+    "gray": (128, 128, 128),
+    "teal": (0, 128, 128),
+    "brown": (165, 42, 42),
+    "yellow": (255, 255, 0),
 }
 
 
@@ -88,7 +94,7 @@ def read_easy_vqa(split: str) -> dict[int, dict[str, str]]:
     # Images whose questions leave a value open get it from the pixels; the pixel reading is checked against
     # every image the questions do label, so a wrong reading fails the build instead of mislabelling.
     disagreements = 0
-    for image_id, entry in labels.items():
+    for entry in labels.values():
         seen = pixel_labels(entry["path"])
         for key in ("color", "shape"):
             if key not in entry:
@@ -101,7 +107,9 @@ def read_easy_vqa(split: str) -> dict[int, dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--val-fraction", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=0)
@@ -123,8 +131,13 @@ def main(argv: list[str] | None = None) -> None:
         name = f"{image_id}.png"
         shutil.copyfile(entry["path"], image_dir / name)
         records.append(
-            {"id": image_id, "file": f"images/{name}", "color": entry["color"], "shape": entry["shape"],
-             "split": split_of[image_id]}
+            {
+                "id": image_id,
+                "file": f"images/{name}",
+                "color": entry["color"],
+                "shape": entry["shape"],
+                "split": split_of[image_id],
+            }
         )
     meta = {
         "source": "easy-vqa 1.0 (PyPI, MIT licence, https://github.com/vzhou842/easy-VQA), test split",

@@ -164,7 +164,10 @@ def build_model(tokenizer, seed: int, text_hidden: int, text_layers: int):
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
     model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False, max_new_tokens=8
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
+        max_new_tokens=8,
     )
     return model
 
@@ -202,7 +205,9 @@ def load_bank(split: str, limit: int | None = None, ids: list[int] | None = None
     if limit is not None:
         chosen = chosen[:limit]
     arrays = np.stack([np.asarray(Image.open(labels[i]["path"]).convert("RGB")) for i in chosen])
-    return ImageBank(normalise(arrays), [labels[i]["color"] for i in chosen], [labels[i]["shape"] for i in chosen])
+    return ImageBank(
+        normalise(arrays), [labels[i]["color"] for i in chosen], [labels[i]["shape"] for i in chosen]
+    )
 
 
 def noise_pixels(count: int, rng: np.random.Generator, mode: str | None = None) -> torch.Tensor:
@@ -210,9 +215,7 @@ def noise_pixels(count: int, rng: np.random.Generator, mode: str | None = None) 
     modes = list(NOISE_MIX)
     picks = [mode] * count if mode else rng.choice(modes, size=count, p=list(NOISE_MIX.values()))
     blank = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3))
-    arrays = [
-        (np.clip(NOISE_MODES[m](blank, 1.0, rng), 0.0, 1.0) * 255).astype(np.uint8) for m in picks
-    ]
+    arrays = [(np.clip(NOISE_MODES[m](blank, 1.0, rng), 0.0, 1.0) * 255).astype(np.uint8) for m in picks]
     return normalise(np.stack(arrays)) if arrays else torch.zeros(0, 3, IMAGE_SIZE, IMAGE_SIZE)
 
 
@@ -416,7 +419,10 @@ def vision_stage(model, bank: ImageBank, steps: int, batch: int, seed: int, log)
         shape_y = torch.cat([shapes[picks[n_noise:]], torch.full((n_noise,), len(prompts.SHAPES))])
         hidden = tower(pixel_values=pixels).last_hidden_state
         logits = head(torch.cat([hidden[:, 0], hidden[:, 1:].mean(1)], -1))
-        color_logits, shape_logits = logits[:, : len(prompts.COLORS) + 1], logits[:, len(prompts.COLORS) + 1 :]
+        color_logits, shape_logits = (
+            logits[:, : len(prompts.COLORS) + 1],
+            logits[:, len(prompts.COLORS) + 1 :],
+        )
         loss = F.cross_entropy(color_logits, color_y) + F.cross_entropy(shape_logits, shape_y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -424,8 +430,10 @@ def vision_stage(model, bank: ImageBank, steps: int, batch: int, seed: int, log)
         if step % 50 == 0 or step == steps - 1:
             color_acc = (color_logits.argmax(-1) == color_y).float().mean().item()
             shape_acc = (shape_logits.argmax(-1) == shape_y).float().mean().item()
-            log(f"vision {step:5d} loss {loss.item():.3f} color {color_acc:.2f} shape {shape_acc:.2f} "
-                f"{time.time() - start:.0f}s")
+            log(
+                f"vision {step:5d} loss {loss.item():.3f} color {color_acc:.2f} shape {shape_acc:.2f} "
+                f"{time.time() - start:.0f}s"
+            )
 
 
 @torch.no_grad()
@@ -455,7 +463,9 @@ def quick_eval(model, encoder: Encoder, bank: ImageBank, samples: int, seed: int
             answers = run(examples)
             results[f"n{n}_{attribute}"] = float(np.mean([a == t for a, t in zip(answers, truth)]))
             if n > 1:
-                results[f"n{n}_leak"] = float(np.mean([a != t and a in o for a, t, o in zip(answers, truth, others)]))
+                results[f"n{n}_leak"] = float(
+                    np.mean([a != t and a in o for a, t, o in zip(answers, truth, others)])
+                )
     # Noise abstention at N=3: target slot noise, the others clean.
     examples, others = [], []
     for _ in range(samples):
@@ -472,7 +482,9 @@ def quick_eval(model, encoder: Encoder, bank: ImageBank, samples: int, seed: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True, help="where the final checkpoint is saved")
     parser.add_argument("--work-dir", type=Path, default=None, help="log and intermediate checkpoints")
     parser.add_argument("--seed", type=int, default=0)
@@ -513,12 +525,16 @@ def main(argv: list[str] | None = None) -> None:
     encoder = Encoder(processor)
     train = load_bank("train", limit=64 if args.smoke else None)
     # Monitoring uses the lab's validation images (never its test split).
-    lab_labels = json.loads((Path(__file__).resolve().parents[1] / "focus_integrations/assets/lab/labels.json").read_text())
+    lab_labels = json.loads(
+        (Path(__file__).resolve().parents[1] / "focus_integrations/assets/lab/labels.json").read_text()
+    )
     val_ids = [r["id"] for r in lab_labels["images"] if r["split"] == "val"]
     val = load_bank("test", ids=val_ids[:64] if args.smoke else val_ids)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"seed {args.seed} params {n_params} vocab {len(tokenizer)} train images {len(train.colors)} "
-        f"torch {torch.__version__} threads {torch.get_num_threads()} {platform.processor() or platform.machine()}")
+    log(
+        f"seed {args.seed} params {n_params} vocab {len(tokenizer)} train images {len(train.colors)} "
+        f"torch {torch.__version__} threads {torch.get_num_threads()} {platform.processor() or platform.machine()}"
+    )
 
     vision_stage(model, train, args.vision_steps, 8 if args.smoke else 128, args.seed, log)
     vision_seconds = time.time() - started
@@ -554,8 +570,10 @@ def main(argv: list[str] | None = None) -> None:
         running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
         if step % 50 == 0:
             rate = (time.time() - main_start) / (step + 1)
-            log(f"step {step:6d} loss {running:.4f} maxN {max_images_at(progress)} lr {lr_at(step):.2e} "
-                f"{rate:.2f}s/step elapsed {(time.time() - started) / 60:.1f} min")
+            log(
+                f"step {step:6d} loss {running:.4f} maxN {max_images_at(progress)} lr {lr_at(step):.2e} "
+                f"{rate:.2f}s/step elapsed {(time.time() - started) / 60:.1f} min"
+            )
         if (step + 1) % args.eval_every == 0 or step == args.steps - 1:
             metrics = quick_eval(model, encoder, val, args.eval_samples, args.seed + 3)
             history.append({"step": step + 1, **metrics})
