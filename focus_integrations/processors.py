@@ -197,31 +197,52 @@ def load_processor(name_or_path: str | os.PathLike[str], **from_pretrained_kwarg
     """Load a checkpoint's processor; fall back to its image-only class when videos cannot be supported.
 
     Tries ``AutoProcessor.from_pretrained`` first. If that fails because the video processor cannot be
-    built (no torchvision) and the checkpoint's processor class has a video slot, loads the image-only
-    subclass (see :func:`image_only_processor_class`) from the same files with the same kwargs.
+    built (no torchvision, or a folder saved without one) and the checkpoint's processor class has a video
+    slot, loads the image-only subclass (see :func:`image_only_processor_class`) from the same files with
+    the same kwargs. Hub ids resolve from the local cache only when ``HF_HUB_OFFLINE`` /
+    ``local_files_only`` say so, as with transformers itself.
 
     Raises:
-        ModelNotFoundError: the folder or hub repo (when offline: its cached files) does not exist.
-        UnsupportedModelError: the checkpoint has no processor usable without torchvision.
+        ModelNotFoundError: the folder or hub repo (when offline: its cached files) is missing or incomplete.
+        UnsupportedModelError: the checkpoint has no multimodal processor usable here (a text-only
+            tokenizer, or a processor that fails to build for another reason).
     """
     from transformers import AutoProcessor
 
+    where = str(name_or_path)
     try:
-        return AutoProcessor.from_pretrained(name_or_path, **from_pretrained_kwargs)
-    except Exception as error:  # classified below, re-raised with context
+        processor = AutoProcessor.from_pretrained(name_or_path, **from_pretrained_kwargs)
+    except Exception as error:  # classified below, re-raised with the cause attached
         auto_error = error
+    else:
+        return _require_image_processor(processor, where)
 
     class_name = _processor_class_name(name_or_path, **from_pretrained_kwargs)
     image_only = image_only_processor_class(class_name) if class_name else None
     if image_only is not None and _is_missing_video_backend(auto_error):
-        return image_only.from_pretrained(name_or_path, **from_pretrained_kwargs)
-    if isinstance(auto_error, OSError) or not (Path(name_or_path).exists() or class_name):
-        raise ModelNotFoundError(
-            f"cannot load a processor from {str(name_or_path)!r}: {auto_error}"
-        ) from auto_error
+        try:
+            processor = image_only.from_pretrained(name_or_path, **from_pretrained_kwargs)
+        except OSError as error:
+            raise ModelNotFoundError(f"cannot load the processor of {where!r}: {error}") from error
+        except Exception as error:
+            raise UnsupportedModelError(
+                f"cannot build the image-only {class_name} of {where!r}: {error}"
+            ) from error
+        return _require_image_processor(processor, where)
+    if isinstance(auto_error, OSError):
+        raise ModelNotFoundError(f"cannot load a processor from {where!r}: {auto_error}") from auto_error
     raise UnsupportedModelError(
-        f"cannot load the processor of {str(name_or_path)!r} ({class_name or 'unknown class'}): {auto_error}"
+        f"cannot load the processor of {where!r} ({class_name or 'unknown class'}): {auto_error}"
     ) from auto_error
+
+
+def _require_image_processor(processor: Any, where: str) -> Any:
+    # AutoProcessor falls back to a bare tokenizer for text-only checkpoints: not usable with images.
+    if getattr(processor, "image_processor", None) is None:
+        raise UnsupportedModelError(
+            f"{where!r} has no image processor ({type(processor).__name__}): not a vision-language checkpoint"
+        )
+    return processor
 
 
 __all__ = [

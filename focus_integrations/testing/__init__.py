@@ -11,8 +11,17 @@ from focus_integrations.testing.tiny_models import (
     RECIPE_VERSION,
     SIZES,
     build_checkpoint,
+    build_model_and_processor,
     tiny_cache_dir,
     tiny_checkpoint,
 )
 
-__all__ = ["FAMILIES", "RECIPE_VERSION", "SIZES", "build_checkpoint", "tiny_cache_dir", "tiny_checkpoint"]
+__all__ = [
+    "FAMILIES",
+    "RECIPE_VERSION",
+    "SIZES",
+    "build_checkpoint",
+    "build_model_and_processor",
+    "tiny_cache_dir",
+    "tiny_checkpoint",
+]

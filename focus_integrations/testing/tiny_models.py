@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from focus_integrations.errors import InvalidOptionError
+
 # Bump when a recipe changes: it is part of the cache folder name, so stale checkpoints are never reused.
 RECIPE_VERSION = 1
 
@@ -675,11 +677,11 @@ assert tuple(_RECIPES) == FAMILIES
 
 def _check_family(family: str, size: str) -> _Recipe:
     if family not in _RECIPES:
-        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+        raise InvalidOptionError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; expected one of {', '.join(SIZES)}")
+        raise InvalidOptionError(f"unknown size {size!r}; expected one of {', '.join(SIZES)}")
     if size == "bench" and family != "qwen2_5_vl":
-        raise ValueError(f"size='bench' exists only for qwen2_5_vl, not {family!r}")
+        raise InvalidOptionError(f"size='bench' exists only for qwen2_5_vl, not {family!r}")
     return _RECIPES[family]
 
 
@@ -692,19 +694,16 @@ def _processor_class(name: str) -> type:
     return image_only_processor_class(name) or getattr(transformers, name)
 
 
-def build_checkpoint(
-    family: str, path: str | os.PathLike[str], *, size: Size = "tiny", seed: int = 0
-) -> Path:
-    """Build a random checkpoint of ``family`` and save model, processor and generation config in ``path``.
+def build_model_and_processor(family: str, *, size: Size = "tiny", seed: int = 0) -> tuple[Any, Any]:
+    """Build (in memory) the random model (eval mode) and processor of ``family``; nothing is written.
 
-    Returns ``path`` as a Path. Deterministic for a given (family, size, seed) and library versions.
-    Raises ValueError for an unknown family or size.
+    Deterministic for a given (family, size, seed) and library versions; the global torch RNG is left as it
+    was. Raises InvalidOptionError for an unknown family or size.
     """
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
     recipe = _check_family(family, size)
-    path = Path(path)
     tokenizer = _build_tokenizer(recipe.tokens)
     config, image_processor, processor_kwargs = recipe.build(tokenizer, size)
     processor = _processor_class(recipe.processor_class)(
@@ -713,16 +712,28 @@ def build_checkpoint(
         chat_template=recipe.chat_template,
         **processor_kwargs,
     )
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config)
     model.eval()
+    # Explicit, so no library default (or sampling preset) sneaks in; EOS is the end-of-turn token.
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    return model, processor
+
+
+def build_checkpoint(
+    family: str, path: str | os.PathLike[str], *, size: Size = "tiny", seed: int = 0
+) -> Path:
+    """Build a random checkpoint of ``family`` and save model, processor and generation config in ``path``.
+
+    Returns ``path`` as a Path. See :func:`build_model_and_processor`.
+    """
+    model, processor = build_model_and_processor(family, size=size, seed=seed)
+    path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     processor.save_pretrained(path)
@@ -773,4 +784,12 @@ def tiny_checkpoint(family: str, *, size: Size = "tiny", seed: int = 0) -> Path:
     return target
 
 
-__all__ = ["FAMILIES", "RECIPE_VERSION", "SIZES", "build_checkpoint", "tiny_cache_dir", "tiny_checkpoint"]
+__all__ = [
+    "FAMILIES",
+    "RECIPE_VERSION",
+    "SIZES",
+    "build_checkpoint",
+    "build_model_and_processor",
+    "tiny_cache_dir",
+    "tiny_checkpoint",
+]
