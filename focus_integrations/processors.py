@@ -209,19 +209,23 @@ def load_processor(name_or_path: str | os.PathLike[str], **from_pretrained_kwarg
     """
     from transformers import AutoProcessor
 
-    where = str(name_or_path)
+    where = os.fspath(name_or_path)
+    if _looks_like_local_path(name_or_path):
+        where = os.path.expanduser(where)
+        if not Path(where).is_dir():
+            raise ModelNotFoundError(f"no checkpoint folder at {where!r}")
     try:
-        processor = AutoProcessor.from_pretrained(name_or_path, **from_pretrained_kwargs)
+        processor = AutoProcessor.from_pretrained(where, **from_pretrained_kwargs)
     except Exception as error:  # classified below, re-raised with the cause attached
         auto_error = error
     else:
         return _require_image_processor(processor, where)
 
-    class_name = _processor_class_name(name_or_path, **from_pretrained_kwargs)
+    class_name = _processor_class_name(where, **from_pretrained_kwargs)
     image_only = image_only_processor_class(class_name) if class_name else None
     if image_only is not None and _is_missing_video_backend(auto_error):
         try:
-            processor = image_only.from_pretrained(name_or_path, **from_pretrained_kwargs)
+            processor = image_only.from_pretrained(where, **from_pretrained_kwargs)
         except OSError as error:
             raise ModelNotFoundError(f"cannot load the processor of {where!r}: {error}") from error
         except Exception as error:
@@ -234,6 +238,18 @@ def load_processor(name_or_path: str | os.PathLike[str], **from_pretrained_kwarg
     raise UnsupportedModelError(
         f"cannot load the processor of {where!r} ({class_name or 'unknown class'}): {auto_error}"
     ) from auto_error
+
+
+def _looks_like_local_path(name_or_path: str | os.PathLike[str]) -> bool:
+    # Hub ids are "name" or "org/name"; anything else is meant as a folder (and must not be sent to the Hub).
+    if isinstance(name_or_path, os.PathLike):
+        return True
+    return (
+        name_or_path.startswith((".", "/", "~"))
+        or name_or_path.count("/") > 1
+        or os.sep != "/"
+        and os.sep in name_or_path
+    )
 
 
 def _require_image_processor(processor: Any, where: str) -> Any:
