@@ -1,0 +1,203 @@
+"""``focus index`` and ``focus query``: the store on the command line.
+
+    focus index DIR [--store PATH | --chroma-url URL] [--collection NAME] [--embedder SPEC]
+                    [--caption-model MODEL] [--no-recursive] [--no-progress]
+    focus query "question" [--k 4] [--mode focus|vanilla|vcd] [--where JSON] [--model MODEL]
+                    [--store PATH | --chroma-url URL] [--retrieve-only]
+
+``focus query`` retrieves the ``k`` images nearest to the question and answers it with the FOCUS decoder
+over those images (``--model``, default: the bundled default model). This module imports nothing heavy at
+import time, so the ``focus`` command starts fast; errors print one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from focus_integrations.errors import FocusError, InvalidOptionError
+from focus_integrations.options import MODES
+
+
+def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``index`` and ``query`` on the ``focus`` command's sub-parsers."""
+    index = subparsers.add_parser("index", help="index a folder of images into the image store")
+    index.add_argument("directory", help="folder of images (sidecars: catalog.json, metadata.jsonl, *.txt)")
+    _add_location(index)
+    index.add_argument(
+        "--embedder",
+        default=None,
+        help="minilm (default for a new store), minilm:PATH, clip:PATH_OR_ID, siglip:PATH_OR_ID",
+    )
+    index.add_argument(
+        "--caption-model",
+        default=None,
+        help="caption images without a sidecar caption with this VLM (FOCUS decoder)",
+    )
+    index.add_argument("--no-recursive", action="store_true", help="only the folder itself, no sub-folders")
+    index.add_argument("--no-progress", action="store_true", help="no progress bar")
+    index.add_argument("--batch-size", type=int, default=32)
+    index.set_defaults(func=run_index)
+
+    query = subparsers.add_parser(
+        "query", help="answer a question from the images the store retrieves for it"
+    )
+    query.add_argument("question")
+    _add_location(query)
+    query.add_argument("--k", type=int, default=4, help="number of images to retrieve (default 4)")
+    query.add_argument(
+        "--where", default=None, help='metadata filter as JSON, e.g. \'{"category": "decor"}\''
+    )
+    query.add_argument("--mode", choices=MODES, default="focus")
+    query.add_argument("--alpha", type=float, default=None)
+    query.add_argument(
+        "--model", default=None, help="VLM hub id or folder (default: the bundled default model)"
+    )
+    query.add_argument("--max-new-tokens", type=int, default=64)
+    query.add_argument("--seed", type=int, default=None)
+    query.add_argument("--device", default=None)
+    query.add_argument(
+        "--retrieve-only", action="store_true", help="list the retrieved images, do not answer"
+    )
+    query.set_defaults(func=run_query)
+
+
+def _add_location(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--store",
+        default=None,
+        help="store folder (embedded Chroma; default $FOCUS_STORE_PATH or ~/.cache/...)",
+    )
+    where.add_argument("--chroma-url", default=None, help="Chroma server, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--collection", default=None, help="collection name (default focus-images)")
+
+
+def _open_store(args: argparse.Namespace, embedder: str | None = None) -> Any:
+    from focus_integrations.store.image_store import DEFAULT_COLLECTION, ImageStore
+
+    return ImageStore(
+        path=args.store,
+        url=args.chroma_url,
+        collection=args.collection or DEFAULT_COLLECTION,
+        embedder=embedder,
+        batch_size=getattr(args, "batch_size", 32),
+    )
+
+
+def _guarded(run: Any, args: argparse.Namespace) -> int:
+    """Run a command, turning the store's third-party failures into one-line FocusErrors."""
+    try:
+        from chromadb.errors import ChromaError
+
+        from focus_integrations.store.errors import StoreError
+    except ImportError as err:
+        raise FocusError(
+            f"the image store needs the 'chroma' extra (pip install 'focus-integrations[chroma]'): {err}"
+        ) from None
+    try:
+        return run(args)
+    except FocusError:
+        raise
+    except (ChromaError, OSError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StoreError(f"{type(err).__name__}: {message}") from None
+
+
+def run_index(args: argparse.Namespace) -> int:
+    return _guarded(_index, args)
+
+
+def run_query(args: argparse.Namespace) -> int:
+    return _guarded(_query, args)
+
+
+def _index(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise InvalidOptionError("--batch-size must be at least 1")
+    store = _open_store(args, embedder=args.embedder)
+    captioner = None
+    if args.caption_model:
+        from focus_integrations.decoder import FocusDecoder
+        from focus_integrations.store.captioning import DecoderCaptioner
+
+        captioner = DecoderCaptioner(FocusDecoder.from_pretrained(args.caption_model))
+    report = store.add_folder(
+        args.directory,
+        recursive=not args.no_recursive,
+        captioner=captioner,
+        progress=False if args.no_progress else None,
+    )
+    for path, reason in report.failed:
+        print(f"focus: skipped {path}: {reason}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"focus: warning: {warning}", file=sys.stderr)
+    print(
+        f"indexed {args.directory} -> {_where(store)}: {report.summary()}; {store.count()} images in store "
+        f"(embedder {store.embedder.name})"
+    )
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    if args.k < 1:
+        raise InvalidOptionError("--k must be at least 1")
+    where = _parse_where(args.where)
+    store = _open_store(args)
+    hits = store.query(args.question, k=args.k, where=where)
+    if not hits:
+        raise FocusError(f"no images in {_where(store)} match (store holds {store.count()} images)")
+    for number, hit in enumerate(hits, start=1):
+        line = f"[{number}] {hit.id}  {hit.caption}  (distance {hit.distance:.3f})  {hit.uri}"
+        print(line, file=sys.stdout if args.retrieve_only else sys.stderr)
+    if args.retrieve_only:
+        return 0
+    from focus_integrations.cli import resolve_model
+    from focus_integrations.decoder import FocusDecoder
+
+    decoder = FocusDecoder.from_pretrained(resolve_model(args.model), device=args.device)
+    output = decoder.generate(
+        images=[hit.image() for hit in hits],
+        prompt=args.question,
+        mode=args.mode,
+        alpha=args.alpha,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
+    print(output.text)
+    return 0
+
+
+def _parse_where(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        where = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InvalidOptionError(f"--where is not valid JSON: {err}") from None
+    if not isinstance(where, dict):
+        raise InvalidOptionError('--where must be a JSON object, e.g. \'{"category": "decor"}\'')
+    return where
+
+
+def _where(store: Any) -> str:
+    location = store.url or str(store.path)
+    return f"{location} [{store.collection_name}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``index`` / ``query`` on their own (``python -m focus_integrations.store.commands ...``)."""
+    parser = argparse.ArgumentParser(prog="focus")
+    add_store_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FocusError as err:
+        print(f"focus: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
