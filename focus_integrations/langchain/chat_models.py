@@ -26,6 +26,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils import from_env
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
@@ -162,8 +163,8 @@ class ChatFocus(BaseChatModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
 
-    model: str | None = Field(default=None, alias="model_name")
-    """Hub id or local folder of the checkpoint. Optional when ``decoder`` is given."""
+    model: str | None = Field(default_factory=from_env("FOCUS_MODEL", default=None), alias="model_name")
+    """Hub id or local folder of the checkpoint (default: ``$FOCUS_MODEL``). Optional with ``decoder``."""
     decoder: Any = Field(default=None, exclude=True, repr=False)
     """An existing ``FocusDecoder`` to use instead of loading ``model``."""
     device: str | None = None
@@ -243,6 +244,9 @@ class ChatFocus(BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "focus"
+
+    # Not lc-serializable: langchain-core's loader only rebuilds classes on its own allowlist, so a dumped
+    # ChatFocus could not be loaded back (and a live `decoder` / `file_resolver` never serialises).
 
     @property
     def model_name(self) -> str:

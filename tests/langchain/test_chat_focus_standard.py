@@ -34,13 +34,19 @@ def _params() -> dict[str, Any]:
 
 
 class TestChatFocusUnit(ChatModelUnitTests):
+    """No unit test runs the model, and ChatFocus loads lazily: a hub id that is never fetched will do."""
+
     @property
     def chat_model_class(self) -> type[ChatFocus]:
         return ChatFocus
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        return _params()
+        return {"model": "Qwen/Qwen2.5-VL-3B-Instruct", "alpha": 0.2}
+
+    @property
+    def init_from_env_params(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+        return {"FOCUS_MODEL": "Qwen/Qwen2.5-VL-7B-Instruct"}, {}, {"model": "Qwen/Qwen2.5-VL-7B-Instruct"}
 
     @property
     def has_tool_calling(self) -> bool:
