@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from focus_integrations.outputs import GenerationOutput, Usage
 from focus_integrations.rows import encode_rows, mask_images
 from focus_integrations.scoring import score_candidates
 from focus_integrations.text import IncrementalDetokenizer
+from focus_integrations.vision import encode_rows_shared, supports_shared_vision
 
 
 @dataclass
@@ -78,7 +79,9 @@ class FocusDecoder:
         DecodingOptions.resolve(**defaults)  # fail early on bad defaults
         self.defaults = dict(defaults)
         self.eos_token_ids = self._eos_token_ids()
+        self.banned_token_ids = self._placeholder_token_ids()
         self.context_length = self._context_length()
+        self._shared_vision = supports_shared_vision(model)
         self._lock = threading.Lock()
 
     @classmethod
@@ -187,9 +190,11 @@ class FocusDecoder:
         resolved = DecodingOptions.resolve(**(self.defaults | options))
         conversation = self._conversation(images, prompt, messages, system)
         with self._lock:
-            request = self._request(conversation, tools, resolved)
-            return self._with_memory_fallback(
-                request, lambda groups: score_candidates(groups, request.rule, candidate_ids)
+            return self._run_with_memory_fallback(
+                conversation,
+                tools,
+                resolved,
+                lambda request: score_candidates(request.groups, request.rule, candidate_ids),
             )
 
     def render_prompt(
@@ -245,25 +250,36 @@ class FocusDecoder:
 
     def _request(self, conversation: Conversation, tools: Any, options: DecodingOptions) -> _Request:
         prompt = self._render(conversation, tools)
-        rule = build_rule(options, len(conversation.images))
+        rule = build_rule(options, len(conversation.images), self.banned_token_ids)
         rng = np.random.default_rng(options.seed)
         row_images = mask_images(conversation.images, rule.row_masks, options, rng)
         chunk = options.row_chunk_size or rule.n_rows
         add_special = self._add_special_tokens(prompt)
-        groups: list[RowGroup] = []
-        for start in range(0, rule.n_rows, chunk):
-            try:
-                inputs = encode_rows(
+        try:
+            if row_images.noise is not None and options.shared_vision and self._shared_vision:
+                group_inputs = encode_rows_shared(
+                    self.model,
+                    self.family,
                     self.processor,
                     prompt,
-                    row_images.rows[start : start + chunk],
+                    row_images,
+                    rule.row_masks,
                     add_special_tokens=add_special,
+                    chunk_size=chunk,
                 )
-            except (ValueError, TypeError, IndexError, KeyError) as err:
-                raise PromptError(
-                    f"the processor could not encode this prompt and its images: {err}"
-                ) from None
-            groups.append(RowGroup(self.model, self.family, inputs))
+            else:
+                group_inputs = [
+                    encode_rows(
+                        self.processor,
+                        prompt,
+                        row_images.rows[start : start + chunk],
+                        add_special_tokens=add_special,
+                    )
+                    for start in range(0, rule.n_rows, chunk)
+                ]
+        except (ValueError, TypeError, IndexError, KeyError) as err:
+            raise PromptError(f"the processor could not encode this prompt and its images: {err}") from None
+        groups = [RowGroup(self.model, self.family, inputs) for inputs in group_inputs]
         prompt_ids = groups[0].inputs["input_ids"][0]
         prompt_length = int(prompt_ids.shape[0])
         if prompt_length >= self.context_length:
@@ -274,26 +290,22 @@ class FocusDecoder:
         max_new = min(options.max_new_tokens, self.context_length - prompt_length)
         return _Request(options, rule, groups, prompt_ids, len(conversation.images), max_new)
 
-    def _with_memory_fallback(self, request: _Request, run: Any) -> Any:
-        """Run; on out-of-memory with all rows in one batch, retry with the rows in smaller groups."""
-        try:
-            return run(request.groups)
-        except torch.OutOfMemoryError:
-            if len(request.groups) > 1 or request.rule.n_rows == 1:
-                raise
-        _empty_device_cache(self.model)
-        inputs = request.groups[0].inputs
-        half = max(1, request.rule.n_rows // 2)
-        groups = [
-            RowGroup(
-                self.model,
-                self.family,
-                {k: _rows_slice(v, start, half, request.rule.n_rows) for k, v in inputs.items()},
-            )
-            for start in range(0, request.rule.n_rows, half)
-        ]
-        request.groups = groups
-        return run(groups)
+    def _run_with_memory_fallback(
+        self, conversation: Conversation, tools: Any, options: DecodingOptions, run: Callable[[_Request], Any]
+    ) -> Any:
+        """Build the request and run it; on out-of-memory, retry with the rows in groups half as large."""
+        chunk = options.row_chunk_size
+        while True:
+            request = self._request(conversation, tools, replace(options, row_chunk_size=chunk))
+            try:
+                return run(request)
+            except torch.OutOfMemoryError:
+                size = request.groups[0].batch
+                if size == 1:
+                    raise
+                del request
+                _empty_device_cache(self.model)
+                chunk = max(1, size // 2)
 
     def _eos_token_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -305,6 +317,14 @@ class FocusDecoder:
         if getattr(self.tokenizer, "eos_token_id", None) is not None:
             ids.add(int(self.tokenizer.eos_token_id))
         return ids
+
+    def _placeholder_token_ids(self) -> tuple[int, ...]:
+        """Image/video placeholder ids (from the config, any family's spelling); never generated."""
+        config = self.model.config
+        names = ("image_token_id", "image_token_index", "video_token_id", "video_token_index")
+        ids = {getattr(config, name, None) for name in names}
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        return tuple(sorted(i for i in ids if isinstance(i, int) and 0 <= i < vocab))
 
     def _context_length(self) -> int:
         config = self.model.config
@@ -319,16 +339,6 @@ class FocusDecoder:
 def _empty_device_cache(model: torch.nn.Module) -> None:
     if next(model.parameters()).device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def _rows_slice(value: Any, start: int, size: int, n_rows: int) -> Any:
-    """Rows [start, start + size) of a processor output that is batched over ``n_rows`` rows."""
-    if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == n_rows:
-        return value[start : start + size]
-    if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] % n_rows == 0:
-        per_row = value.shape[0] // n_rows
-        return value[start * per_row : (start + size) * per_row]
-    return value
 
 
 class TextStream:
@@ -365,25 +375,27 @@ class TextStream:
     def _run(self) -> Iterator[str]:
         decoder, options = self._decoder, self._options
         with decoder._lock:
-            request = decoder._request(self._conversation, self._tools, options)
-            generator = torch.Generator(device=request.groups[0].device)
+            generator = torch.Generator(device=next(decoder.model.parameters()).device)
             generator.manual_seed(options.seed if options.seed is not None else torch.seed())
             chooser = TokenChooser(options, generator)
-            detok = IncrementalDetokenizer(decoder.tokenizer, options.stop)
-            token_ids: list[int] = []
-            finish_reason = "length"
 
-            def tokens(groups: list[RowGroup]) -> Iterator[int]:
-                return lockstep_tokens(
-                    groups,
+            def start(request: _Request) -> tuple[_Request, Iterator[int]]:
+                tokens = lockstep_tokens(
+                    request.groups,
                     request.rule,
                     chooser,
                     request.prompt_ids,
                     decoder.eos_token_ids,
                     request.max_new_tokens,
                 )
+                return request, _primed(tokens)
 
-            token_iter = decoder._with_memory_fallback(request, lambda groups: _primed(tokens(groups)))
+            request, token_iter = decoder._run_with_memory_fallback(
+                self._conversation, self._tools, options, start
+            )
+            detok = IncrementalDetokenizer(decoder.tokenizer, options.stop)
+            token_ids: list[int] = []
+            finish_reason = "length"
             for token in token_iter:
                 token_ids.append(token)
                 if token in decoder.eos_token_ids:

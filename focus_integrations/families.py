@@ -19,14 +19,15 @@ class FamilySpec:
         cached step must get explicit ``position_ids = past_length + rope_delta`` (Qwen2/2.5/3-VL).
     features_container: how ``get_image_features(...).pooler_output`` holds per-image features: "tuple" (one
         tensor per image) or "tensor" (one tensor, images along dim 0).
-    per_image_keys: processor outputs with one entry per image rather than one per row (to re-batch rows).
+    position_image_keys: per-image processor outputs the language model still needs once image features are
+        given precomputed (Qwen computes its 3D positions from ``image_grid_thw``).
     deepstack: the vision tower also returns per-layer features that must follow the images (Qwen3-VL).
     """
 
     name: str
     mrope: bool = False
     features_container: str = "tuple"
-    per_image_keys: tuple[str, ...] = ()
+    position_image_keys: tuple[str, ...] = ()
     deepstack: bool = False
 
 
@@ -35,12 +36,12 @@ GENERIC = FamilySpec("generic")
 FAMILIES: dict[str, FamilySpec] = {
     spec.name: spec
     for spec in (
-        FamilySpec("qwen2_vl", mrope=True, per_image_keys=("image_grid_thw",)),
-        FamilySpec("qwen2_5_vl", mrope=True, per_image_keys=("image_grid_thw",)),
-        FamilySpec("qwen3_vl", mrope=True, per_image_keys=("image_grid_thw",), deepstack=True),
-        FamilySpec("qwen3_vl_moe", mrope=True, per_image_keys=("image_grid_thw",), deepstack=True),
-        FamilySpec("llava_onevision", per_image_keys=("image_sizes", "batch_num_images")),
-        FamilySpec("llava", per_image_keys=("image_sizes",)),
+        FamilySpec("qwen2_vl", mrope=True, position_image_keys=("image_grid_thw",)),
+        FamilySpec("qwen2_5_vl", mrope=True, position_image_keys=("image_grid_thw",)),
+        FamilySpec("qwen3_vl", mrope=True, position_image_keys=("image_grid_thw",), deepstack=True),
+        FamilySpec("qwen3_vl_moe", mrope=True, position_image_keys=("image_grid_thw",), deepstack=True),
+        FamilySpec("llava_onevision"),
+        FamilySpec("llava"),
         FamilySpec("internvl", features_container="tensor"),
         FamilySpec("idefics3"),
         FamilySpec("smolvlm"),

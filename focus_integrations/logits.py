@@ -50,6 +50,7 @@ class LogitsRule:
     alpha: float
     row_masks: RowMasks
     plausibility_beta: float | None = None
+    banned_token_ids: tuple[int, ...] = ()
 
     @property
     def n_rows(self) -> int:
@@ -65,6 +66,11 @@ class LogitsRule:
             combined = logits[0]
         if self.plausibility_beta is not None:
             combined = plausibility_cutoff(combined, self.uncontrasted(logits), self.plausibility_beta)
+        if self.banned_token_ids:
+            # Image placeholders are input-only: generating one would corrupt the next turn's prompt.
+            combined = combined.index_fill(
+                -1, torch.tensor(self.banned_token_ids, device=combined.device), float("-inf")
+            )
         return combined
 
     def uncontrasted(self, logits: torch.Tensor) -> torch.Tensor:
@@ -81,17 +87,19 @@ def plausibility_cutoff(combined: torch.Tensor, reference: torch.Tensor, beta: f
     return combined.masked_fill(~keep, float("-inf"))
 
 
-def build_rule(options: DecodingOptions, n_images: int) -> LogitsRule:
+def build_rule(options: DecodingOptions, n_images: int, banned_token_ids: tuple[int, ...] = ()) -> LogitsRule:
     """The rule for ``options.mode`` over ``n_images`` image slots (prompt order)."""
     all_clean = (True,) * n_images
     all_noise = (False,) * n_images
     if options.mode == "focus" and n_images >= 2:
         masks = (all_noise,) + tuple(tuple(j == k for j in range(n_images)) for k in range(n_images))
-        return LogitsRule("focus", float(options.alpha), masks, options.plausibility_beta)
+        return LogitsRule("focus", float(options.alpha), masks, options.plausibility_beta, banned_token_ids)
     if options.mode == "vcd" and n_images >= 1:
-        return LogitsRule("vcd", float(options.alpha), (all_clean, all_noise), options.plausibility_beta)
+        return LogitsRule(
+            "vcd", float(options.alpha), (all_clean, all_noise), options.plausibility_beta, banned_token_ids
+        )
     # vanilla, and FOCUS with a single image (the reference code skips FOCUS then).
-    return LogitsRule("vanilla", 0.0, (all_clean,), None)
+    return LogitsRule("vanilla", 0.0, (all_clean,), None, banned_token_ids)
 
 
 def sampling_processors(options: DecodingOptions) -> LogitsProcessorList:
