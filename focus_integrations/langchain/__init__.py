@@ -26,7 +26,7 @@ _LAZY = {
     "build_rag_chain": "focus_integrations.langchain.retriever",
 }
 
-__all__ = list(_LAZY)
+__all__ = ["ChatFocus", "FocusImageRetriever", "hit_to_document", "images_to_message", "build_rag_chain"]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from focus_lc_helpers import png_b64
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
@@ -17,8 +18,6 @@ from typing_extensions import TypedDict
 
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.langchain import ChatFocus
-
-from focus_lc_helpers import png_b64
 
 
 @tool
