@@ -99,6 +99,10 @@ def _load_pretrained(loader: Any, model: str, what: str, **kwargs: Any) -> Any:
     is_dir = Path(model).is_dir()
     if not is_dir and Path(model).exists():
         raise ModelNotFoundError(f"{what}: {model} is a file, expected a model folder or a hub id")
+    if is_dir and not (Path(model) / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"cannot load {what}: folder {model!r} has no config.json (not a saved model)"
+        )
     local_only = True if (is_dir or _offline()) else None
     from transformers.utils import logging as hf_logging
 
@@ -213,6 +217,14 @@ class _DualEncoderEmbedder(_TorchEmbedder):
         if not source:
             raise InvalidOptionError(f"{self.kind}: give a model folder or hub id")
         model_class = getattr(transformers, self.model_class_name)
+        # Check the architecture first: from_pretrained would load a CLIP folder into SiglipModel (and the
+        # reverse) with freshly initialised weights and only a warning.
+        config = _load_pretrained(transformers.AutoConfig, source, f"{self.kind} config")
+        if config.model_type != self.kind:
+            raise UnsupportedModelError(
+                f"{source!r} holds a {config.model_type!r} model, not {self.kind!r}: use the '{config.model_type}:' "
+                "embedder spec if it is a supported kind"
+            )
         loaded = _load_pretrained(model_class, source, f"{self.kind} model")
         self.model = loaded.to(self.device).eval()
         self.tokenizer = _load_pretrained(AutoTokenizer, source, f"{self.kind} tokenizer")

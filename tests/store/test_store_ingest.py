@@ -1,0 +1,364 @@
+"""ImageStore on an embedded Chroma: ingest, sidecars, incremental updates, failures, queries, mismatches."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import chromadb
+import numpy as np
+import pytest
+from PIL import Image
+from store_helpers import shape_image, write_shape
+
+from focus_integrations.errors import ImageLoadError, InvalidOptionError
+from focus_integrations.store import (
+    CHROMA_SETTINGS,
+    DuplicateIdError,
+    EmbedderCapabilityError,
+    EmbedderMismatchError,
+    ImageItem,
+    ImageStore,
+    InvalidCollectionNameError,
+    RecordNotFoundError,
+    SidecarError,
+    StoreError,
+    bundled_catalog_path,
+    load_embedder,
+)
+
+
+def test_folder_ingest_reads_every_sidecar_kind(tmp_path: Path, make_store) -> None:
+    folder = tmp_path / "products"
+    write_shape(folder / "a.png", "red", "circle")
+    write_shape(folder / "b.png", "blue", "square")
+    write_shape(folder / "c.png", "green", "triangle")
+    write_shape(folder / "yellow_sun-hat.png", "yellow", "circle")
+    write_shape(folder / "sub" / "d.png", "blue", "circle")
+    (folder / "catalog.json").write_text(
+        json.dumps(
+            [
+                {
+                    "file": "a.png",
+                    "id": "sku-1",
+                    "caption": "red circle pendant",
+                    "price": 12.5,
+                    "tags": ["gift", "red"],
+                },
+                {"file": "sub/d.png", "description": "blue circle badge", "in_stock": False},
+            ]
+        )
+    )
+    (folder / "metadata.jsonl").write_text(
+        json.dumps({"file": "b.png", "caption": "blue square tile"}) + "\n"
+    )
+    (folder / "c.png.txt").write_text("green triangle flag\n")
+    (folder / "notes.md").write_text("not an image")
+    (folder / ".hidden.png").write_bytes(b"ignored")
+
+    store = make_store()
+    report = store.add_folder(folder)
+    assert sorted(report.added) == ["b.png", "c.png", "sku-1", "sub/d.png", "yellow_sun-hat.png"]
+    assert report.failed == [] and report.skipped_unchanged == []
+    records = {
+        hit.id: hit for hit in store.get(["sku-1", "b.png", "c.png", "sub/d.png", "yellow_sun-hat.png"])
+    }
+    assert records["sku-1"].caption == "red circle pendant"
+    assert records["sku-1"].metadata == {"price": 12.5, "tags": '["gift", "red"]'}  # lists stored as JSON
+    assert records["b.png"].caption == "blue square tile"
+    assert records["c.png"].caption == "green triangle flag"
+    assert records["sub/d.png"].caption == "blue circle badge"
+    assert records["sub/d.png"].metadata == {"in_stock": False}
+    assert records["yellow_sun-hat.png"].caption == "yellow sun hat"
+    assert records["sku-1"].uri == str((folder / "a.png").absolute())  # a path, not inlined image data
+    assert records["sku-1"].image().size == (48, 48)
+    assert store.count() == 5
+
+
+def test_reingest_skips_unchanged_and_updates_changed(tmp_path: Path, make_store) -> None:
+    folder = tmp_path / "imgs"
+    write_shape(folder / "one.png", "red", "circle")
+    write_shape(folder / "two.png", "blue", "square")
+    (folder / "catalog.json").write_text(json.dumps([{"file": "one.png", "caption": "red one", "size": "L"}]))
+    store = make_store()
+    assert sorted(store.add_folder(folder).added) == ["one.png", "two.png"]
+    again = store.add_folder(folder)
+    assert (
+        again.added == []
+        and again.updated == []
+        and sorted(again.skipped_unchanged) == ["one.png", "two.png"]
+    )
+
+    write_shape(folder / "two.png", "green", "triangle")  # new pixels, same name
+    (folder / "catalog.json").write_text(json.dumps([{"file": "one.png", "caption": "red one, renamed"}]))
+    third = store.add_folder(folder)
+    assert sorted(third.updated) == ["one.png", "two.png"] and third.added == []
+    one = store.get(["one.png"])[0]
+    assert (
+        one.caption == "red one, renamed" and "size" not in one.metadata
+    )  # a field dropped from the sidecar
+    assert store.count() == 2
+    # The embedding followed the caption: the new caption text now finds it first.
+    assert store.query("red one, renamed", k=1)[0].id == "one.png"
+
+
+def test_bad_images_are_skipped_with_reasons(tmp_path: Path, make_store) -> None:
+    folder = tmp_path / "mixed"
+    write_shape(folder / "good.png", "red", "circle")
+    (folder / "text.png").write_text("this is not a png")
+    (folder / "empty.jpg").write_bytes(b"")
+    buffer = io.BytesIO()
+    shape_image("blue", "square").save(buffer, format="PNG")
+    (folder / "truncated.png").write_bytes(buffer.getvalue()[:60])
+    Image.new("RGB", (300, 300), "white").save(folder / "huge.png")
+    (folder / "big-file.bmp").write_bytes(b"BM" + b"\0" * 5000)
+
+    store = make_store(max_pixels=200 * 200, max_file_bytes=4000)
+    report = store.add_folder(folder)
+    assert report.added == ["good.png"]
+    reasons = {Path(path).name: reason for path, reason in report.failed}
+    assert set(reasons) == {"text.png", "empty.jpg", "truncated.png", "huge.png", "big-file.bmp"}
+    assert "300x300" in reasons["huge.png"] and "max_pixels" in reasons["huge.png"]
+    assert "max_file_bytes" in reasons["big-file.bmp"]
+    assert "not a readable image" in reasons["text.png"]
+    assert store.count() == 1
+    assert "failed 5" in report.summary()
+
+
+def test_duplicate_ids_are_refused_before_writing(tmp_path: Path, make_store) -> None:
+    store = make_store()
+    first, second = (
+        write_shape(tmp_path / "1.png", "red", "circle"),
+        write_shape(tmp_path / "2.png", "blue", "square"),
+    )
+    with pytest.raises(DuplicateIdError, match="'same'"):
+        store.add_images([ImageItem(first, id="same"), ImageItem(second, id="same")])
+    assert store.count() == 0
+    folder = tmp_path / "catalog"
+    write_shape(folder / "x.png", "red", "circle")
+    write_shape(folder / "y.png", "blue", "circle")
+    (folder / "catalog.json").write_text(
+        json.dumps([{"file": "x.png", "id": "p"}, {"file": "y.png", "id": "p"}])
+    )
+    with pytest.raises(DuplicateIdError):
+        store.add_folder(folder)
+    assert store.count() == 0
+    # Re-adding an id in a later call is an update, not a duplicate.
+    store.add_images([ImageItem(first, id="same")])
+    assert store.add_images([ImageItem(second, id="same")]).updated == ["same"]
+    assert store.count() == 1
+
+
+def test_malformed_sidecar_is_a_clear_error(tmp_path: Path, make_store) -> None:
+    folder = tmp_path / "bad"
+    write_shape(folder / "x.png", "red", "circle")
+    (folder / "catalog.json").write_text("{not json")
+    with pytest.raises(SidecarError, match="invalid JSON"):
+        make_store().add_folder(folder)
+
+
+@pytest.mark.parametrize(
+    "name", ["ab", "-images", "images-", "a..b", "10.0.0.1", "has space", "ünïcode", "x" * 513, ""]
+)
+def test_invalid_collection_names(tmp_path: Path, minilm, name: str) -> None:
+    with pytest.raises(InvalidCollectionNameError):
+        ImageStore(tmp_path / "store", collection=name, embedder=minilm)
+
+
+def test_valid_unusual_collection_name(make_store) -> None:
+    store = make_store(collection="shop.images_v-2")
+    assert store.collection.name == "shop.images_v-2"
+
+
+def test_in_memory_images_are_saved_as_files(tmp_path: Path, make_store) -> None:
+    store = make_store()
+    pil = shape_image("red", "circle")
+    array = np.asarray(shape_image("blue", "square"))
+    buffer = io.BytesIO()
+    shape_image("green", "triangle").save(buffer, format="JPEG")
+    report = store.add_images(
+        [
+            ImageItem(pil, caption="red circle"),
+            {"image": array, "id": "blue", "caption": "blue square", "colour": "blue"},
+            ImageItem(buffer.getvalue(), id="green", caption="green triangle"),
+            ImageItem(b"garbage", id="broken"),
+        ]
+    )
+    assert len(report.added) == 3 and [r[0] for r in report.failed] == ["broken"]
+    red_id = next(i for i in report.added if i.startswith("sha256:"))
+    red, blue, green = store.get([red_id, "blue", "green"])
+    assert np.array_equal(np.asarray(red.image()), np.asarray(pil))  # PNG round trip is lossless
+    assert np.array_equal(np.asarray(blue.image()), array)
+    assert blue.metadata == {"colour": "blue"}
+    assert Path(green.uri).suffix == ".jpg" and Path(green.uri).parent == store.media_dir
+    assert all(Path(h.uri).is_file() for h in (red, blue, green))
+
+
+def test_update_and_delete(tmp_path: Path, make_store) -> None:
+    store = make_store()
+    paths = [write_shape(tmp_path / f"{c}.png", c, "circle") for c in ("red", "blue", "green")]
+    store.add_images(
+        [
+            ImageItem(p, id=p.stem, caption=f"{p.stem} circle", metadata={"shop": "a", "n": i})
+            for i, p in enumerate(paths)
+        ]
+    )
+
+    updated = store.update("red", caption="crimson umbrella", metadata={"n": None, "on_sale": True})
+    assert updated.caption == "crimson umbrella" and updated.metadata == {"shop": "a", "on_sale": True}
+    assert store.query("umbrella", k=1)[0].id == "red"  # re-embedded from the new caption
+
+    new_file = write_shape(tmp_path / "red-square.png", "red", "square")
+    moved = store.update("red", image=new_file)
+    assert moved.uri == str(new_file.absolute()) and moved.caption == "crimson umbrella"
+    with pytest.raises(RecordNotFoundError, match="nope"):
+        store.update("nope", caption="x")
+
+    assert store.delete("green") == ["green"]
+    assert sorted(store.delete(where={"shop": "a"})) == ["blue", "red"]
+    assert store.count() == 0
+    with pytest.raises(InvalidOptionError):
+        store.delete()
+
+
+def test_text_queries_filters_and_limits(shapes_dir: Path, make_store) -> None:
+    store = make_store()
+    assert store.query("anything") == []  # empty store
+    store.add_folder(shapes_dir, metadata_fn=lambda p: {"colour": p.stem.split("_")[0]})
+    hits = store.query("a blue square", k=3)
+    assert hits[0].id == "blue_square.png"
+    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+    assert {h.id for h in store.query("circle", k=6, where={"colour": "green"})} == {
+        "green_circle.png",
+        "green_square.png",
+    }
+    assert len(store.query("shape", k=50)) == 6
+    for bad_k in (0, -1, 2.5, True):
+        with pytest.raises(InvalidOptionError):
+            store.query("x", k=bad_k)
+    with pytest.raises(InvalidOptionError):
+        store.query("x", image=shapes_dir / "red_circle.png")
+    with pytest.raises(InvalidOptionError):
+        store.query("   ")
+
+
+def test_image_query_with_text_only_embedder(shapes_dir: Path, tmp_path: Path, make_store) -> None:
+    store = make_store()
+    store.add_folder(shapes_dir)
+    same = store.query(image=shapes_dir / "blue_square.png", k=2)
+    assert same[0].id == "blue_square.png" and same[0].distance == pytest.approx(0.0, abs=1e-4)
+    unknown = write_shape(tmp_path / "new.png", "yellow", "triangle")
+    with pytest.raises(EmbedderCapabilityError, match="captioner"):
+        store.query(image=unknown)
+    hits = store.query(image=unknown, captioner=lambda image: "green circle", k=1)
+    assert hits[0].id == "green_circle.png"
+
+
+def test_clip_store_searches_by_image_content(shapes_dir: Path, tiny_clip_dir: Path, make_store) -> None:
+    store = make_store(embedder=f"clip:{tiny_clip_dir}")
+    store.add_folder(shapes_dir)
+    assert store.collection.metadata["focus_embeds"] == "image"
+    # A re-encoded copy (different bytes, same pixels) is found through the image embedding itself.
+    copy = io.BytesIO()
+    Image.open(shapes_dir / "green_square.png").save(copy, format="BMP")
+    hit = store.query(image=copy.getvalue(), k=1)[0]
+    assert hit.id == "green_square.png" and hit.distance == pytest.approx(0.0, abs=1e-4)
+    assert len(store.query("a green square", k=3)) == 3
+
+
+def test_store_records_its_embedder_and_refuses_another(tmp_path: Path, minilm, tiny_clip_dir: Path) -> None:
+    path = tmp_path / "store"
+    store = ImageStore(path, embedder=minilm)
+    store.add_images([ImageItem(write_shape(tmp_path / "r.png", "red", "circle"), caption="red circle")])
+    meta = store.collection.metadata
+    assert meta["focus_embedder"] == "minilm:all-MiniLM-L6-v2" and meta["focus_embedder_dim"] == 384
+    with pytest.raises(EmbedderMismatchError, match="minilm:all-MiniLM-L6-v2"):
+        ImageStore(path, embedder=f"clip:{tiny_clip_dir}")
+    reopened = ImageStore(path)  # no embedder given: the recorded one
+    assert reopened.embedder is minilm and reopened.query("red", k=1)[0].caption == "red circle"
+    # Another collection in the same store may use another embedder.
+    other = ImageStore(path, collection="clip-images", embedder=f"clip:{tiny_clip_dir}")
+    assert other.embedder.name.startswith("clip:") and other.count() == 0
+
+
+def test_foreign_collection_is_refused(tmp_path: Path, minilm) -> None:
+    path = tmp_path / "store"
+    client = chromadb.PersistentClient(path=str(path), settings=CHROMA_SETTINGS)
+    client.create_collection("focus-images", embedding_function=None).add(ids=["x"], embeddings=[[0.0, 1.0]])
+    with pytest.raises(EmbedderMismatchError, match="not made by focus_integrations"):
+        ImageStore(client=client, embedder=minilm)
+
+
+def test_reopened_collection_never_uses_chromas_default_embedder(
+    shapes_dir: Path, make_store, tmp_path
+) -> None:
+    store = make_store(path=tmp_path / "reopen")
+    store.add_folder(shapes_dir)
+    # A plain chromadb client that passes no embedding function gets ours back from the stored config; the
+    # default would try to download an ONNX model here and fail (no network).
+    collection = chromadb.PersistentClient(
+        path=str(tmp_path / "reopen"), settings=CHROMA_SETTINGS
+    ).get_collection("focus-images")
+    result = collection.query(query_texts=["red circle"], n_results=1)
+    assert result["ids"][0] == ["red_circle.png"]
+
+
+def test_progress_bar_and_captioner(tmp_path: Path, make_store, capsys) -> None:
+    folder = tmp_path / "cap"
+    write_shape(folder / "a.png", "red", "circle")
+    write_shape(folder / "b.png", "blue", "square")
+    (folder / "b.png.txt").write_text("given caption")
+    seen: list[tuple[int, int]] = []
+
+    def captioner(image: Image.Image) -> str:
+        seen.append(image.size)
+        return "  a model's\ncaption "
+
+    store = make_store()
+    report = store.add_folder(folder, captioner=captioner, progress=True)
+    assert seen == [(48, 48)]  # only the image without a caption
+    assert store.get(["a.png"])[0].caption == "a model's\ncaption"
+    assert "indexing images" in capsys.readouterr().err
+
+    def broken(image: Image.Image) -> str:
+        raise RuntimeError("model crashed")
+
+    write_shape(folder / "c.png", "green", "circle")
+    report = store.add_folder(folder, captioner=broken, progress=False)
+    assert report.added == ["c.png"] and "model crashed" in report.warnings[0]
+    assert store.get(["c.png"])[0].caption == "c"  # fell back to the file name
+    assert capsys.readouterr().err == ""
+
+
+def test_bundled_catalog(make_store) -> None:
+    folder = bundled_catalog_path()
+    entries = json.loads((folder / "catalog.json").read_text())
+    assert 16 <= len(entries) <= 24
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 300_000
+    store = make_store()
+    report = store.add_folder(folder)
+    assert len(report.added) == len(entries) and not report.failed
+    top = store.query("yellow triangle pennant", k=1)[0]
+    assert top.metadata["colour"] == "yellow" and top.metadata["shape"] == "triangle"
+    cheap = store.query(
+        "notebook", k=24, where={"$and": [{"category": "stationery"}, {"price": {"$lt": 15}}]}
+    )
+    expected = {e["id"] for e in entries if e["category"] == "stationery" and e["price"] < 15}
+    assert {h.id for h in cheap} == expected and expected
+
+
+def test_bad_arguments(tmp_path: Path, minilm) -> None:
+    with pytest.raises(InvalidOptionError):
+        ImageStore(tmp_path / "a", url="http://127.0.0.1:1", embedder=minilm)
+    with pytest.raises(InvalidOptionError):
+        ImageStore(tmp_path / "b", batch_size=0, embedder=minilm)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="not a directory"):
+        ImageStore(tmp_path / "file", embedder=minilm)
+    store = ImageStore(tmp_path / "c", embedder=minilm)
+    with pytest.raises(StoreError, match="not a directory"):
+        store.add_folder(tmp_path / "missing")
+    with pytest.raises(ImageLoadError):
+        store.query(image=tmp_path / "missing.png")
+    assert load_embedder("minilm") is minilm
