@@ -134,8 +134,17 @@ def build_multimodal_index(
                 f"image node {node.node_id} has no embedding and {embed_model.model_name!r} embeds text only: "
                 "build the nodes with catalog_nodes(..., embed_model=...) or use a clip:/siglip: embedder"
             )
-    (text_store, _), (image_store, _) = _vector_stores(embed_model, chroma, text_collection, image_collection)
-    storage_context = StorageContext.from_defaults(vector_store=text_store, image_store=image_store)
+    text_collection_, image_collection_ = _collections(embed_model, chroma, text_collection, image_collection)
+    # ChromaVectorStore.add() skips ids that exist; drop them first so a rebuild updates changed records.
+    ids = [node.node_id for node in nodes]
+    for collection in (text_collection_, image_collection_):
+        existing = collection.get(ids=ids, include=[])["ids"] if ids else []
+        if existing:
+            collection.delete(ids=existing)
+    storage_context = StorageContext.from_defaults(
+        vector_store=ChromaVectorStore(chroma_collection=text_collection_),
+        image_store=ChromaVectorStore(chroma_collection=image_collection_),
+    )
     return MultiModalVectorStoreIndex(
         nodes=list(nodes),
         storage_context=storage_context,
@@ -154,17 +163,15 @@ def open_multimodal_index(
 ) -> MultiModalVectorStoreIndex:
     """Reopen an index that :func:`build_multimodal_index` persisted (same embedder, same collections)."""
     _check_embed_model(embed_model)
-    (text_store, text_count), (image_store, image_count) = _vector_stores(
-        embed_model, chroma, text_collection, image_collection
-    )
+    text_collection_, image_collection_ = _collections(embed_model, chroma, text_collection, image_collection)
     return MultiModalVectorStoreIndex.from_vector_store(
-        vector_store=text_store,
+        vector_store=ChromaVectorStore(chroma_collection=text_collection_),
         embed_model=embed_model,
-        image_vector_store=image_store,
+        image_vector_store=ChromaVectorStore(chroma_collection=image_collection_),
         image_embed_model=embed_model,
         # Skip querying a collection that holds nothing (catalogs of images only have no text nodes).
-        is_text_vector_store_empty=text_count == 0,
-        is_image_vector_store_empty=image_count == 0,
+        is_text_vector_store_empty=text_collection_.count() == 0,
+        is_image_vector_store_empty=image_collection_.count() == 0,
     )
 
 
@@ -225,24 +232,23 @@ def _client(chroma: ChromaTarget) -> Any:
     return chroma
 
 
-def _vector_stores(
+def _collections(
     embed_model: FocusMultiModalEmbedding, chroma: ChromaTarget, text_name: str, image_name: str
-) -> tuple[tuple[ChromaVectorStore, int], tuple[ChromaVectorStore, int]]:
-    """The text and image stores, each with its current record count."""
+) -> tuple[Any, Any]:
+    """The text and image collections (created if missing)."""
     if text_name == image_name:
         raise InvalidOptionError("text_collection and image_collection must differ")
     client = _client(chroma)
     # Our registered embedding function, never Chroma's default (it downloads an ONNX model when called). The
     # vectors always come from LlamaIndex, but a reopened collection rebuilds this function from its config.
     function = FocusEmbeddingFunction(embed_model.embedder)
-    stores = []
+    collections = []
     for name in (text_name, image_name):
         try:
-            collection = client.get_or_create_collection(name, embedding_function=function)
+            collections.append(client.get_or_create_collection(name, embedding_function=function))
         except ValueError as err:  # bad name, or a collection built with another embedding function
             raise InvalidOptionError(f"cannot open Chroma collection {name!r}: {err}") from None
-        stores.append((ChromaVectorStore(chroma_collection=collection), collection.count()))
-    return stores[0], stores[1]
+    return collections[0], collections[1]
 
 
 def _flat_metadata(metadata: dict[str, Any]) -> dict[str, Any]:

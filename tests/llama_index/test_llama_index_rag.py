@@ -1,0 +1,231 @@
+"""Multimodal RAG end to end: the bundled catalog in a real embedded Chroma (fresh folder per test), real
+MiniLM embeddings (and a tiny random CLIP for the pixel path), LlamaIndex's RetrieverQueryEngine, and the tiny
+Qwen2.5-VL through FocusMultiModalLLM. The answers are junk (random weights); the tests check that the
+retrieved images are the ones that reach the engine, all in one FOCUS call.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import chromadb
+import pytest
+from li_helpers import same_pixels
+from llama_index.core.base.response.schema import Response, StreamingResponse
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMChatStartEvent
+from llama_index.core.llms import ImageBlock
+from llama_index.core.schema import ImageNode
+from PIL import Image
+
+from focus_integrations.errors import InvalidOptionError
+from focus_integrations.llama_index import FocusMultiModalEmbedding, FocusMultiModalLLM
+from focus_integrations.llama_index.conversion import image_block_to_pil
+from focus_integrations.llama_index.rag import (
+    DEFAULT_IMAGE_COLLECTION,
+    build_multimodal_index,
+    catalog_nodes,
+    default_catalog_dir,
+    multimodal_query_engine,
+    open_multimodal_index,
+)
+from focus_integrations.store.errors import EmbedderCapabilityError
+from focus_integrations.store.image_store import CHROMA_SETTINGS
+
+TOP_K = 3
+
+
+class _LLMEvents(BaseEventHandler):
+    """Records what LlamaIndex sends to and gets back from the LLM (its own instrumentation events)."""
+
+    starts: list = []
+    ends: list = []
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "LLMEvents"
+
+    def handle(self, event, **kwargs) -> None:
+        if isinstance(event, LLMChatStartEvent):
+            self.starts.append(event)
+        elif isinstance(event, LLMChatEndEvent):
+            self.ends.append(event)
+
+
+@pytest.fixture
+def llm_events():
+    handler = _LLMEvents(starts=[], ends=[])
+    dispatcher = get_dispatcher()
+    dispatcher.add_event_handler(handler)
+    yield handler
+    dispatcher.event_handlers.remove(handler)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> FocusMultiModalEmbedding:
+    return FocusMultiModalEmbedding("minilm")
+
+
+@pytest.fixture(scope="session")
+def nodes(minilm) -> list[ImageNode]:
+    return catalog_nodes(embed_model=minilm)
+
+
+@pytest.fixture
+def chroma_path(tmp_path: Path) -> Path:
+    return tmp_path / "chroma"
+
+
+@pytest.fixture
+def index(nodes, minilm, chroma_path):
+    return build_multimodal_index(nodes, embed_model=minilm, chroma=chroma_path)
+
+
+@pytest.fixture
+def llm(decoder) -> FocusMultiModalLLM:
+    return FocusMultiModalLLM(decoder=decoder, max_new_tokens=5, seed=0)
+
+
+def _catalog_entries() -> list[dict]:
+    return json.loads((default_catalog_dir() / "catalog.json").read_text(encoding="utf-8"))
+
+
+def _images_sent(event: LLMChatStartEvent) -> list[Image.Image]:
+    return [image_block_to_pil(b) for m in event.messages for b in m.blocks if isinstance(b, ImageBlock)]
+
+
+def _assert_retrieved_images_reached_the_engine(events: _LLMEvents, source_nodes) -> None:
+    # One LLM call carries every retrieved image, in retrieval order, and the engine decoded over all of them.
+    assert len(events.starts) == 1 and len(events.ends) == 1
+    sent = _images_sent(events.starts[0])
+    retrieved = [Image.open(n.node.image_path) for n in source_nodes]
+    assert len(sent) == len(retrieved) == TOP_K
+    assert all(same_pixels(a, b) for a, b in zip(sent, retrieved))
+    settings = events.ends[0].response.raw["settings"]
+    assert settings["n_images"] == TOP_K
+    assert settings["n_rows"] == TOP_K + 1
+
+
+def test_catalog_nodes_follow_the_bundled_catalog(nodes, minilm):
+    entries = _catalog_entries()
+    assert [n.node_id for n in nodes] == sorted(
+        (e["id"] for e in entries), key=lambda i: _file_of(entries, i)
+    )
+    by_id = {e["id"]: e for e in entries}
+    for node in nodes:
+        entry = by_id[node.node_id]
+        assert node.metadata["caption"] == entry["caption"]
+        assert Path(node.image_path).name == entry["file"] and Path(node.image_path).is_file()
+        assert node.image is None and node.text == ""
+        assert len(node.embedding) == minilm.dim
+        # The model sees caption and product fields next to the picture, not the bookkeeping file name.
+        llm_text = node.get_metadata_str(mode="llm")
+        assert entry["caption"] in llm_text and "file_name" not in llm_text
+
+
+def _file_of(entries: list[dict], record_id: str) -> str:
+    return next(e["file"] for e in entries if e["id"] == record_id)
+
+
+def test_text_queries_find_the_matching_catalog_image(index):
+    retriever = index.as_retriever(image_similarity_top_k=TOP_K)
+    entries = _catalog_entries()
+    for entry in entries[:6]:
+        hits = retriever.retrieve(entry["caption"])
+        assert all(isinstance(hit.node, ImageNode) for hit in hits)
+        assert hits[0].node.node_id == entry["id"]
+
+
+def test_chroma_holds_image_paths_never_inline_images(index, nodes, chroma_path):
+    client = chromadb.PersistentClient(path=str(chroma_path), settings=CHROMA_SETTINGS)
+    records = client.get_collection(DEFAULT_IMAGE_COLLECTION).get(include=["metadatas", "embeddings"])
+    assert sorted(records["ids"]) == sorted(n.node_id for n in nodes)
+    for metadata in records["metadatas"]:
+        content = json.loads(metadata["_node_content"])
+        assert content["image"] is None and Path(content["image_path"]).is_file()
+        assert max(len(str(v)) for v in metadata.values()) < 4000  # no base64 payload anywhere
+    assert all(len(vector) == 384 for vector in records["embeddings"])
+
+
+def test_query_engine_sends_every_retrieved_image_to_one_focus_call(index, llm, llm_events):
+    engine = multimodal_query_engine(index, llm, image_similarity_top_k=TOP_K)
+    response = engine.query("Which of these is the red circle pendant?")
+    assert isinstance(response, Response)
+    assert all(isinstance(n.node, ImageNode) for n in response.source_nodes)
+    assert response.source_nodes[0].node.metadata["caption"] == "red circle pendant"
+    _assert_retrieved_images_reached_the_engine(llm_events, response.source_nodes)
+    assert response.response == llm_events.ends[0].response.message.content
+
+
+def test_streaming_query_engine_streams_the_focus_answer(index, llm, llm_events):
+    engine = multimodal_query_engine(index, llm, image_similarity_top_k=TOP_K, streaming=True)
+    response = engine.query("Which of these is the blue triangle pennant?")
+    assert isinstance(response, StreamingResponse)
+    streamed = "".join(response.response_gen)
+    _assert_retrieved_images_reached_the_engine(llm_events, response.source_nodes)
+    assert streamed == llm_events.ends[0].response.message.content
+
+
+async def test_async_query_engine(index, llm, llm_events):
+    engine = multimodal_query_engine(index, llm, image_similarity_top_k=TOP_K)
+    response = await engine.aquery("Show me a green rectangle notebook")
+    assert isinstance(response, Response)
+    _assert_retrieved_images_reached_the_engine(llm_events, response.source_nodes)
+
+
+def test_reopened_index_retrieves_the_same_images(index, minilm, chroma_path, nodes):
+    query = "black triangle pennant"
+    before = [hit.node.node_id for hit in index.as_retriever(image_similarity_top_k=TOP_K).retrieve(query)]
+    reopened = open_multimodal_index(embed_model=minilm, chroma=chroma_path)
+    after = reopened.as_retriever(image_similarity_top_k=TOP_K).retrieve(query)
+    assert [hit.node.node_id for hit in after] == before
+    assert all(Path(hit.node.image_path).is_file() for hit in after)
+    # Rebuilding into the same collections updates records instead of adding duplicates.
+    changed = [
+        nodes[0].model_copy(update={"metadata": {**nodes[0].metadata, "caption": "renamed"}}),
+        *nodes[1:],
+    ]
+    build_multimodal_index(changed, embed_model=minilm, chroma=chroma_path)
+    collection = chromadb.PersistentClient(path=str(chroma_path), settings=CHROMA_SETTINGS).get_collection(
+        DEFAULT_IMAGE_COLLECTION
+    )
+    assert collection.count() == len(nodes)
+    stored = json.loads(collection.get(ids=[nodes[0].node_id])["metadatas"][0]["_node_content"])
+    assert stored["metadata"]["caption"] == "renamed"
+
+
+def test_clip_embedder_indexes_pixels(tmp_path, llm, llm_events):
+    from focus_integrations.store.testing import build_tiny_clip
+
+    clip = FocusMultiModalEmbedding(f"clip:{build_tiny_clip(tmp_path / 'clip')}")
+    assert clip.supports_images
+    folder_nodes = catalog_nodes(embed_model=clip)
+    assert all(node.embedding is None for node in folder_nodes)  # left for the index to embed from pixels
+    index = build_multimodal_index(folder_nodes[:8], embed_model=clip, chroma=tmp_path / "chroma")
+    stored = index.image_vector_store._collection.get(ids=[folder_nodes[0].node_id], include=["embeddings"])
+    expected = clip.get_image_embedding(folder_nodes[0].image_path)
+    assert list(stored["embeddings"][0]) == pytest.approx(expected, abs=1e-5)
+    response = multimodal_query_engine(index, llm, image_similarity_top_k=TOP_K).query("a red circle")
+    _assert_retrieved_images_reached_the_engine(llm_events, response.source_nodes)
+
+
+def test_misuse_raises_documented_errors(nodes, minilm, llm, tmp_path):
+    with pytest.raises(EmbedderCapabilityError):
+        minilm.get_image_embedding(nodes[0].image_path)
+    bare = ImageNode(image_path=nodes[0].image_path)
+    with pytest.raises(InvalidOptionError, match="embeds text only"):
+        build_multimodal_index([bare], embed_model=minilm, chroma=tmp_path / "a")
+    inline = ImageNode(image="aGVsbG8=", embedding=[0.0] * minilm.dim)
+    with pytest.raises(InvalidOptionError, match="inline base64"):
+        build_multimodal_index([inline], embed_model=minilm, chroma=tmp_path / "b")
+    with pytest.raises(InvalidOptionError, match="FocusMultiModalEmbedding"):
+        build_multimodal_index(nodes, embed_model=None, chroma=tmp_path / "c")
+    with pytest.raises(InvalidOptionError, match="not found"):
+        catalog_nodes(tmp_path / "missing", embed_model=minilm)
+    index = build_multimodal_index(nodes[:2], embed_model=minilm, chroma=tmp_path / "d")
+    with pytest.raises(InvalidOptionError, match="image_similarity_top_k"):
+        multimodal_query_engine(index, llm, image_similarity_top_k=0)
+    with pytest.raises(InvalidOptionError, match="FocusMultiModalLLM"):
+        multimodal_query_engine(index, object())
