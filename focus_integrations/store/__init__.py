@@ -25,12 +25,12 @@ from focus_integrations.store.errors import (
     StoreError,
 )
 from focus_integrations.store.image_store import (
-    CHROMA_SETTINGS,
     DEFAULT_COLLECTION,
     ImageHit,
     ImageItem,
     ImageStore,
     IngestReport,
+    chroma_settings,
     default_store_path,
     index_text,
     validate_collection_name,
@@ -50,7 +50,7 @@ __all__ = [
     "FocusEmbeddingFunction",
     "DEFAULT_EMBEDDER_SPEC",
     "DEFAULT_COLLECTION",
-    "CHROMA_SETTINGS",
+    "chroma_settings",
     "default_store_path",
     "index_text",
     "validate_collection_name",

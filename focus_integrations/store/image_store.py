@@ -57,9 +57,22 @@ DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 STORE_FORMAT = 1
 RESERVED_PREFIX = "focus_"
 
-#: One Settings object for every client this module makes: Chroma caches clients per path and refuses to open
-#: the same path again with different settings.
-CHROMA_SETTINGS = Settings(anonymized_telemetry=False)
+
+def chroma_settings() -> Settings:
+    """Settings for a new Chroma client: telemetry off, everything else Chroma's default.
+
+    A fresh object per client on purpose: ``PersistentClient`` / ``HttpClient`` write the path or port INTO the
+    settings object they get, so one shared object would be rewritten by every new client (and an
+    ``HttpClient`` then refuses a second port). Chroma compares settings by value when it reuses a cached
+    client for a path, so equal fresh objects are accepted.
+    """
+    return Settings(anonymized_telemetry=False)
+
+
+#: Kept for code written against the first version of this module. Prefer :func:`chroma_settings`: Chroma's
+#: client constructors mutate the object they get (path, port, persistence), so sharing one is fragile.
+CHROMA_SETTINGS = chroma_settings()
+
 
 ImageSource = Union[str, "os.PathLike[str]", Image.Image, bytes, bytearray, np.ndarray]
 Captioner = Callable[[Image.Image], str]
@@ -731,7 +744,7 @@ def _persistent_client(path: Path) -> Any:
     if path.exists() and not path.is_dir():
         raise StoreError(f"store path {path} exists and is not a directory")
     path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=CHROMA_SETTINGS)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings())
 
 
 def _http_client(url: str) -> Any:
@@ -741,7 +754,7 @@ def _http_client(url: str) -> Any:
     port = parsed.port or (443 if parsed.scheme == "https" else 8000)
     try:
         client = chromadb.HttpClient(
-            host=parsed.hostname, port=port, ssl=parsed.scheme == "https", settings=CHROMA_SETTINGS
+            host=parsed.hostname, port=port, ssl=parsed.scheme == "https", settings=chroma_settings()
         )
         client.heartbeat()
     except Exception as err:  # noqa: BLE001 - connection failures come in many types (httpx, ValueError, ...)

@@ -14,7 +14,6 @@ from store_helpers import shape_image, write_shape
 
 from focus_integrations.errors import ImageLoadError, InvalidOptionError
 from focus_integrations.store import (
-    CHROMA_SETTINGS,
     DuplicateIdError,
     EmbedderCapabilityError,
     EmbedderMismatchError,
@@ -25,6 +24,7 @@ from focus_integrations.store import (
     SidecarError,
     StoreError,
     bundled_catalog_path,
+    chroma_settings,
     load_embedder,
 )
 
@@ -284,7 +284,7 @@ def test_store_records_its_embedder_and_refuses_another(tmp_path: Path, minilm, 
 
 def test_foreign_collection_is_refused(tmp_path: Path, minilm) -> None:
     path = tmp_path / "store"
-    client = chromadb.PersistentClient(path=str(path), settings=CHROMA_SETTINGS)
+    client = chromadb.PersistentClient(path=str(path), settings=chroma_settings())
     client.create_collection("focus-images", embedding_function=None).add(ids=["x"], embeddings=[[0.0, 1.0]])
     with pytest.raises(EmbedderMismatchError, match="not made by focus_integrations"):
         ImageStore(client=client, embedder=minilm)
@@ -298,7 +298,7 @@ def test_reopened_collection_never_uses_chromas_default_embedder(
     # A plain chromadb client that passes no embedding function gets ours back from the stored config; the
     # default would try to download an ONNX model here and fail (no network).
     collection = chromadb.PersistentClient(
-        path=str(tmp_path / "reopen"), settings=CHROMA_SETTINGS
+        path=str(tmp_path / "reopen"), settings=chroma_settings()
     ).get_collection("focus-images")
     result = collection.query(query_texts=["red circle"], n_results=1)
     assert result["ids"][0] == ["red_circle.png"]
