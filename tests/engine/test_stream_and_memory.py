@@ -1,0 +1,94 @@
+"""Streaming, stop strings, the out-of-memory fallback to row groups, and concurrent calls."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from focus_integrations import FocusDecoder
+from focus_integrations.testing.tiny_models import tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def decoder() -> FocusDecoder:
+    return FocusDecoder.from_pretrained(tiny_checkpoint("qwen2_5_vl"))
+
+
+def _images(n: int) -> list[Image.Image]:
+    rng = np.random.default_rng(1)
+    return [Image.fromarray(rng.integers(0, 256, (30 + i, 28, 3), dtype=np.uint8)) for i in range(n)]
+
+
+ASK = dict(prompt="Describe image 2.", seed=5, max_new_tokens=12)
+
+
+def test_stream_deltas_add_up_to_the_generated_text(decoder) -> None:
+    full = decoder.generate(images=_images(3), **ASK)
+    stream = decoder.stream(images=_images(3), **ASK)
+    deltas = list(stream)
+    assert "".join(deltas) == full.text == stream.output.text
+    assert stream.output.token_ids == full.token_ids
+    assert stream.output.usage.output_tokens == len(full.token_ids)
+    assert stream.output.usage.input_tokens > 0
+
+
+def test_stop_string_ends_generation_early(decoder) -> None:
+    full = decoder.generate(images=_images(2), **ASK)
+    text = full.text
+    if len(text) < 4:
+        pytest.skip(f"random tiny model produced too little text to cut: {text!r}")
+    stop = text[2:4]
+    cut = decoder.generate(images=_images(2), stop=[stop], **ASK)
+    assert cut.text == text[: text.find(stop)]
+    assert cut.finish_reason == "stop" and cut.stop_sequence == stop
+    assert len(cut.token_ids) < len(full.token_ids) or full.finish_reason == "stop"
+
+
+def test_out_of_memory_retries_in_smaller_row_groups(decoder) -> None:
+    expected = decoder.generate(images=_images(4), **ASK)
+    batches: list[int] = []
+
+    def fake_small_device(module, args, kwargs):
+        rows = kwargs["input_ids"].shape[0] if kwargs.get("input_ids") is not None else 0
+        batches.append(rows)
+        if rows > 2:
+            raise torch.OutOfMemoryError("simulated: only 2 rows fit")
+
+    handle = decoder.model.register_forward_pre_hook(fake_small_device, with_kwargs=True)
+    try:
+        got = decoder.generate(images=_images(4), **ASK)
+    finally:
+        handle.remove()
+    assert got.token_ids == expected.token_ids
+    assert 5 in batches and max(batches[batches.index(5) + 1 :]) <= 2
+
+
+def test_concurrent_calls_on_one_decoder_are_serialised(decoder) -> None:
+    prompts = [f"Question {i} about the images?" for i in range(4)]
+    sequential = [
+        decoder.generate(images=_images(2), prompt=p, seed=2, max_new_tokens=6).token_ids for p in prompts
+    ]
+    results: dict[int, list[int]] = {}
+
+    def worker(i: int) -> None:
+        results[i] = decoder.generate(
+            images=_images(2), prompt=prompts[i], seed=2, max_new_tokens=6
+        ).token_ids
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [results[i] for i in range(4)] == sequential
+
+
+def test_an_abandoned_stream_releases_the_decoder(decoder) -> None:
+    stream = decoder.stream(images=_images(2), **ASK)
+    next(stream, None)
+    stream.close()
+    assert decoder.generate(images=_images(2), **ASK).text is not None
