@@ -199,8 +199,8 @@ def load_processor(name_or_path: str | os.PathLike[str], **from_pretrained_kwarg
     Tries ``AutoProcessor.from_pretrained`` first. If that fails because the video processor cannot be
     built (no torchvision, or a folder saved without one) and the checkpoint's processor class has a video
     slot, loads the image-only subclass (see :func:`image_only_processor_class`) from the same files with
-    the same kwargs. Hub ids resolve from the local cache only when ``HF_HUB_OFFLINE`` /
-    ``local_files_only`` say so, as with transformers itself.
+    the same kwargs. A hub id is read from the local Hugging Face cache only (``local_files_only=True``)
+    unless the caller passes ``local_files_only=False``.
 
     Raises:
         ModelNotFoundError: the folder or hub repo (when offline: its cached files) is missing or incomplete.
@@ -214,6 +214,10 @@ def load_processor(name_or_path: str | os.PathLike[str], **from_pretrained_kwarg
         where = os.path.expanduser(where)
         if not Path(where).is_dir():
             raise ModelNotFoundError(f"no checkpoint folder at {where!r}")
+    else:
+        # A hub id loads from the local cache unless the caller allows downloads explicitly: no request to
+        # the Hub, so no hang on a machine without network.
+        from_pretrained_kwargs.setdefault("local_files_only", True)
     try:
         processor = AutoProcessor.from_pretrained(where, **from_pretrained_kwargs)
     except Exception as error:  # classified below, re-raised with the cause attached

@@ -158,8 +158,24 @@ def test_missing_checkpoints_raise_model_not_found_quickly(tmp_path: Path) -> No
     for missing in (tmp_path / "does-not-exist", str(tmp_path / "does-not-exist"), "./no/such/folder"):
         with pytest.raises(ModelNotFoundError, match="no checkpoint folder"):
             load_processor(missing)
+
+
+def test_uncached_hub_id_fails_fast_without_asking_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+    import huggingface_hub.file_download
+
+    # Even with offline mode off, a hub id is looked up in the cache only (unless local_files_only=False).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("asked the Hub")
+
+    monkeypatch.setattr(huggingface_hub.file_download, "get_hf_file_metadata", no_network)
     started = time.monotonic()
-    with pytest.raises(ModelNotFoundError):  # offline (conftest): never reaches for the network
+    with pytest.raises(ModelNotFoundError, match="no-such-org/no-such-model"):
         load_processor("no-such-org/no-such-model", cache_dir=tmp_path)
     assert time.monotonic() - started < 10
 
