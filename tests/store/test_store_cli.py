@@ -1,0 +1,127 @@
+"""`focus index` and `focus query` through the real `focus` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from store_helpers import write_shape
+
+from focus_integrations.cli import main
+from focus_integrations.store import bundled_catalog_path
+
+
+@pytest.fixture
+def indexed_catalog(tmp_path: Path, minilm, capsys) -> Path:
+    store = tmp_path / "store"
+    assert main(["index", str(bundled_catalog_path()), "--store", str(store), "--no-progress"]) == 0
+    capsys.readouterr()
+    return store
+
+
+def test_index_reports_counts_and_is_incremental(tmp_path: Path, minilm, capsys) -> None:
+    folder = tmp_path / "pics"
+    write_shape(folder / "red_circle.png", "red", "circle")
+    write_shape(folder / "blue_square.png", "blue", "square")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    store = tmp_path / "store"
+    assert main(["index", str(folder), "--store", str(store), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "added 2, updated 0, unchanged 0, failed 1; 2 images in store" in out
+    assert f"focus: skipped {folder / 'broken.png'}: " in err
+    assert main(["index", str(folder), "--store", str(store), "--no-progress"]) == 0
+    assert "added 0, updated 0, unchanged 2, failed 1" in capsys.readouterr().out
+
+
+def test_query_retrieve_only(indexed_catalog: Path, capsys) -> None:
+    assert (
+        main(["query", "blue pendant", "--store", str(indexed_catalog), "--k", "2", "--retrieve-only"]) == 0
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("[1] sku-") and "blue circle pendant" in lines[0]
+    where = json.dumps({"category": "decor"})
+    assert main(["query", "red", "--store", str(indexed_catalog), "--where", where, "--retrieve-only"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all("pennant" in line for line in lines)
+
+
+def test_query_answers_with_the_focus_decoder(
+    indexed_catalog: Path, tiny_checkpoint: Callable[..., Path], capsys
+) -> None:
+    model = str(tiny_checkpoint("qwen2_5_vl"))
+    args = [
+        "query",
+        "which pendant is blue?",
+        "--store",
+        str(indexed_catalog),
+        "--k",
+        "3",
+        "--model",
+        model,
+        "--max-new-tokens",
+        "3",
+        "--seed",
+        "0",
+    ]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    listed = [line for line in err.splitlines() if line.startswith("[")]  # the retrieved images, on stderr
+    assert len(listed) == 3
+    paths = [line.rsplit("  ", 1)[1] for line in listed]
+    # The answer is exactly what the FOCUS decoder says over those three images, in that order.
+    from focus_integrations import FocusDecoder
+    from focus_integrations.store import ImageStore
+
+    expected = FocusDecoder.from_pretrained(model).generate(
+        images=paths, prompt="which pendant is blue?", mode="focus", max_new_tokens=3, seed=0
+    )
+    assert out == expected.text + "\n"
+    assert [h.uri for h in ImageStore(indexed_catalog).query("which pendant is blue?", k=3)] == paths
+    assert main([*args, "--mode", "vanilla"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["query", "x", "--where", "{bad json"], "--where is not valid JSON"),
+        (["query", "x", "--where", "[1]"], "--where must be a JSON object"),
+        (["query", "x", "--k", "0"], "--k must be at least 1"),
+        (["query", "x", "--collection", "a..b"], "invalid collection name"),
+        (["query", "x", "--chroma-url", "http://127.0.0.1:9"], "cannot reach the Chroma server"),
+        (["index", "/definitely/not/here"], "not a directory"),
+    ],
+)
+def test_errors_are_one_line(indexed_catalog: Path, capsys, args: list[str], message: str) -> None:
+    if "--chroma-url" not in args:
+        args = [*args, "--store", str(indexed_catalog)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("focus: error: ") and message in err[0]
+
+
+def test_empty_store_query_is_a_clear_error(tmp_path: Path, minilm, capsys) -> None:
+    assert main(["query", "anything", "--store", str(tmp_path / "empty"), "--retrieve-only"]) == 2
+    assert "no images" in capsys.readouterr().err
+
+
+def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
+    focus = Path(sys.executable).with_name("focus")
+    if not focus.exists():
+        pytest.skip("the focus console script is not installed in this environment")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    result = subprocess.run(
+        [str(focus), "query", "x", "--store", str(tmp_path / "s"), "--where", "nope"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "focus: error: --where is not valid JSON: Expecting value: line 1 column 1 (char 0)"
+    ]
