@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -243,7 +245,16 @@ def test_unknown_family_or_size_is_a_clear_error(family: str, size: str) -> None
 
 def test_tiny_checkpoint_builds_once_into_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOCUS_TINY_CACHE", str(tmp_path))
+    root = tmp_path / tiny_models._versions_tag()
+    prefix = f".llava-v{tiny_models.RECIPE_VERSION}-"
+    stale, fresh = root / f"{prefix}killed", root / f"{prefix}building"
+    for leftover in (stale, fresh):
+        leftover.mkdir(parents=True)
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))  # left by a process killed two hours ago
+
     path = tiny_checkpoint("llava")
+    assert not stale.exists() and fresh.exists()  # a recent one may still be another process's build
+    shutil.rmtree(fresh)
     assert path.is_relative_to(tmp_path) and f"v{tiny_models.RECIPE_VERSION}" in path.name
     assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -753,6 +754,19 @@ def _versions_tag() -> str:
     return f"tf{transformers.__version__}"
 
 
+_STALE_STAGING_S = 3600.0  # a build takes seconds; older staging folders are leftovers of killed processes
+
+
+def _remove_stale_staging(root: Path, name: str) -> None:
+    now = time.time()
+    for leftover in root.glob(f".{name}-*"):
+        try:
+            if now - leftover.stat().st_mtime > _STALE_STAGING_S:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:  # another process removed it first
+            pass
+
+
 def tiny_checkpoint(family: str, *, size: Size = "tiny", seed: int = 0) -> Path:
     """Path of a cached checkpoint of ``family`` (built on first use, offline).
 
@@ -771,6 +785,7 @@ def tiny_checkpoint(family: str, *, size: Size = "tiny", seed: int = 0) -> Path:
     if (target / "config.json").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(root, name)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
         build_checkpoint(family, staging, size=size, seed=seed)
