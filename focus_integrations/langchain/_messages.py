@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -148,11 +149,17 @@ def _plain_text(items: list[dict[str, Any]]) -> str:
     return "\n".join(item["text"] for item in items if item["type"] == "text")
 
 
-def to_engine_messages(messages: Sequence[BaseMessage], policy: ImagePolicy) -> list[dict[str, Any]]:
+def to_engine_messages(
+    messages: Sequence[BaseMessage], policy: ImagePolicy, *, tool_turns_as_text: bool = False
+) -> list[dict[str, Any]]:
     """Convert a LangChain history into engine messages (images loaded, tool calls kept structured).
 
     Consecutive messages of the same role (other than tool results) are merged: several chat templates
     (Gemma, Llama) reject two user turns in a row, and the merged turn means the same thing.
+
+    ``tool_turns_as_text=True`` is for chat templates with no tool syntax: an assistant's tool calls become
+    its text (the JSON call format ChatFocus teaches such models), and a tool result becomes a user turn
+    that says which call it answers, images included, so no template drops or rejects it.
     """
     if not messages:
         raise InvalidOptionError("ChatFocus needs at least one message")
@@ -202,6 +209,9 @@ def to_engine_messages(messages: Sequence[BaseMessage], policy: ImagePolicy) -> 
                 entry["name"] = message.name
         else:
             entry["content"] = items
+        if tool_turns_as_text:
+            entry = _tool_turn_as_text(entry)
+            role = entry["role"]
         previous = out[-1] if out else None
         if (
             previous is not None
@@ -213,6 +223,28 @@ def to_engine_messages(messages: Sequence[BaseMessage], policy: ImagePolicy) -> 
         else:
             out.append(entry)
     return out
+
+
+def _tool_turn_as_text(entry: dict[str, Any]) -> dict[str, Any]:
+    if entry["role"] == "assistant" and entry.get("tool_calls"):
+        calls = [
+            {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
+            for call in entry["tool_calls"]
+        ]
+        call_text = json.dumps(calls[0] if len(calls) == 1 else calls)
+        return {
+            "role": "assistant",
+            "content": f"{entry['content']}\n{call_text}" if entry["content"] else call_text,
+        }
+    if entry["role"] == "tool":
+        label = f"Result of tool {entry['name']}" if entry.get("name") else "Tool result"
+        if entry.get("tool_call_id"):
+            label += f" (call {entry['tool_call_id']})"
+        content = entry["content"]
+        if isinstance(content, str):
+            return {"role": "user", "content": f"{label}:\n{content}"}
+        return {"role": "user", "content": [{"type": "text", "text": f"{label}:\n"}, *content]}
+    return entry
 
 
 def _prefix_error(content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:

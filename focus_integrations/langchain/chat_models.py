@@ -307,10 +307,10 @@ class ChatFocus(BaseChatModel):
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool] | None = None,
     ) -> int:
         """Prompt tokens of a chat as the model sees it: chat template, tools and image tokens included."""
-        decoder = self.focus_decoder
-        engine_messages = to_engine_messages(messages, self._image_policy())
         formatted = [convert_to_openai_tool(t) for t in tools] if tools else None
-        return decoder.count_tokens(engine_messages, tools=formatted)
+        # The same preparation as a call, so tool instructions and rewritten tool turns are counted too.
+        request = self._prepare(messages, None, {"tools": formatted} if formatted else {})
+        return request.decoder.count_tokens(request.messages, tools=request.tools)
 
     # ------------------------------------------------------------------------------------ tools / structure
 
@@ -427,10 +427,12 @@ class ChatFocus(BaseChatModel):
             known = sorted(set(_OPTION_FIELDS) | _CALL_KWARGS)
             raise InvalidOptionError(f"unknown ChatFocus argument(s) {sorted(unknown)}; known: {known}")
         options = self._engine_options(kwargs, stop)
-        engine_messages = to_engine_messages(messages, self._image_policy())
         model_override = kwargs.get("model")
         decoder = self._decoder_for(model_override)
         model_name = model_override or self.model_name
+        engine_messages = to_engine_messages(
+            messages, self._image_policy(), tool_turns_as_text=not _renders_tools(decoder)
+        )
 
         tools = kwargs.get("tools") or None
         tool_choice = kwargs.get("tool_choice")
