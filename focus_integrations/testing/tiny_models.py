@@ -789,6 +789,7 @@ def tiny_checkpoint(family: str, *, size: Size = "tiny", seed: int = 0) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
         build_checkpoint(family, staging, size=size, seed=seed)
+        staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared
         try:
             os.rename(staging, target)  # atomic on one file system; fails if another process won
         except OSError:
