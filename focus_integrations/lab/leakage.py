@@ -1,0 +1,456 @@
+"""The leakage lab: how much a model leaks across images, and whether it meets FOCUS's preconditions.
+
+Everything here talks to the model through an :class:`AnswerFunction` (images, prompt, mode, alpha, system,
+seed -> text). :func:`decoder_answer_function` makes one from a :class:`~focus_integrations.FocusDecoder`, so
+the lab runs on any supported checkpoint; tests drive the same code with plain Python fakes.
+
+Measured per number of images N (all on the ``test`` split; alpha is chosen on ``val`` only):
+
+- ``single``: the target image alone, asked about "the image" (the ceiling); chance is 1/#values.
+- ``vanilla`` / ``focus``: open question about image p among N (distinct values): accuracy, and leakage
+  (wrong AND equal to another image's value).
+- ``oracle``: image p clean, every other slot noise (FOCUS's row p; an upper bound that knows the slot).
+- ``slot_binding`` (precondition 1): among vanilla answers that name some image's value, the share that
+  names image p's. A model that answers about a random image, or always about image 1, scores 1/N.
+- ``noise_abstention`` (precondition 2): image p replaced by noise, the others clean: the share of answers
+  that do NOT name another image's value (``none_rate``: the share that say "none").
+- ``choice``: MuirBench-style multiple choice (4 options: the target's value and other images' values).
+- ``winoground`` (N=2 minimal pairs): text, image and group scores, vanilla vs FOCUS (text queries have one
+  image, so FOCUS is inactive there and both modes share them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from PIL import Image
+
+from focus_integrations.errors import InvalidOptionError
+from focus_integrations.lab import prompts
+from focus_integrations.lab.data import LabImage, load_lab_images
+from focus_integrations.lab.parsing import parse_ab, parse_choice, parse_open
+from focus_integrations.lab.stats import Proportion, count
+from focus_integrations.lab.tasks import (
+    VALUES,
+    ChoiceItem,
+    OpenItem,
+    PairItem,
+    choice_items,
+    item_seed,
+    open_items,
+    pair_items,
+)
+
+DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 1.0)
+DEFAULT_N_VALUES: tuple[int, ...] = (2, 3, 4, 5, 6)
+MODES = ("vanilla", "focus")
+
+
+class AnswerFunction(Protocol):
+    """The model under test: returns the raw answer text for one prompt."""
+
+    def __call__(
+        self,
+        images: Sequence[Image.Image],
+        prompt: str,
+        *,
+        mode: str,
+        alpha: float | None,
+        system: str | None,
+        seed: int,
+    ) -> str: ...
+
+
+def decoder_answer_function(
+    decoder: Any, *, max_new_tokens: int = 16, noise: str | None = None
+) -> AnswerFunction:
+    """Wrap a ``FocusDecoder``: greedy decoding, the paper's ``[image]*N + [text]`` user turn."""
+
+    def answer(
+        images: Sequence[Image.Image],
+        prompt: str,
+        *,
+        mode: str,
+        alpha: float | None,
+        system: str | None,
+        seed: int,
+    ) -> str:
+        options: dict[str, Any] = {"mode": mode, "seed": seed, "max_new_tokens": max_new_tokens}
+        if mode == "focus":
+            options["alpha"] = alpha
+            if noise is not None:
+                options["noise"] = noise
+        return decoder.generate(images=list(images), prompt=prompt, system=system, **options).text
+
+    return answer
+
+
+# ------------------------------------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True)
+class OpenOutcome:
+    """One parsed open answer against the truth and the other images' values."""
+
+    answer: str | None
+    truth: str
+    others: frozenset[str]
+    text: str
+
+    @property
+    def correct(self) -> bool:
+        return self.answer == self.truth
+
+    @property
+    def leaked(self) -> bool:
+        return not self.correct and self.answer in self.others
+
+    @property
+    def from_some_image(self) -> bool:
+        return self.correct or self.answer in self.others
+
+
+def accuracy(outcomes: Sequence[OpenOutcome]) -> Proportion:
+    return count([o.correct for o in outcomes])
+
+
+def leakage(outcomes: Sequence[OpenOutcome]) -> Proportion:
+    """Wrong AND equal to another image's value."""
+    return count([o.leaked for o in outcomes])
+
+
+def slot_binding(outcomes: Sequence[OpenOutcome]) -> Proportion:
+    """Among answers that name the value of some image in the prompt, the share naming the asked one's."""
+    return count([o.correct for o in outcomes if o.from_some_image])
+
+
+def noise_abstention(outcomes: Sequence[OpenOutcome]) -> Proportion:
+    """Outcomes of target-masked prompts (truth ``none``): the share not answered from another image."""
+    return count([o.answer not in o.others for o in outcomes])
+
+
+def _ask_open(
+    answer_fn: AnswerFunction,
+    item: OpenItem,
+    images: list[Image.Image],
+    prompt: str,
+    truth: str,
+    mode: str,
+    alpha: float | None,
+) -> OpenOutcome:
+    text = answer_fn(images, prompt, mode=mode, alpha=alpha, system=None, seed=item.seed)
+    vocabulary = VALUES[item.attribute]
+    return OpenOutcome(parse_open(text, vocabulary), truth, item.other_answers, text)
+
+
+def ask_clean(answer_fn: AnswerFunction, items: Sequence[OpenItem], mode: str, alpha: float | None = None):
+    """Every image clean, asked about image p."""
+    return [_ask_open(answer_fn, it, it.clean_images(), it.prompt(), it.truth, mode, alpha) for it in items]
+
+
+def ask_single(answer_fn: AnswerFunction, items: Sequence[OpenItem]) -> list[OpenOutcome]:
+    """The target image alone, asked about "the image" (one image: FOCUS is plain decoding)."""
+    return [
+        _ask_open(
+            answer_fn,
+            it,
+            [it.target.image],
+            prompts.open_question(it.attribute, None),
+            it.truth,
+            "vanilla",
+            None,
+        )
+        for it in items
+    ]
+
+
+def ask_oracle(answer_fn: AnswerFunction, items: Sequence[OpenItem]) -> list[OpenOutcome]:
+    """Image p clean, every other slot noise (vanilla decoding): what FOCUS's row p sees."""
+    return [
+        _ask_open(answer_fn, it, it.target_alone(), it.prompt(), it.truth, "vanilla", None) for it in items
+    ]
+
+
+def ask_masked(answer_fn: AnswerFunction, items: Sequence[OpenItem]) -> list[OpenOutcome]:
+    """Image p replaced by noise, the others clean (vanilla decoding); the right answer is ``none``."""
+    return [
+        _ask_open(answer_fn, it, it.target_masked(), it.prompt(), prompts.NONE_ANSWER, "vanilla", None)
+        for it in items
+    ]
+
+
+def measure_slot_binding(answer_fn: AnswerFunction, items: Sequence[OpenItem]) -> Proportion:
+    return slot_binding(ask_clean(answer_fn, items, "vanilla"))
+
+
+def measure_noise_abstention(answer_fn: AnswerFunction, items: Sequence[OpenItem]) -> Proportion:
+    return noise_abstention(ask_masked(answer_fn, items))
+
+
+@dataclass(frozen=True)
+class ChoiceOutcome:
+    letter: str | None
+    gold: str
+    leak_letters: frozenset[str]
+    text: str
+
+    @property
+    def correct(self) -> bool:
+        return self.letter == self.gold
+
+    @property
+    def leaked(self) -> bool:
+        return self.letter in self.leak_letters
+
+
+def ask_choice(
+    answer_fn: AnswerFunction, items: Sequence[ChoiceItem], mode: str, alpha: float | None = None
+) -> list[ChoiceOutcome]:
+    outcomes = []
+    for item in items:
+        q = item.question
+        text = answer_fn(q.clean_images(), item.prompt(), mode=mode, alpha=alpha, system=None, seed=q.seed)
+        outcomes.append(ChoiceOutcome(parse_choice(text), item.answer_letter, item.leak_letters, text))
+    return outcomes
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """Winoground scores of one pair (text is shared by both modes: one image, FOCUS inactive)."""
+
+    text_correct: bool
+    image_correct: bool
+
+    @property
+    def group_correct(self) -> bool:
+        return self.text_correct and self.image_correct
+
+
+def ask_text_scores(answer_fn: AnswerFunction, items: Sequence[PairItem]) -> list[bool]:
+    results = []
+    for item in items:
+        first_caption, second_caption = item.captions
+        prompt = prompts.text_score_question(first_caption, second_caption)
+        right = True
+        for image, gold in ((item.first, "a"), (item.second, "b")):
+            text = answer_fn(
+                [image.image],
+                prompt,
+                mode="vanilla",
+                alpha=None,
+                system=prompts.EVALUATOR_SYSTEM,
+                seed=item.seed,
+            )
+            right = right and parse_ab(text) == gold
+        results.append(right)
+    return results
+
+
+def ask_image_scores(
+    answer_fn: AnswerFunction, items: Sequence[PairItem], mode: str, alpha: float | None = None
+) -> list[bool]:
+    results = []
+    for item in items:
+        images = [item.first.image, item.second.image]
+        right = True
+        for caption, gold in zip(item.captions, "ab"):
+            text = answer_fn(
+                images,
+                prompts.image_score_question(caption),
+                mode=mode,
+                alpha=alpha,
+                system=prompts.EVALUATOR_SYSTEM,
+                seed=item.seed,
+            )
+            right = right and parse_ab(text) == gold
+        results.append(right)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- the lab
+
+
+@dataclass
+class LabResult:
+    """Everything one lab run measured (``to_dict`` is the JSON written to disk)."""
+
+    settings: dict[str, Any]
+    alpha: float
+    alpha_validation: dict[str, Any]
+    per_n: dict[int, dict[str, Any]] = field(default_factory=dict)
+    winoground: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, Proportion):
+                return value.as_dict()
+            if isinstance(value, dict):
+                return {str(k): plain(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            return value
+
+        return plain(
+            {
+                "settings": self.settings,
+                "alpha": self.alpha,
+                "alpha_validation": self.alpha_validation,
+                "per_n": self.per_n,
+                "winoground": self.winoground,
+                "seconds": round(self.seconds, 1),
+            }
+        )
+
+
+def select_alpha(
+    answer_fn: AnswerFunction,
+    pool: Sequence[LabImage],
+    *,
+    alphas: Sequence[float],
+    n_values: Sequence[int],
+    samples: int,
+    seed: int,
+    attribute: str = "color",
+) -> tuple[float, dict[str, Any]]:
+    """The alpha with the best FOCUS accuracy on ``pool`` (validation images), pooled over ``n_values``.
+
+    Ties go to the smaller alpha (the milder contrast)."""
+    if not alphas:
+        raise InvalidOptionError("need at least one alpha")
+    items = [
+        it
+        for n in n_values
+        for it in open_items(pool, n, samples, attribute=attribute, seed=item_seed("val", seed, n))
+    ]
+    scores = {alpha: accuracy(ask_clean(answer_fn, items, "focus", alpha)) for alpha in sorted(set(alphas))}
+    best = max(scores, key=lambda a: (scores[a].value, -a))
+    vanilla = accuracy(ask_clean(answer_fn, items, "vanilla"))
+    return best, {
+        "split": "val",
+        "items": len(items),
+        "focus_accuracy": {str(a): p for a, p in scores.items()},
+        "vanilla_accuracy": vanilla,
+    }
+
+
+def run_leakage_lab(
+    answer_fn: AnswerFunction,
+    *,
+    n_values: Sequence[int] = DEFAULT_N_VALUES,
+    samples: int = 100,
+    seed: int = 0,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    val_samples: int | None = None,
+    pairs: int | None = None,
+    attribute: str = "color",
+    fixed_alpha: float | None = None,
+    include_choice: bool = True,
+    model_name: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> LabResult:
+    """Run the whole lab. Deterministic for a given ``seed`` when the answer function is.
+
+    ``fixed_alpha`` skips the validation search (for a value chosen on validation data before, e.g. in the
+    model card); ``include_choice=False`` and ``pairs=0`` leave out multiple choice and Winoground."""
+    n_values = sorted(set(n_values))
+    if not n_values or min(n_values) < 2:
+        raise InvalidOptionError(f"n_values must be numbers of images >= 2, got {n_values}")
+    if samples < 1:
+        raise InvalidOptionError(f"samples must be >= 1, got {samples}")
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    val_pool, test_pool = load_lab_images("val"), load_lab_images("test")
+    val_samples = val_samples if val_samples is not None else max(10, samples // 2)
+    pairs = pairs if pairs is not None else samples
+
+    if fixed_alpha is not None:
+        alpha, alpha_validation = fixed_alpha, {"fixed": True}
+    else:
+        say(f"choosing alpha from {list(alphas)} on the val split ({val_samples} items per N)")
+        alpha, alpha_validation = select_alpha(
+            answer_fn,
+            val_pool,
+            alphas=alphas,
+            n_values=n_values,
+            samples=val_samples,
+            seed=seed,
+            attribute=attribute,
+        )
+    say(f"alpha = {alpha}")
+    result = LabResult(
+        settings={
+            "model": model_name,
+            "seed": seed,
+            "samples_per_n": samples,
+            "val_samples_per_n": val_samples,
+            "pairs": pairs,
+            "n_values": n_values,
+            "alphas": list(alphas) if fixed_alpha is None else [fixed_alpha],
+            "attribute": attribute,
+            "split": "test",
+        },
+        alpha=alpha,
+        alpha_validation=alpha_validation,
+    )
+    for n in n_values:
+        t0 = time.perf_counter()
+        items = open_items(test_pool, n, samples, attribute=attribute, seed=item_seed("test", seed, n))
+        single = ask_single(answer_fn, items)
+        vanilla = ask_clean(answer_fn, items, "vanilla")
+        focus = ask_clean(answer_fn, items, "focus", alpha)
+        oracle = ask_oracle(answer_fn, items)
+        masked = ask_masked(answer_fn, items)
+        choices = (
+            choice_items(test_pool, n, samples, seed=item_seed("test-choice", seed, n))
+            if include_choice
+            else []
+        )
+        choice_vanilla = ask_choice(answer_fn, choices, "vanilla")
+        choice_focus = ask_choice(answer_fn, choices, "focus", alpha)
+        result.per_n[n] = {
+            "chance": {"open": 1 / len(VALUES[attribute]), "random_image": 1 / n, "choice": 0.25},
+            "single": accuracy(single),
+            "oracle": accuracy(oracle),
+            "vanilla": {"accuracy": accuracy(vanilla), "leakage": leakage(vanilla)},
+            "focus": {"accuracy": accuracy(focus), "leakage": leakage(focus)},
+            "slot_binding": slot_binding(vanilla),
+            "noise_abstention": noise_abstention(masked),
+            "none_rate": count([o.answer == prompts.NONE_ANSWER for o in masked]),
+            "choice": {
+                "vanilla": {
+                    "accuracy": count([o.correct for o in choice_vanilla]),
+                    "leakage": count([o.leaked for o in choice_vanilla]),
+                },
+                "focus": {
+                    "accuracy": count([o.correct for o in choice_focus]),
+                    "leakage": count([o.leaked for o in choice_focus]),
+                },
+            },
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        row = result.per_n[n]
+        say(
+            f"N={n}: vanilla {row['vanilla']['accuracy']}  focus {row['focus']['accuracy']}  ({row['seconds']}s)"
+        )
+
+    if 2 in n_values and pairs > 0:
+        pair_list = pair_items(test_pool, pairs, seed=item_seed("test-pairs", seed))
+        text = ask_text_scores(answer_fn, pair_list)
+        result.winoground = {"pairs": pairs, "chance": {"text": 0.25, "image": 0.25, "group": 1 / 6}}
+        for mode in MODES:
+            image = ask_image_scores(answer_fn, pair_list, mode, alpha if mode == "focus" else None)
+            outcomes = [PairOutcome(t, i) for t, i in zip(text, image)]
+            result.winoground[mode] = {
+                "text": count([o.text_correct for o in outcomes]),
+                "image": count([o.image_correct for o in outcomes]),
+                "group": count([o.group_correct for o in outcomes]),
+            }
+        say(
+            f"winoground: image vanilla {result.winoground['vanilla']['image']} focus {result.winoground['focus']['image']}"
+        )
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,118 @@
+"""The lab's outputs: a plain-text table, JSON, and a PNG plot (matplotlib, the optional ``lab`` extra)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from focus_integrations.lab.leakage import LabResult
+from focus_integrations.lab.stats import Proportion
+
+
+def _cell(p: Proportion, width: int = 17) -> str:
+    return f"{p!s:>{width}}"
+
+
+def format_table(result: LabResult, *, short: bool = False) -> str:
+    """One row per N; every rate with its Wilson 95% interval. ``short`` keeps the key columns only."""
+    columns: list[tuple[str, Any]] = [
+        ("single", lambda r: r["single"]),
+        ("vanilla acc", lambda r: r["vanilla"]["accuracy"]),
+        ("FOCUS acc", lambda r: r["focus"]["accuracy"]),
+        ("vanilla leak", lambda r: r["vanilla"]["leakage"]),
+        ("FOCUS leak", lambda r: r["focus"]["leakage"]),
+        ("slot binding", lambda r: r["slot_binding"]),
+        ("noise abstain", lambda r: r["noise_abstention"]),
+    ]
+    if not short:
+        columns += [
+            ("oracle (p alone)", lambda r: r["oracle"]),
+            ("MC vanilla", lambda r: r["choice"]["vanilla"]["accuracy"]),
+            ("MC FOCUS", lambda r: r["choice"]["focus"]["accuracy"]),
+        ]
+    settings = result.settings
+    lines = [
+        f"Leakage lab: {settings.get('model') or 'model'} | {settings['attribute']} questions, "
+        f"{settings['samples_per_n']} per N, seed {settings['seed']} | FOCUS alpha={result.alpha} "
+        f"({'fixed' if result.alpha_validation.get('fixed') else 'chosen on the val split'})",
+        " N  chance " + "".join(f"{name:>17}" for name, _ in columns),
+    ]
+    for n, row in sorted(result.per_n.items()):
+        chance = f"{row['chance']['open']:.2f}/{row['chance']['random_image']:.2f}"
+        lines.append(f"{n:2d} {chance:>8}" + "".join(_cell(get(row)) for _, get in columns))
+    lines.append(
+        "chance: a random value / a random image's value. leak = wrong AND another image's value. "
+        "slot binding: answers naming some image's value that name image p's. noise abstain: image p noise, "
+        "answer not taken from another image."
+    )
+    wino = result.winoground
+    if wino and not short:
+        lines.append(
+            f"Winoground-style pairs ({wino['pairs']}): text {wino['vanilla']['text']} | image vanilla "
+            f"{wino['vanilla']['image']} FOCUS {wino['focus']['image']} | group vanilla "
+            f"{wino['vanilla']['group']} FOCUS {wino['focus']['group']} (chance .25/.25/.17)"
+        )
+    lines.append(f"[{result.seconds:.0f} s]")
+    return "\n".join(lines)
+
+
+def write_json(result: LabResult, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    return path
+
+
+def write_plot(result: LabResult, path: Path) -> Path | None:
+    """Accuracy, leakage and the two preconditions against N. Returns None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    ns = sorted(result.per_n)
+    rows = [result.per_n[n] for n in ns]
+
+    def series(ax: Any, label: str, values: list[Proportion], **style: Any) -> None:
+        mid = [p.value for p in values]
+        low = [p.value - p.ci95[0] for p in values]
+        high = [p.ci95[1] - p.value for p in values]
+        ax.errorbar(ns, mid, yerr=[low, high], label=label, capsize=3, marker="o", **style)
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
+    series(ax, "single image (ceiling)", [r["single"] for r in rows], color="black")
+    series(ax, "oracle: image p alone", [r["oracle"] for r in rows], color="gray", linestyle=":")
+    series(ax, "vanilla", [r["vanilla"]["accuracy"] for r in rows], color="tab:blue")
+    series(ax, f"FOCUS (alpha={result.alpha})", [r["focus"]["accuracy"] for r in rows], color="tab:red")
+    ax.plot(ns, [1 / n for n in ns], "k--", lw=0.8, label="1/N")
+    ax.set_title("accuracy (open question about image p)")
+    ax = axes[1]
+    series(ax, "vanilla", [r["vanilla"]["leakage"] for r in rows], color="tab:blue")
+    series(ax, "FOCUS", [r["focus"]["leakage"] for r in rows], color="tab:red")
+    series(
+        ax, "MC vanilla acc", [r["choice"]["vanilla"]["accuracy"] for r in rows], color="tab:cyan", ls="--"
+    )
+    series(ax, "MC FOCUS acc", [r["choice"]["focus"]["accuracy"] for r in rows], color="tab:orange", ls="--")
+    ax.set_title("leakage rate; multiple-choice accuracy")
+    ax = axes[2]
+    series(ax, "slot binding", [r["slot_binding"] for r in rows], color="tab:green")
+    series(ax, "noise abstention", [r["noise_abstention"] for r in rows], color="tab:purple")
+    ax.plot(ns, [1 / n for n in ns], "k--", lw=0.8, label="1/N (no binding)")
+    ax.set_title("FOCUS's preconditions")
+    for ax in axes:
+        ax.set_xlabel("number of images N")
+        ax.set_xticks(ns)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        f"{result.settings.get('model') or 'model'}: leakage lab (95% Wilson intervals)", fontsize=10
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
