@@ -20,22 +20,11 @@ import functools
 import inspect
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from focus_integrations.errors import ModelNotFoundError, UnsupportedModelError
-
-# Processor class name (as in processor_config.json / tokenizer_config.json "processor_class") -> mixin with
-# the family's extra image-only behaviour (None: the generic image-only subclass is enough).
-# The ONLY per-family table of this module.
-_VIDEO_SLOT_PROCESSORS: dict[str, str | None] = {
-    "Qwen2VLProcessor": None,
-    "Qwen2_5_VLProcessor": None,
-    "Qwen3VLProcessor": None,
-    "LlavaOnevisionProcessor": None,
-    "InternVLProcessor": None,
-    "SmolVLMProcessor": "_skip_video_defaults_in_chat_template",
-}
 
 _IMAGE_ONLY_SUFFIX = "ImageOnly"
 
@@ -69,6 +58,36 @@ def _skip_video_defaults_in_chat_template(base: type) -> dict[str, Any]:
         return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
 
     return {"apply_chat_template": apply_chat_template}
+
+
+# Processor class name (as in processor_config.json / tokenizer_config.json "processor_class") -> the
+# family's extra image-only behaviour: a function base class -> attributes to override (None: nothing extra).
+# The ONLY per-family table of this module.
+_VIDEO_SLOT_PROCESSORS: dict[str, Callable[[type], dict[str, Any]] | None] = {
+    "Qwen2VLProcessor": None,
+    "Qwen2_5_VLProcessor": None,
+    "Qwen3VLProcessor": None,
+    "LlavaOnevisionProcessor": None,
+    "InternVLProcessor": None,
+    "SmolVLMProcessor": _skip_video_defaults_in_chat_template,
+}
+
+
+def _refuse_videos(base: type) -> Any:
+    call_signature = inspect.signature(base.__call__)
+
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # Without this, ProcessorMixin silently drops videos when the processor has no video slot.
+        try:
+            videos = call_signature.bind_partial(self, *args, **kwargs).arguments.get("videos")
+        except TypeError:
+            videos = kwargs.get("videos")
+        if videos is not None:
+            raise VideoNotSupportedError(f"{type(self).__name__} was loaded without a video processor")
+        return base.__call__(self, *args, **kwargs)
+
+    __call__.__doc__ = base.__call__.__doc__
+    return __call__
 
 
 def _image_only_init(base: type) -> Any:
@@ -118,10 +137,11 @@ def _build_image_only_class(name: str) -> type:
         "__module__": __name__,
         "__doc__": f"{name} without a video processor (loads without torchvision; images only).",
         "to_dict": _stock_name_to_dict(base),
+        "__call__": _refuse_videos(base),
     }
     extra = _VIDEO_SLOT_PROCESSORS[name]
     if extra is not None:
-        attrs.update(globals()[extra](base))
+        attrs.update(extra(base))
     cls = type(f"{name.removesuffix('Processor')}{_IMAGE_ONLY_SUFFIX}Processor", (base,), attrs)
     return cls
 

@@ -197,3 +197,16 @@ def test_broken_processor_config_is_unsupported_not_a_deep_traceback(tmp_path: P
     with pytest.raises((UnsupportedModelError, ModelNotFoundError)) as raised:
         load_processor(tmp_path)
     assert "internvl" in str(raised.value).lower() or str(tmp_path) in str(raised.value)
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "internvl"])
+def test_image_only_processors_refuse_videos_instead_of_dropping_them(family: str) -> None:
+    if is_torchvision_available():
+        pytest.skip("torchvision is installed: the stock processor handles videos")
+    processor = load_processor(tiny_checkpoint(family))
+    frames = [Image.new("RGB", (32, 32))] * 4
+    with pytest.raises(VideoNotSupportedError):
+        processor(text=["a video"], videos=[frames])
+    with pytest.raises(VideoNotSupportedError):
+        processor(None, ["a video"], [frames])  # positional, as ProcessorMixin.__call__ allows
+    assert processor(text=["no video"], return_tensors="pt")["input_ids"].shape[0] == 1
