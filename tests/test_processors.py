@@ -210,3 +210,25 @@ def test_image_only_processors_refuse_videos_instead_of_dropping_them(family: st
     with pytest.raises(VideoNotSupportedError):
         processor(None, ["a video"], [frames])  # positional, as ProcessorMixin.__call__ allows
     assert processor(text=["no video"], return_tensors="pt")["input_ids"].shape[0] == 1
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_chat_template_tokenize_path_matches_render_then_process(family: str) -> None:
+    processor = load_processor(tiny_checkpoint(family))
+    images = [Image.new("RGB", (40, 30), "red"), Image.new("RGB", (23, 51), "blue")]
+    content = [{"type": "image", "image": image} for image in images] + [{"type": "text", "text": "Same?"}]
+    messages = [{"role": "user", "content": content}]
+    direct = processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    # The rule callers must follow: let the tokenizer add BOS only when the template did not write it
+    # (Gemma's and Idefics3's templates do; LLaVA's relies on the tokenizer).
+    bos = processor.tokenizer.bos_token
+    add_special_tokens = not (bos and text.startswith(bos))
+    manual = processor(
+        text=[text], images=[images], return_tensors="pt", add_special_tokens=add_special_tokens
+    )
+    assert direct["input_ids"].tolist() == manual["input_ids"].tolist()
+    if bos is not None:
+        assert direct["input_ids"][0].tolist().count(processor.tokenizer.bos_token_id) <= 1
