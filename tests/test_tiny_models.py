@@ -50,8 +50,10 @@ def _encode(processor, images: list[Image.Image]) -> dict[str, torch.Tensor]:
     text = processor.apply_chat_template(
         _conversation(len(images)), add_generation_prompt=True, tokenize=False
     )
-    # Templates that write BOS themselves (Gemma) must not get a second one from the tokenizer.
-    return processor(text=[text], images=[images], return_tensors="pt", add_special_tokens=False)
+    # Templates that write BOS themselves (Gemma, Idefics3) must not get a second one from the tokenizer.
+    bos = processor.tokenizer.bos_token
+    add_special_tokens = not (bos and text.startswith(bos))
+    return processor(text=[text], images=[images], return_tensors="pt", add_special_tokens=add_special_tokens)
 
 
 def _image_token_id(config) -> int:
