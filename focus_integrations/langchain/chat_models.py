@@ -30,7 +30,7 @@ from langchain_core.utils.function_calling import convert_to_json_schema, conver
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from focus_integrations.errors import InvalidOptionError
+from focus_integrations.errors import InvalidOptionError, NoImageError
 from focus_integrations.langchain._messages import FileResolver, ImagePolicy, count_images, to_engine_messages
 from focus_integrations.tool_calls import ParsedToolCalls, ToolCallStreamParser
 
@@ -468,9 +468,12 @@ class ChatFocus(BaseChatModel):
 
     def _open_stream(self, request: _Request) -> TextStream:
         decoder = request.decoder
-        if count_images(request.messages) == 0:
+        try:
+            return decoder.stream(messages=request.messages, tools=request.tools, **request.options)
+        except NoImageError:
+            if count_images(request.messages):
+                raise
             return _text_only_stream(decoder, request.messages, request.tools, request.options)
-        return decoder.stream(messages=request.messages, tools=request.tools, **request.options)
 
     def _run(self, request: _Request, cancelled: threading.Event | None = None) -> Iterator[str | _Outcome]:
         """Shown text deltas, then one ``_Outcome``. Tool-call markup is held back and parsed."""

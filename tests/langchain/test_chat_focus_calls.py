@@ -201,3 +201,20 @@ def test_model_override_per_call(llm: ChatFocus, tiny_checkpoint: Any) -> None:
     message = llm.invoke("Hello", model=other)
     assert message.response_metadata["model_name"] == other
     assert llm._get_ls_params(model=other)["ls_model_name"] == other
+
+
+def test_streaming_flag_fires_token_callbacks_once_each(qwen_path: str) -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Collect(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.tokens: list[str] = []
+
+        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+            self.tokens.append(token)
+
+    handler = Collect()
+    llm = ChatFocus(model=qwen_path, max_tokens=6, streaming=True)
+    message = llm.invoke(_two_images(), config={"callbacks": [handler]})
+    assert "".join(handler.tokens) == message.content and len(handler.tokens) >= 2
+    assert message.usage_metadata["output_tokens"] == 6

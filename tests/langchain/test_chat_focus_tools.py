@@ -251,3 +251,48 @@ def test_template_without_tool_support_gets_instructions(tiny_checkpoint: Any, m
     message = llava.bind_tools([lookup_price]).invoke("How much is A-1?")
     assert "You can call these tools" in seen[-1] and '"lookup_price"' in seen[-1]
     assert [(c["name"], c["args"]) for c in message.tool_calls] == [("lookup_price", {"sku": "A-1"})]
+
+
+def test_tool_history_on_template_without_tool_syntax(tiny_checkpoint: Any, monkeypatch: Any) -> None:
+    # LLaVA's template knows no tool role and no tool_calls: earlier calls become assistant JSON text and
+    # tool results become user turns that name the call, images included, so nothing is dropped.
+    llava = ChatFocus(model=str(tiny_checkpoint("llava")), max_tokens=40)
+    decoder = llava.focus_decoder
+    tokenizer = decoder.tokenizer
+    seen: list[str] = []
+
+    class Scripted:
+        def __init__(self, options: Any, generator: Any = None) -> None:
+            self.tokens = None
+
+        def __call__(self, combined: Any, sequence: Any) -> int:
+            if self.tokens is None:
+                seen.append(tokenizer.decode(sequence.tolist()))
+                self.tokens = tokenizer("A-1.", add_special_tokens=False)["input_ids"] + [
+                    min(decoder.eos_token_ids)
+                ]
+            return self.tokens.pop(0) if len(self.tokens) > 1 else self.tokens[0]
+
+    monkeypatch.setattr("focus_integrations.decoder.TokenChooser", Scripted)
+    history = [
+        HumanMessage("Which is cheaper?"),
+        AIMessage("", tool_calls=[{"name": "lookup_price", "args": {"sku": "A-1"}, "id": "call_7"}]),
+        ToolMessage(
+            content=[
+                {"type": "text", "text": "40 EUR"},
+                {"type": "image", "base64": png_b64("red"), "mime_type": "image/png"},
+            ],
+            tool_call_id="call_7",
+            name="lookup_price",
+        ),
+    ]
+    message = llava.bind_tools([lookup_price]).invoke(history)
+    prompt = seen[-1]
+    assert 'ASSISTANT: {"name": "lookup_price", "arguments": {"sku": "A-1"}}' in prompt
+    assert "USER: <image>" in prompt and "Result of tool lookup_price (call call_7):" in prompt
+    assert "TOOL:" not in prompt
+    assert message.content == "A-1." and message.response_metadata["focus"]["n_images"] == 1
+    assert (
+        llava.get_num_tokens_from_messages(history, tools=[lookup_price])
+        == message.usage_metadata["input_tokens"]
+    )
