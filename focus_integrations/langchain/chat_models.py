@@ -8,7 +8,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -112,7 +112,6 @@ class _Request:
     options: dict[str, Any]
     deadline: float | None
     timeout: float | None
-    focus_settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
