@@ -34,7 +34,7 @@ from typing import Any, Literal
 from focus_integrations.errors import InvalidOptionError
 
 # Bump when a recipe changes: it is part of the cache folder name, so stale checkpoints are never reused.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 FAMILIES: tuple[str, ...] = (
     "qwen2_vl",
@@ -256,7 +256,8 @@ def _build_tokenizer(tokens: _Tokens) -> Any:
         pad_token=tokens.pad,
         extra_special_tokens=dict(tokens.named),
         model_max_length=8192,
-        padding_side="left",  # batched generation pads on the left
+        # padding_side stays the library default (right), as in most real checkpoints: code that batches
+        # prompts must choose left padding itself.
     )
     return tokenizer
 
