@@ -115,7 +115,8 @@ def chat_messages_to_engine(
     """Convert LlamaIndex ``ChatMessage``s to engine messages, images loaded, in prompt order.
 
     Text blocks stay where they are relative to the images (a message with images becomes a content list);
-    a message with text only becomes one string joined like ``ChatMessage.content`` does. Prompt-caching hints
+    a message with text only becomes one string joined like ``ChatMessage.content`` does. Consecutive system
+    or user messages are merged into one turn (several templates require alternating roles). Prompt-caching hints
     and reasoning traces are dropped; assistant ``ToolCallBlock``s become ``tool_calls``; audio, video and
     document blocks raise :class:`InvalidOptionError` (the engine is image + text only).
     """
@@ -142,6 +143,7 @@ def chat_messages_to_engine(
                 tool_calls.append(
                     {
                         "type": "function",
+                        "id": block.tool_call_id or "",
                         "function": {"name": block.tool_name, "arguments": block.tool_kwargs},
                     }
                 )
@@ -165,8 +167,29 @@ def chat_messages_to_engine(
             name = message.additional_kwargs.get("name") or message.additional_kwargs.get("tool_name")
             if name is not None:
                 entry["name"] = name
-        converted.append(entry)
+        previous = converted[-1] if converted else None
+        if previous is not None and previous["role"] == role and role in ("system", "user"):
+            # Several chat templates (Gemma, Llama) reject two user turns in a row; one turn means the same.
+            _merge_into(previous, entry)
+        else:
+            converted.append(entry)
     return converted
+
+
+def _merge_into(previous: dict[str, Any], entry: dict[str, Any]) -> None:
+    first, second = previous["content"], entry["content"]
+    if isinstance(first, str) and isinstance(second, str):
+        previous["content"] = "\n\n".join(part for part in (first, second) if part)
+        return
+    items = [
+        c if isinstance(c, list) else ([{"type": "text", "text": c}] if c else []) for c in (first, second)
+    ]
+    head, tail = items
+    if head and tail and head[-1]["type"] == "text" and tail[0]["type"] == "text":
+        # Templates concatenate text items with no separator: keep the two turns apart.
+        head = [*head[:-1], {"type": "text", "text": head[-1]["text"] + "\n\n" + tail[0]["text"]}]
+        tail = tail[1:]
+    previous["content"] = head + tail
 
 
 def prompt_to_engine(

@@ -1,7 +1,7 @@
 """``FocusMultiModalLLM``: a LlamaIndex LLM that answers over images with FOCUS decoding.
 
-It subclasses :class:`llama_index.core.llms.LLM` (not ``CustomLLM``, whose ``chat`` flattens messages to text and
-drops the images, and whose async methods block the event loop). It is a chat model: core engines since 0.14
+It subclasses :class:`FunctionCallingLLM` (an ``LLM``; not ``CustomLLM``, whose ``chat`` flattens messages to
+text and drops the images, and whose async methods block the event loop). It is a chat model: core engines since 0.14
 (``RetrieverQueryEngine.from_args(..., multimodal=True)``, chat engines, agents) call ``chat`` /
 ``stream_chat`` with ``ImageBlock``s. The older ``MultiModalLLM`` calling convention
 ``complete(prompt, image_documents=[...])`` is accepted too, without inheriting ``MultiModalLLM`` (its
@@ -18,6 +18,7 @@ import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -34,14 +35,25 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationError
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from llama_index.core.llms.llm import LLM
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.tools.types import BaseTool
 
-from focus_integrations.errors import InvalidOptionError
+from focus_integrations.errors import FocusError, InvalidOptionError
 from focus_integrations.llama_index.conversion import (
     ImageDocumentLike,
     chat_messages_to_engine,
     prompt_to_engine,
 )
+from focus_integrations.llama_index.tools import (
+    ToolRequest,
+    answer_blocks,
+    invalid_calls_kwargs,
+    keep_first_call,
+    tool_request,
+    tool_selections,
+)
+from focus_integrations.tool_calls import ParsedToolCalls
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder
@@ -70,7 +82,7 @@ ENGINE_OPTION_FIELDS: tuple[str, ...] = (
 MessageBuilder = Callable[[], list[dict[str, Any]]]
 
 
-class FocusMultiModalLLM(LLM):
+class FocusMultiModalLLM(FunctionCallingLLM):
     """A local Hugging Face vision-language model decoded with FOCUS, as a LlamaIndex chat LLM.
 
     Build it from a checkpoint (hub id or local folder) or from an existing
@@ -86,6 +98,10 @@ class FocusMultiModalLLM(LLM):
     ``additional_kwargs`` (``prompt_tokens`` / ``completion_tokens`` / ``total_tokens``). Streams yield the
     cumulative text with each ``delta`` and end with one response whose ``delta`` is ``""`` and whose ``raw``
     holds the final usage.
+
+    Tools: with a checkpoint whose chat template renders tools (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, ...), it is a
+    ``FunctionCallingLLM``: ``chat(..., tools=[...])`` / ``chat_with_tools`` / ``FunctionAgent`` get the model's
+    ``<tool_call>`` answers back as ``ToolCallBlock``s (markup never reaches the streamed text).
     """
 
     model: str | None = Field(default=None, description="Hub id or local folder of the checkpoint.")
@@ -126,6 +142,7 @@ class FocusMultiModalLLM(LLM):
     )
 
     _decoder: FocusDecoder = PrivateAttr()
+    _renders_tools: bool | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -173,7 +190,7 @@ class FocusMultiModalLLM(LLM):
             context_window=self.context_window or _context_window(self._decoder),
             num_output=self.effective_options().max_new_tokens,
             is_chat_model=True,
-            is_function_calling_model=False,
+            is_function_calling_model=self.supports_tools(),
             model_name=self._decoder.model_name,
             system_role=MessageRole.SYSTEM,
         )
@@ -218,18 +235,29 @@ class FocusMultiModalLLM(LLM):
 
     # ----- engine calls -----------------------------------------------------------------------------------
 
-    def _generate(self, build: MessageBuilder, overrides: dict[str, Any]) -> GenerationOutput:
-        options = self._resolve_options(overrides)
-        return self._decoder.generate(messages=build(), **options)
+    def _call(self, build: MessageBuilder, kwargs: dict[str, Any], *, chat: bool) -> _Call:
+        """Validate one request's arguments up front: bad options and tools raise before any decoding."""
+        tools = None
+        if chat:
+            kwargs = dict(kwargs)
+            tools = tool_request(kwargs.pop("tools", None), kwargs.pop("tool_choice", None))
+            kwargs.pop("tool_required", None)  # cannot be enforced without constrained decoding (tools.py)
+            if tools is not None and not self.supports_tools():
+                raise InvalidOptionError(
+                    f"the chat template of {self._decoder.model_name} does not render tools: use a ReActAgent "
+                    "(it needs no native tool calling) or a checkpoint whose template supports tools"
+                )
+        return _Call(build, self._resolve_options(kwargs), tools)
 
-    def _stream(
-        self, build: MessageBuilder, overrides: dict[str, Any]
-    ) -> Iterator[tuple[str, GenerationOutput | None]]:
+    def _generate(self, call: _Call) -> GenerationOutput:
+        schemas = call.tools.schemas if call.tools is not None else None
+        return self._decoder.generate(messages=call.build(), tools=schemas, **call.options)
+
+    def _stream(self, call: _Call) -> Iterator[tuple[str, GenerationOutput | None]]:
         """Yield ``(delta, None)`` per piece of text, then ``("", output)`` once the engine is done."""
-        options = self._resolve_options(overrides)
         # Images are loaded before the first yield, so a bad image raises at the first next().
-        messages = build()
-        stream = self._decoder.stream(messages=messages, **options)
+        schemas = call.tools.schemas if call.tools is not None else None
+        stream = self._decoder.stream(messages=call.build(), tools=schemas, **call.options)
         try:
             for delta in stream:
                 if delta:
@@ -237,15 +265,10 @@ class FocusMultiModalLLM(LLM):
             yield "", stream.output
         finally:
             # Closing an unfinished engine stream releases the decoder lock when the consumer stops early.
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            stream.close()
 
-    async def _astream(
-        self, build: MessageBuilder, overrides: dict[str, Any]
-    ) -> AsyncIterator[tuple[str, GenerationOutput | None]]:
+    async def _astream(self, call: _Call) -> AsyncIterator[tuple[str, GenerationOutput | None]]:
         """Async ``_stream``: the engine runs in a worker thread; deltas cross over through a queue."""
-        options = self._resolve_options(overrides)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
@@ -257,7 +280,7 @@ class FocusMultiModalLLM(LLM):
         def work() -> None:
             try:
                 # closing(): a consumer that went away stops the decode at the next token and frees the lock.
-                with contextlib.closing(self._stream(build, options)) as items:
+                with contextlib.closing(self._stream(call)) as items:
                     for item in items:
                         if stop.is_set():
                             return
@@ -303,13 +326,51 @@ class FocusMultiModalLLM(LLM):
             "total_tokens": output.usage.total_tokens,
         }
 
-    def _chat_response(self, text: str, delta: str | None, output: GenerationOutput | None) -> ChatResponse:
+    def _chat_response(
+        self,
+        text: str,
+        delta: str | None,
+        output: GenerationOutput | None,
+        parsed: ParsedToolCalls | None = None,
+    ) -> ChatResponse:
+        if parsed is not None:
+            message = ChatMessage(
+                role=MessageRole.ASSISTANT,
+                blocks=answer_blocks(parsed),
+                additional_kwargs=invalid_calls_kwargs(parsed),
+            )
+        else:
+            message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
         return ChatResponse(
-            message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
+            message=message,
             delta=delta,
             raw=self._raw(output) if output is not None else None,
             additional_kwargs=self._token_counts(output) if output is not None else {},
         )
+
+    def _chat_responses(self, call: _Call) -> Callable[[str, GenerationOutput | None], ChatResponse | None]:
+        """Turn stream items into cumulative ChatResponses; with tools, markup is held back and parsed."""
+        parser = call.tools.stream_parser() if call.tools is not None else None
+        text = ""
+
+        def push(delta: str, output: GenerationOutput | None) -> ChatResponse | None:
+            nonlocal text
+            parsed = None
+            if parser is not None:
+                if output is None:
+                    delta = parser.feed(delta)
+                    if not delta:
+                        return None  # held back: maybe the start of a tool call
+                else:
+                    delta, parsed = parser.finish()
+            text += delta
+            return self._chat_response(text, delta, output, parsed)
+
+        return push
+
+    def _final_chat_response(self, call: _Call, output: GenerationOutput) -> ChatResponse:
+        parsed = call.tools.parse(output.text) if call.tools is not None else None
+        return self._chat_response(output.text, None, output, parsed)
 
     def _completion_response(
         self, text: str, delta: str | None, output: GenerationOutput | None
@@ -325,20 +386,20 @@ class FocusMultiModalLLM(LLM):
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        output = self._generate(self._chat_builder(messages), kwargs)
-        return self._chat_response(output.text, None, output)
+        call = self._call(self._chat_builder(messages), kwargs, chat=True)
+        return self._final_chat_response(call, self._generate(call))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        self._resolve_options(kwargs)  # bad options raise here, not at the first next()
-        build = self._chat_builder(messages)
+        call = self._call(self._chat_builder(messages), kwargs, chat=True)
 
         def gen() -> ChatResponseGen:
-            text = ""
-            with contextlib.closing(self._stream(build, kwargs)) as items:
+            push = self._chat_responses(call)
+            with contextlib.closing(self._stream(call)) as items:
                 for delta, output in items:
-                    text += delta
-                    yield self._chat_response(text, delta, output)
+                    response = push(delta, output)
+                    if response is not None:
+                        yield response
 
         return gen()
 
@@ -351,7 +412,8 @@ class FocusMultiModalLLM(LLM):
         image_documents: Sequence[ImageDocumentLike] | None = None,
         **kwargs: Any,
     ) -> CompletionResponse:
-        output = self._generate(self._prompt_builder(prompt, formatted, image_documents), kwargs)
+        call = self._call(self._prompt_builder(prompt, formatted, image_documents), kwargs, chat=False)
+        output = self._generate(call)
         return self._completion_response(output.text, None, output)
 
     @llm_completion_callback()
@@ -363,12 +425,11 @@ class FocusMultiModalLLM(LLM):
         image_documents: Sequence[ImageDocumentLike] | None = None,
         **kwargs: Any,
     ) -> CompletionResponseGen:
-        self._resolve_options(kwargs)
-        build = self._prompt_builder(prompt, formatted, image_documents)
+        call = self._call(self._prompt_builder(prompt, formatted, image_documents), kwargs, chat=False)
 
         def gen() -> CompletionResponseGen:
             text = ""
-            with contextlib.closing(self._stream(build, kwargs)) as items:
+            with contextlib.closing(self._stream(call)) as items:
                 for delta, output in items:
                     text += delta
                     yield self._completion_response(text, delta, output)
@@ -379,22 +440,24 @@ class FocusMultiModalLLM(LLM):
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        text, final = "", None
-        async for delta, output in self._astream(self._chat_builder(messages), kwargs):
-            text += delta
+        # Through the stream, so that cancelling the awaiting task stops the decode at the next token.
+        call = self._call(self._chat_builder(messages), kwargs, chat=True)
+        final = None
+        async for _, output in self._astream(call):
             final = output or final
-        return self._chat_response(text if final is None else final.text, None, final)
+        assert final is not None  # the stream always ends with the engine's output
+        return self._final_chat_response(call, final)
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        self._resolve_options(kwargs)
-        build = self._chat_builder(messages)
+        call = self._call(self._chat_builder(messages), kwargs, chat=True)
 
         async def gen() -> ChatResponseAsyncGen:
-            text = ""
-            async for delta, output in self._astream(build, kwargs):
-                text += delta
-                yield self._chat_response(text, delta, output)
+            push = self._chat_responses(call)
+            async for delta, output in self._astream(call):
+                response = push(delta, output)
+                if response is not None:
+                    yield response
 
         return gen()
 
@@ -407,13 +470,12 @@ class FocusMultiModalLLM(LLM):
         image_documents: Sequence[ImageDocumentLike] | None = None,
         **kwargs: Any,
     ) -> CompletionResponse:
-        text, final = "", None
-        async for delta, output in self._astream(
-            self._prompt_builder(prompt, formatted, image_documents), kwargs
-        ):
-            text += delta
+        call = self._call(self._prompt_builder(prompt, formatted, image_documents), kwargs, chat=False)
+        final = None
+        async for _, output in self._astream(call):
             final = output or final
-        return self._completion_response(text if final is None else final.text, None, final)
+        assert final is not None
+        return self._completion_response(final.text, None, final)
 
     @llm_completion_callback()
     async def astream_complete(
@@ -424,16 +486,80 @@ class FocusMultiModalLLM(LLM):
         image_documents: Sequence[ImageDocumentLike] | None = None,
         **kwargs: Any,
     ) -> CompletionResponseAsyncGen:
-        self._resolve_options(kwargs)
-        build = self._prompt_builder(prompt, formatted, image_documents)
+        call = self._call(self._prompt_builder(prompt, formatted, image_documents), kwargs, chat=False)
 
         async def gen() -> CompletionResponseAsyncGen:
             text = ""
-            async for delta, output in self._astream(build, kwargs):
+            async for delta, output in self._astream(call):
                 text += delta
                 yield self._completion_response(text, delta, output)
 
         return gen()
+
+    # ----- tool calling (FunctionCallingLLM) ------------------------------------------------------------------
+
+    def supports_tools(self) -> bool:
+        """Does the checkpoint's chat template show tools to the model? (Probed once, by rendering.)"""
+        if self._renders_tools is None:
+            probe = {
+                "type": "function",
+                "function": {"name": "focus_probe_tool", "parameters": {"type": "object"}},
+            }
+            try:
+                rendered = self._decoder.render_prompt([{"role": "user", "content": "hi"}], tools=[probe])
+                self._renders_tools = "focus_probe_tool" in rendered
+            except FocusError:  # a template that chokes on tools does not support them
+                self._renders_tools = False
+        return self._renders_tools
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        messages = list(chat_history or [])
+        if user_msg is not None:
+            messages.append(
+                ChatMessage(role=MessageRole.USER, content=user_msg)
+                if isinstance(user_msg, str)
+                else user_msg
+            )
+        return {"messages": messages, "tools": list(tools) or None, "tool_required": tool_required, **kwargs}
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[BaseTool],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        return response if allow_parallel_tool_calls else keep_first_call(response)
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """The tool calls of a response (``ToolCallBlock``s). Raises ``ValueError`` if there are none and
+        ``error_on_no_tool_call`` (LlamaIndex's convention)."""
+        selections = tool_selections(response)
+        if not selections and error_on_no_tool_call:
+            raise ValueError(
+                f"expected at least one tool call in the response, got none: {response.message.content!r}"
+            )
+        return selections
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One validated request: how to build its engine messages, its decoding options, the tools offered."""
+
+    build: MessageBuilder
+    options: dict[str, Any]
+    tools: ToolRequest | None
 
 
 def _context_window(decoder: FocusDecoder) -> int:

@@ -70,7 +70,7 @@ def test_metadata_describes_a_chat_model_with_the_checkpoint_context(llm, decode
     meta = llm.metadata
     assert isinstance(llm, LLM)
     assert meta.is_chat_model is True
-    assert meta.is_function_calling_model is False
+    assert meta.is_function_calling_model is True  # the Qwen chat template renders tools
     assert meta.context_window == decoder.model.config.text_config.max_position_embeddings
     assert meta.num_output == MAX_NEW
     assert meta.model_name == decoder.model_name
@@ -120,14 +120,34 @@ def test_conversion_keeps_images_and_text_in_prompt_order(images, image_files):
 
 def test_conversion_maps_tool_calls_and_tool_results():
     messages = [
-        ChatMessage(role="assistant", blocks=[ToolCallBlock(tool_name="zoom", tool_kwargs={"x": 1})]),
+        ChatMessage(
+            role="assistant",
+            blocks=[ToolCallBlock(tool_call_id="c1", tool_name="zoom", tool_kwargs={"x": 1})],
+        ),
         ChatMessage(role="tool", content="done", additional_kwargs={"tool_call_id": "c1", "name": "zoom"}),
     ]
     converted = chat_messages_to_engine(messages)
     assert converted[0]["tool_calls"] == [
-        {"type": "function", "function": {"name": "zoom", "arguments": {"x": 1}}}
+        {"type": "function", "id": "c1", "function": {"name": "zoom", "arguments": {"x": 1}}}
     ]
     assert converted[1] == {"role": "tool", "content": "done", "tool_call_id": "c1", "name": "zoom"}
+
+
+def test_consecutive_user_turns_merge_into_one(images):
+    # Real Gemma / Llama templates raise on two user turns in a row; one merged turn means the same.
+    messages = [
+        ChatMessage(role="user", blocks=[ImageBlock(url=data_uri(images[0])), TextBlock(text="first")]),
+        ChatMessage(role="user", blocks=[TextBlock(text="second"), ImageBlock(url=data_uri(images[1]))]),
+        ChatMessage(role="assistant", content="noted"),
+        ChatMessage(role="user", content="third"),
+        ChatMessage(role="user", content="fourth"),
+    ]
+    converted = chat_messages_to_engine(messages)
+    assert [m["role"] for m in converted] == ["user", "assistant", "user"]
+    assert [item["type"] for item in converted[0]["content"]] == ["image", "text", "image"]
+    assert converted[0]["content"][1]["text"] == "first\n\nsecond"
+    assert same_pixels(converted[0]["content"][2]["image"], images[1])
+    assert converted[2]["content"] == "third\n\nfourth"
 
 
 def test_stream_chat_yields_cumulative_text_and_deltas(llm, image_files, reference):

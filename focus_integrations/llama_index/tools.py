@@ -1,0 +1,127 @@
+"""Tool calling for ``FocusMultiModalLLM``: LlamaIndex tools in, ``ToolCallBlock``s out.
+
+The tools are rendered by the checkpoint's own chat template (``apply_chat_template(tools=...)``), and the
+answer is parsed by the framework-free :mod:`focus_integrations.tool_calls` (Qwen ``<tool_call>`` markup, or
+a JSON call restricted to the offered tool names). There is no constrained decoding: ``tool_required`` and
+``tool_choice="required"`` cannot force a call, so they are accepted and leave the choice to the model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llama_index.core.base.llms.types import ChatResponse, TextBlock, ToolCallBlock
+from llama_index.core.llms.llm import ToolSelection
+
+from focus_integrations.errors import InvalidOptionError
+from focus_integrations.tool_calls import ParsedToolCalls, ToolCallStreamParser, parse_tool_calls
+
+INVALID_TOOL_CALLS_KEY = "invalid_tool_calls"
+
+
+@dataclass(frozen=True)
+class ToolRequest:
+    """The tools offered to one call, as JSON schemas for the chat template."""
+
+    schemas: list[dict[str, Any]]
+
+    @property
+    def names(self) -> list[str]:
+        return [schema["function"]["name"] for schema in self.schemas]
+
+    def parse(self, text: str) -> ParsedToolCalls:
+        return parse_tool_calls(text, tool_names=self.names)
+
+    def stream_parser(self) -> ToolCallStreamParser:
+        return ToolCallStreamParser(tool_names=self.names)
+
+
+def tool_request(tools: Any, tool_choice: Any = None) -> ToolRequest | None:
+    """Normalise ``tools`` (LlamaIndex ``BaseTool``s or OpenAI-style dicts) and apply ``tool_choice``.
+
+    ``tool_choice``: None / "auto" / "required" / "any" offer every tool; "none" offers none; a tool name, or
+    ``{"type": "function", "function": {"name": ...}}``, offers only that tool.
+    """
+    if not tools:
+        return None
+    if isinstance(tools, (str, dict)) or not isinstance(tools, Sequence):
+        raise InvalidOptionError("tools must be a list of LlamaIndex tools or OpenAI-style tool dicts")
+    schemas = [_schema(tool, index) for index, tool in enumerate(tools)]
+    names = [schema["function"]["name"] for schema in schemas]
+    if len(set(names)) != len(names):
+        raise InvalidOptionError(f"tool names must be unique, got {names}")
+    if isinstance(tool_choice, dict):
+        tool_choice = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
+    if tool_choice is None or tool_choice in ("auto", "required", "any"):
+        return ToolRequest(schemas)
+    if tool_choice == "none":
+        return None
+    if isinstance(tool_choice, str) and tool_choice in names:
+        return ToolRequest([schemas[names.index(tool_choice)]])
+    raise InvalidOptionError(
+        f"tool_choice {tool_choice!r} is not 'auto', 'required', 'none' or one of {names}"
+    )
+
+
+def _schema(tool: Any, index: int) -> dict[str, Any]:
+    metadata = getattr(tool, "metadata", None)
+    if metadata is not None and hasattr(metadata, "to_openai_tool"):
+        return metadata.to_openai_tool()
+    if isinstance(tool, dict):
+        function = tool.get("function") if tool.get("type") == "function" else tool
+        if isinstance(function, dict) and isinstance(function.get("name"), str) and function["name"]:
+            return {"type": "function", "function": function}
+    raise InvalidOptionError(
+        f"tool {index} is a {type(tool).__name__}: pass LlamaIndex tools (FunctionTool, ...) or dicts shaped "
+        "like {'type': 'function', 'function': {'name': ..., 'parameters': {...}}}"
+    )
+
+
+def answer_blocks(parsed: ParsedToolCalls) -> list[Any]:
+    """The assistant message's blocks: its text, then one ``ToolCallBlock`` per well-formed call."""
+    blocks: list[Any] = [TextBlock(text=parsed.content)]
+    blocks.extend(
+        ToolCallBlock(tool_call_id=call["id"], tool_name=call["name"], tool_kwargs=call["arguments"])
+        for call in parsed.tool_calls
+    )
+    return blocks
+
+
+def invalid_calls_kwargs(parsed: ParsedToolCalls) -> dict[str, Any]:
+    """Malformed calls (raw text and reason) ride in the message's ``additional_kwargs``."""
+    return {INVALID_TOOL_CALLS_KEY: [dict(call) for call in parsed.invalid]} if parsed.invalid else {}
+
+
+def tool_selections(response: ChatResponse) -> list[ToolSelection]:
+    selections = []
+    for block in response.message.blocks:
+        if isinstance(block, ToolCallBlock):
+            arguments = block.tool_kwargs
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments) if arguments.strip() else {}
+                except json.JSONDecodeError:
+                    arguments = {"input": arguments}
+            selections.append(
+                ToolSelection(
+                    tool_id=block.tool_call_id or "", tool_name=block.tool_name, tool_kwargs=arguments
+                )
+            )
+    return selections
+
+
+def keep_first_call(response: ChatResponse) -> ChatResponse:
+    """Drop every tool call after the first (when parallel calls are not allowed)."""
+    seen = False
+    blocks = []
+    for block in response.message.blocks:
+        if isinstance(block, ToolCallBlock):
+            if seen:
+                continue
+            seen = True
+        blocks.append(block)
+    response.message.blocks = blocks
+    return response
