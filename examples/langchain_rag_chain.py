@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=2, help="images to retrieve")
     parser.add_argument("--where", default=None, help="metadata filter as JSON")
     parser.add_argument("--store", default=None, help="store folder (default: a temporary one)")
+    parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--model", default=None, help="VLM folder or hub id (default: the bundled model)")
     parser.add_argument("--mode", default="focus", choices=["focus", "vanilla", "vcd"])
     parser.add_argument("--captions", action="store_true", help="also list the captions in the prompt")
@@ -59,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     retriever = FocusImageRetriever(
         store=store, k=args.k, where=json.loads(args.where) if args.where else None
     )
-    chat = ChatFocus(model=args.model or default_model(), mode=args.mode, max_new_tokens=24, seed=0)
+    chat = ChatFocus(
+        model=args.model or default_model(), mode=args.mode, max_new_tokens=args.max_new_tokens, seed=0
+    )
     chain = build_rag_chain(retriever, chat, include_captions=args.captions, return_sources=True)
     result = chain.invoke(args.question)
     for number, document in enumerate(result["documents"], start=1):

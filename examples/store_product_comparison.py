@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-price", type=float, default=None)
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--store", default=None)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--model", default=None)
     args = parser.parse_args(argv)
 
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     decoder = FocusDecoder.from_pretrained(args.model or default_model())
     images = [hit.image() for hit in hits]
     for mode in ("focus", "vanilla"):
-        output = decoder.generate(images=images, prompt=args.question, mode=mode, max_new_tokens=24, seed=0)
+        output = decoder.generate(
+            images=images, prompt=args.question, mode=mode, max_new_tokens=args.max_new_tokens, seed=0
+        )
         rows = output.settings.get("n_rows")
         print(f"[{mode:7s}] {output.text!r}  ({rows} rows, {output.usage.output_tokens} tokens)")
     return 0

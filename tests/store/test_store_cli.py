@@ -16,11 +16,10 @@ from focus_integrations.cli import main
 from focus_integrations.store import bundled_catalog_path
 
 
-@pytest.fixture
-def indexed_catalog(tmp_path: Path, minilm, capsys) -> Path:
-    store = tmp_path / "store"
+@pytest.fixture(scope="module")
+def indexed_catalog(tmp_path_factory: pytest.TempPathFactory, minilm) -> Path:
+    store = tmp_path_factory.mktemp("cli") / "store"
     assert main(["index", str(bundled_catalog_path()), "--store", str(store), "--no-progress"]) == 0
-    capsys.readouterr()
     return store
 
 

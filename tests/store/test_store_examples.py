@@ -29,6 +29,8 @@ def test_langchain_rag_chain_example(
         str(tmp_path / "s"),
         "--model",
         model,
+        "--max-new-tokens",
+        "2",
         "--where",
         '{"category": "stationery"}',
     ]
@@ -54,6 +56,8 @@ def test_store_product_comparison_example(
         str(tmp_path / "s"),
         "--model",
         model,
+        "--max-new-tokens",
+        "2",
     ]
     assert example.main(args) == 0
     out = capsys.readouterr().out
