@@ -261,6 +261,24 @@ async def test_abandoning_an_async_stream_releases_the_decoder(llm, image_files)
     assert response.raw["settings"]["n_images"] == 2
 
 
+async def test_cancelling_achat_stops_the_decode(decoder, image_files):
+    # A decode of thousands of tokens would hold the decoder's lock for minutes; cancelling must free it at
+    # the next token. (The lock is the engine's documented serialisation of requests.)
+    llm = FocusMultiModalLLM(decoder=decoder, max_new_tokens=4000, seed=0)
+    task = asyncio.create_task(llm.achat(_user(*(ImageBlock(path=p) for p in image_files))))
+    deadline = time.monotonic() + 60
+    while not decoder._lock.locked():
+        assert time.monotonic() < deadline and not task.done(), "the decode never started"
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadline = time.monotonic() + 10
+    while decoder._lock.locked():
+        assert time.monotonic() < deadline, "the cancelled decode kept running"
+        await asyncio.sleep(0.01)
+
+
 def test_per_call_options_override_fields_and_fields_override_decoder_defaults(decoder, image_files):
     from focus_integrations import FocusDecoder
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import chromadb
 import pytest
 from li_helpers import same_pixels
-from llama_index.core.base.response.schema import Response, StreamingResponse
+from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMChatStartEvent
@@ -173,6 +173,28 @@ async def test_async_query_engine(index, llm, llm_events):
     response = await engine.aquery("Show me a green rectangle notebook")
     assert isinstance(response, Response)
     _assert_retrieved_images_reached_the_engine(llm_events, response.source_nodes)
+
+
+async def test_async_streaming_query_engine(index, llm, llm_events):
+    engine = multimodal_query_engine(index, llm, image_similarity_top_k=TOP_K, streaming=True)
+    response = await engine.aquery("Show me a yellow triangle pennant")
+    assert isinstance(response, AsyncStreamingResponse)
+    streamed = "".join([delta async for delta in response.async_response_gen()])
+    _assert_retrieved_images_reached_the_engine(llm_events, response.source_nodes)
+    assert streamed == llm_events.ends[0].response.message.content
+
+
+def test_context_chat_engine_keeps_retrieved_images_across_turns(index, llm, llm_events):
+    engine = index.as_chat_engine(chat_mode="context", llm=llm, image_similarity_top_k=TOP_K)
+    first = engine.chat("Which of these is the red circle pendant?")
+    _assert_retrieved_images_reached_the_engine(llm_events, first.source_nodes)
+    llm_events.starts.clear()
+    llm_events.ends.clear()
+    second = engine.stream_chat("And the blue one?")
+    assert "".join(second.response_gen) == second.response
+    assert len(llm_events.starts) == 1
+    # The follow-up turn carries the first answer in its history and this turn's retrieved images.
+    assert len(_images_sent(llm_events.starts[0])) == len(second.source_nodes) == TOP_K
 
 
 def test_reopened_index_retrieves_the_same_images(index, minilm, chroma_path, nodes):
