@@ -21,15 +21,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def default_model() -> str:
-    """The project's default model; the tiny random test checkpoint (junk answers) until one is installed."""
+    """The project's bundled default model; the tiny random test checkpoint (junk answers) if it is missing."""
+    from focus_integrations.errors import ModelNotFoundError
+
     try:
-        from focus_integrations import default_model_path
+        from focus_integrations.default_model import default_model_path
 
         return str(default_model_path())
-    except (ImportError, AttributeError, FileNotFoundError, OSError):
+    except (ImportError, ModelNotFoundError):
         from focus_integrations.testing import tiny_checkpoint
 
-        print("note: no default model installed; using the tiny random test checkpoint", file=sys.stderr)
+        print(
+            "note: the default model is not installed; using the tiny random test checkpoint", file=sys.stderr
+        )
         return str(tiny_checkpoint("qwen2_5_vl"))
 
 
