@@ -17,11 +17,19 @@ class DecoderCaptioner:
     """
 
     def __init__(
-        self, decoder: Any, *, prompt: str = DEFAULT_CAPTION_PROMPT, max_new_tokens: int = 24, **options: Any
+        self,
+        decoder: Any,
+        *,
+        prompt: str = DEFAULT_CAPTION_PROMPT,
+        max_new_tokens: int = 24,
+        seed: int | None = 0,
+        **options: Any,
     ) -> None:
         self.decoder = decoder
         self.prompt = prompt
-        self.options = {"max_new_tokens": max_new_tokens, **options}
+        # A fixed seed by default: the noise row is then the same on every run, so one image always gets the
+        # same caption (re-indexing reproduces the store).
+        self.options = {"max_new_tokens": max_new_tokens, "seed": seed, **options}
 
     def __call__(self, image: Image.Image) -> str:
         output = self.decoder.generate(images=[image], prompt=self.prompt, **self.options)

@@ -46,6 +46,7 @@ from focus_integrations.store.errors import (
     StoreError,
 )
 from focus_integrations.store.sidecars import (
+    SidecarEntry,
     caption_from_filename,
     caption_from_text_file,
     read_folder_sidecars,
@@ -332,7 +333,7 @@ class ImageStore:
             raise StoreError(f"not a directory: {root}")
         candidates: list[_Candidate] = []
         report = IngestReport()
-        sidecar_cache: dict[Path, dict] = {}
+        sidecar_cache: dict[Path, dict[str, SidecarEntry]] = {}
         for file in _image_files(root, recursive=recursive, exclude=self.path):
             relative = file.relative_to(root).as_posix()
             try:
@@ -788,9 +789,7 @@ def _image_files(root: Path, *, recursive: bool, exclude: Path | None) -> Iterat
             yield path
 
 
-def _sidecar_entry(file: Path, root: Path, cache: dict[Path, dict]) -> Any:
-    from focus_integrations.store.sidecars import SidecarEntry
-
+def _sidecar_entry(file: Path, root: Path, cache: dict[Path, dict[str, SidecarEntry]]) -> SidecarEntry:
     folder = file.parent
     while True:
         if folder not in cache:

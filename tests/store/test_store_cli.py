@@ -124,3 +124,28 @@ def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "focus: error: --where is not valid JSON: Expecting value: line 1 column 1 (char 0)"
     ]
+
+
+def test_index_with_a_caption_model(
+    tmp_path: Path, minilm, tiny_checkpoint: Callable[..., Path], capsys
+) -> None:
+    folder = tmp_path / "pics"
+    write_shape(folder / "a.png", "red", "circle")
+    (folder / "b.png.txt").write_text("given caption")
+    write_shape(folder / "b.png", "blue", "square")
+    store = tmp_path / "store"
+    model = str(tiny_checkpoint("qwen2_5_vl"))
+    assert main(["index", str(folder), "--store", str(store), "--caption-model", model, "--no-progress"]) == 0
+    assert "added 2" in capsys.readouterr().out
+    from PIL import Image
+
+    from focus_integrations import FocusDecoder
+    from focus_integrations.store import ImageStore
+    from focus_integrations.store.captioning import DecoderCaptioner
+
+    records = {hit.id: hit for hit in ImageStore(store).get()}
+    assert records["b.png"].caption == "given caption"
+    expected = DecoderCaptioner(FocusDecoder.from_pretrained(model))(
+        Image.open(folder / "a.png").convert("RGB")
+    )
+    assert records["a.png"].caption == (expected or "a")

@@ -362,3 +362,26 @@ def test_bad_arguments(tmp_path: Path, minilm) -> None:
     with pytest.raises(ImageLoadError):
         store.query(image=tmp_path / "missing.png")
     assert load_embedder("minilm") is minilm
+
+
+def test_decoder_captioner_captions_at_ingest(tmp_path: Path, make_store, tiny_checkpoint) -> None:
+    from focus_integrations import FocusDecoder
+    from focus_integrations.store.captioning import DecoderCaptioner
+
+    decoder = FocusDecoder.from_pretrained(tiny_checkpoint("qwen2_5_vl"))
+    captioner = DecoderCaptioner(decoder, max_new_tokens=3, seed=0, mode="vanilla")
+    folder = tmp_path / "uncaptioned"
+    image_path = write_shape(folder / "x.png", "red", "circle")
+    store = make_store()
+    store.add_folder(folder, captioner=captioner)
+    expected = decoder.generate(
+        images=[Image.open(image_path).convert("RGB")],
+        prompt=captioner.prompt,
+        max_new_tokens=3,
+        seed=0,
+        mode="vanilla",
+    ).text
+    record = store.get(["x.png"])[0]
+    assert record.caption == (" ".join(expected.split()) or "x")
+    stored = store.collection.get(ids=["x.png"], include=["metadatas"])["metadatas"][0]
+    assert stored["focus_caption_source"] == ("captioner" if expected.split() else "file")
