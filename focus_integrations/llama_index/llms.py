@@ -115,22 +115,27 @@ class FocusMultiModalLLM(FunctionCallingLLM):
     )
     trust_remote_code: bool = Field(default=False, description="Allow checkpoint code to run.")
 
-    # Decoding fields: only the ones you set are sent; the rest fall back to the decoder's own defaults.
-    mode: str = Field(default="focus", description="Logits rule: focus, vanilla or vcd.")
-    alpha: float | None = Field(default=None, description="Contrast weight (None: 0.1 focus, 1.0 vcd).")
-    noise: str | None = Field(default=None, description="Noise mode name (None: the mode's default).")
+    # Decoding fields (docs/architecture.md). None means "not set": the decoder's own default (or the mode's)
+    # applies. Only the fields you set are sent, so a decoder built with its own defaults keeps them.
+    mode: str | None = Field(default=None, description="Logits rule: focus (default), vanilla or vcd.")
+    alpha: float | None = Field(default=None, description="Contrast weight (default 0.1 focus, 1.0 vcd).")
+    noise: str | None = Field(default=None, description="Noise mode name (default: the mode's).")
     noise_scale: float | None = Field(default=None, description="Noise strength in [0, 1].")
-    fresh_noise: bool = Field(
-        default=False, description="New noise per row (reference code) or one per slot."
+    fresh_noise: bool | None = Field(
+        default=None, description="New noise per row (reference code) instead of one draw per slot."
     )
     plausibility_beta: float | None = Field(default=None, description="VCD plausibility cutoff.")
-    max_new_tokens: int = Field(default=256, description="Tokens to generate at most.")
-    do_sample: bool = Field(default=False, description="Sample from the combined logits (else greedy).")
-    temperature: float = Field(default=1.0, description="Sampling temperature on the combined logits.")
+    max_new_tokens: int | None = Field(default=None, description="Tokens to generate at most (default 256).")
+    do_sample: bool | None = Field(
+        default=None, description="Sample from the combined logits (default greedy)."
+    )
+    temperature: float | None = Field(
+        default=None, description="Sampling temperature on the combined logits."
+    )
     top_k: int | None = Field(default=None, description="Top-k sampling cutoff.")
     top_p: float | None = Field(default=None, description="Nucleus sampling cutoff.")
-    repetition_penalty: float = Field(default=1.0, description="Repetition penalty on the combined logits.")
-    stop: list[str] = Field(default_factory=list, description="Stop strings (not included in the text).")
+    repetition_penalty: float | None = Field(default=None, description="Penalty on the combined logits.")
+    stop: list[str] | None = Field(default=None, description="Stop strings (not included in the text).")
     seed: int | None = Field(default=None, description="Seed for noise and sampling.")
     row_chunk_size: int | None = Field(default=None, description="Max rows per forward pass.")
 
@@ -198,7 +203,11 @@ class FocusMultiModalLLM(FunctionCallingLLM):
     # ----- options and conversion -------------------------------------------------------------------------
 
     def _explicit_options(self) -> dict[str, Any]:
-        """The decoding fields the user set (at construction or by assignment); the rest stay the decoder's."""
+        """The decoding fields the user set (at construction or by assignment); the rest stay the decoder's.
+
+        Tracked with ``model_fields_set`` rather than "is not None", so an explicit ``top_k=None`` still turns
+        off a decoder default of ``top_k=50``.
+        """
         return {name: getattr(self, name) for name in ENGINE_OPTION_FIELDS if name in self.model_fields_set}
 
     def _resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -366,3 +366,13 @@ def test_path_source_and_inline_source_give_identical_images(images, image_files
     for image, path in zip(images, image_files):
         decoded = [image_block_to_pil(make(image, path)) for make in IMAGE_SOURCES.values()]
         assert all(same_pixels(d, image) for d in decoded)
+
+
+def test_serialised_llm_rebuilds_with_its_settings(tiny_checkpoint, image_files):
+    original = FocusMultiModalLLM(tiny_checkpoint("qwen2_5_vl"), alpha=0.25, max_new_tokens=3, seed=1)
+    rebuilt = FocusMultiModalLLM.from_dict(original.to_dict())
+    assert rebuilt.model == original.model and rebuilt.decoder is not original.decoder
+    messages = _user(*(ImageBlock(path=p) for p in image_files))
+    first, second = original.chat(messages), rebuilt.chat(messages)
+    assert second.raw["settings"]["alpha"] == 0.25
+    assert second.message.content == first.message.content
