@@ -213,6 +213,8 @@ class ChatFocus(BaseChatModel):
 
     _decoder: Any = PrivateAttr(default=None)
     _decoder_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    # Checkpoints named by per-call `model=` overrides, held so they are not reloaded on every call.
+    _override_decoders: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -283,7 +285,12 @@ class ChatFocus(BaseChatModel):
 
     def _decoder_for(self, model_override: str | None) -> FocusDecoder:
         if model_override and model_override != self.model:
-            return _shared_decoder(model_override, self.device, self.dtype, self.trust_remote_code)
+            with self._decoder_lock:
+                decoder = self._override_decoders.get(model_override)
+                if decoder is None:
+                    decoder = _shared_decoder(model_override, self.device, self.dtype, self.trust_remote_code)
+                    self._override_decoders[model_override] = decoder
+                return decoder
         if self.decoder is not None:
             return self.decoder
         with self._decoder_lock:

@@ -200,6 +200,8 @@ def test_model_override_per_call(llm: ChatFocus, tiny_checkpoint: Any) -> None:
     other = str(tiny_checkpoint("qwen2_vl"))
     message = llm.invoke("Hello", model=other)
     assert message.response_metadata["model_name"] == other
+    assert llm._decoder_for(other) is llm._decoder_for(other)  # loaded once, kept for later calls
+    assert llm._decoder_for(other) is not llm.focus_decoder
     assert llm._get_ls_params(model=other)["ls_model_name"] == other
 
 

@@ -42,6 +42,7 @@ def _forms(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
         },
         "v0 source_type url (file://)": {"type": "image", "source_type": "url", "url": files["red"].as_uri()},
         "v0 source_type id": {"type": "image", "source_type": "id", "id": "red-file"},
+        "transformers-style PIL image": {"type": "image", "image": Image.open(files["red"])},
         "anthropic source base64": {
             "type": "image",
             "source": {"type": "base64", "media_type": "image/png", "data": red_b64},
