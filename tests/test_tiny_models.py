@@ -87,6 +87,13 @@ def test_reload_gives_identical_processor_outputs_and_logits(family: str, tmp_pa
     assert torch.isfinite(logits).all()
     assert torch.equal(logits, reloaded_logits)
 
+    # Images must matter, or every FOCUS test on these models would be vacuous.
+    other = [_noise_like(image, seed=20 + i) for i, image in enumerate(images)]
+    with torch.no_grad():
+        other_logits = model(**_encode(processor, other)).logits
+    assert (other_logits[0, -1] - logits[0, -1]).abs().max() > 1e-3
+    assert not any(p.ndim >= 2 and not p.any() for p in model.parameters()), "a weight matrix is all zero"
+
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_token_ids_agree_between_tokenizer_config_and_generation_config(family: str) -> None:

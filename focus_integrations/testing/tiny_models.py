@@ -34,7 +34,7 @@ from typing import Any, Literal
 from focus_integrations.errors import InvalidOptionError
 
 # Bump when a recipe changes: it is part of the cache folder name, so stale checkpoints are never reused.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 FAMILIES: tuple[str, ...] = (
     "qwen2_vl",
@@ -696,6 +696,18 @@ def _processor_class(name: str) -> type:
     return image_only_processor_class(name) or getattr(transformers, name)
 
 
+def _randomize_zero_initialized_weights(model: Any, std: float) -> None:
+    # Some weights start at zero and are only ever loaded from a trained checkpoint (Gemma 3's
+    # mm_input_projection_weight, InternVL's vision position embeddings). Left at zero, Gemma 3's image
+    # features vanish and images could not change the output at all; give them random values too.
+    import torch
+
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.ndim >= 2 and not parameter.any():
+                parameter.normal_(0.0, std)
+
+
 def build_model_and_processor(family: str, *, size: Size = "tiny", seed: int = 0) -> tuple[Any, Any]:
     """Build (in memory) the random model (eval mode) and processor of ``family``; nothing is written.
 
@@ -717,6 +729,7 @@ def build_model_and_processor(family: str, *, size: Size = "tiny", seed: int = 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForImageTextToText.from_config(config)
+        _randomize_zero_initialized_weights(model, std=getattr(config, "initializer_range", 0.02))
     model.eval()
     # Explicit, so no library default (or sampling preset) sneaks in; EOS is the end-of-turn token.
     model.generation_config = GenerationConfig(
