@@ -1,10 +1,13 @@
 """Tiny random checkpoints of every supported VLM family, built offline from their config classes.
 
 ``build_checkpoint(family, path)`` writes a folder that loads like a real checkpoint of that family:
-``AutoModelForImageTextToText.from_pretrained(path)`` and ``load_processor(path)`` (or ``AutoProcessor``
-where torchvision is installed). Each one has
+``AutoModelForImageTextToText.from_pretrained(path)`` and ``focus_integrations.processors.load_processor(path)``.
+(The processors are saved without a video processor, so for the families with a video slot plain
+``AutoProcessor`` fails even where torchvision exists; ``load_processor`` then uses the image-only class.)
+Each one has
 
-- random weights (``torch.manual_seed(seed)``), 0.1-0.3 M parameters, 0.5-1 MB on disk;
+- random weights (``torch.manual_seed(seed)``), 45-150 k parameters, 0.2-0.6 MB on disk; no weight matrix
+  is left at zero, so images always change the logits;
 - a byte-level BPE tokenizer with no merges (every byte is a token) plus the family's special tokens, with
   ``config.vocab_size`` and every token id of the config (bos/eos/pad/image/vision...) taken from it;
 - the family's image processor, shrunk so that an image is a handful of tokens, and a vision config that
