@@ -32,7 +32,7 @@ import numpy as np
 from chromadb.config import Settings
 from PIL import Image
 
-from focus_integrations.errors import ImageLoadError, InvalidOptionError
+from focus_integrations.errors import ImageLoadError, InvalidOptionError, ModelNotFoundError
 from focus_integrations.images import MAX_IMAGE_PIXELS, load_image
 from focus_integrations.store.chroma_ef import FocusEmbeddingFunction
 from focus_integrations.store.embedders import DEFAULT_EMBEDDER_SPEC, Embedder, load_embedder
@@ -244,7 +244,14 @@ class ImageStore:
             )
         if embedder is None:
             spec = str(recorded.get("focus_embedder_spec", DEFAULT_EMBEDDER_SPEC))
-            resolved = load_embedder(spec)
+            try:
+                resolved = load_embedder(spec)
+            except ModelNotFoundError as err:
+                raise ModelNotFoundError(
+                    f"collection {self.collection_name!r} was built with embedder {recorded_name!r} "
+                    f"(spec {spec!r}), which cannot be loaded now: pass embedder='KIND:PATH' naming where that "
+                    f"model is. {err}"
+                ) from None
         else:
             resolved = load_embedder(embedder)
         recorded_dim = recorded.get("focus_embedder_dim")

@@ -385,3 +385,27 @@ def test_decoder_captioner_captions_at_ingest(tmp_path: Path, make_store, tiny_c
     assert record.caption == (" ".join(expected.split()) or "x")
     stored = store.collection.get(ids=["x.png"], include=["metadatas"])["metadatas"][0]
     assert stored["focus_caption_source"] == ("captioner" if expected.split() else "file")
+
+
+def test_moved_embedder_model_is_found_again(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    import shutil
+
+    from focus_integrations.errors import ModelNotFoundError
+
+    model = tmp_path / "models" / "clip-tiny"
+    shutil.copytree(tiny_clip_dir, model)
+    path = tmp_path / "store"
+    ImageStore(path, embedder=f"clip:{model}").add_images(
+        [ImageItem(write_shape(tmp_path / "a.png", "red", "circle"), id="a")]
+    )
+    moved = tmp_path / "moved" / "clip-tiny"
+    shutil.move(str(model), moved)
+    import focus_integrations.store.embedders as embedders
+
+    # A new process would not have the old model in memory either (other cached embedders stay).
+    for key in [key for key in embedders._cache if key[0] == f"clip:{model}"]:
+        del embedders._cache[key]
+    with pytest.raises(ModelNotFoundError, match="pass embedder="):
+        ImageStore(path)
+    reopened = ImageStore(path, embedder=f"clip:{moved}")  # same model, new place: accepted
+    assert reopened.get(["a"])[0].id == "a"
