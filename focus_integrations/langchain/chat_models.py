@@ -747,10 +747,14 @@ def _tool_instruction(tools: list[dict[str, Any]]) -> str:
 
 
 def _json_instruction(response_format: dict[str, Any]) -> str:
-    if response_format.get("type") == "json_schema" and response_format.get("schema"):
+    """``{"type": "json_schema", "schema": ...}`` (ours) or OpenAI's ``{"json_schema": {"schema": ...}}``."""
+    schema = response_format.get("schema")
+    if schema is None and isinstance(response_format.get("json_schema"), dict):
+        schema = response_format["json_schema"].get("schema")
+    if response_format.get("type") == "json_schema" and schema:
         return (
             "Answer with only a JSON object that matches this JSON schema, and nothing else:\n"
-            + json.dumps(response_format["schema"])
+            + json.dumps(schema)
         )
     return "Answer with only a valid JSON object, and nothing else."
 

@@ -296,3 +296,12 @@ def test_tool_history_on_template_without_tool_syntax(tiny_checkpoint: Any, monk
         llava.get_num_tokens_from_messages(history, tools=[lookup_price])
         == message.usage_metadata["input_tokens"]
     )
+
+
+def test_openai_style_response_format(tool_llm: ChatFocus, scripted: Any) -> None:
+    log = scripted('{"cheaper": "A-1", "saving": 1}')
+    schema = {"type": "object", "properties": {"cheaper": {"type": "string"}}}
+    response_format = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema}}
+    message = tool_llm.invoke("Which is cheaper?", response_format=response_format)
+    assert json.loads(message.content) == {"cheaper": "A-1", "saving": 1}
+    assert json.dumps(schema) in log.prompts[-1]
