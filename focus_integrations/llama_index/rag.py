@@ -17,6 +17,7 @@ retrieved image reaches ``FocusMultiModalLLM.chat`` as an ``ImageBlock``, and FO
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Sequence
 from importlib import resources
@@ -25,8 +26,11 @@ from typing import Any
 
 import chromadb
 from llama_index.core import StorageContext
+from llama_index.core.base.llms.types import ImageBlock
 from llama_index.core.indices.multi_modal import MultiModalVectorStoreIndex
+from llama_index.core.indices.prompt_helper import ChatPromptHelper
 from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.response_synthesizers import get_response_synthesizer
 from llama_index.core.schema import BaseNode, ImageNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
@@ -182,16 +186,21 @@ def multimodal_query_engine(
     similarity_top_k: int = 2,
     image_similarity_top_k: int = 3,
     streaming: bool = False,
+    images_in_one_call: bool = True,
     **kwargs: Any,
 ) -> RetrieverQueryEngine:
     """``RetrieverQueryEngine.from_args(retriever, llm=llm, multimodal=True, streaming=...)`` over ``index``.
 
-    The retrieved images go to the LLM together, in one call, as long as LlamaIndex's prompt budget holds them:
-    it counts every image as 2125 tokens (its OpenAI-sized estimate), so with a context of C tokens at most
-    about ``(C - max_new_tokens - prompt) / 2125`` images fit one call; past that the default compact-and-refine
-    synthesizer splits them over several calls and FOCUS contrasts only the images within each call. Keep
-    ``image_similarity_top_k`` within that (3 for an 8k context) or raise ``llm.context_window``.
-    ``kwargs`` go to ``from_args`` (``response_mode``, ``node_postprocessors``, templates, ...).
+    FOCUS contrasts the images of one decode against each other, so all retrieved images should reach the
+    model in one call. LlamaIndex's response synthesizers budget every image at a fixed OpenAI-sized estimate
+    (2125 tokens), whatever the model really spends: with an 8k context, a fourth image would already be split
+    off into a second "refine" call. ``images_in_one_call=True`` (the default) gives the synthesizer a prompt
+    budget widened by that estimate for each of the ``image_similarity_top_k`` images, and counts text with
+    the model's own tokenizer; the engine still refuses a prompt that truly overflows the context
+    (``ContextLengthError``). ``False`` keeps LlamaIndex's own budget.
+
+    ``kwargs`` go to ``from_args`` / ``get_response_synthesizer`` (``response_mode``, ``node_postprocessors``,
+    templates, ``response_synthesizer``, ...).
     """
     if not isinstance(llm, FocusMultiModalLLM):
         raise InvalidOptionError(f"llm must be a FocusMultiModalLLM, got {type(llm).__name__}")
@@ -204,7 +213,51 @@ def multimodal_query_engine(
     retriever = index.as_retriever(
         similarity_top_k=similarity_top_k, image_similarity_top_k=image_similarity_top_k
     )
+    if images_in_one_call and "response_synthesizer" not in kwargs:
+        synthesizer_args = {key: kwargs.pop(key) for key in list(kwargs) if key in _SYNTHESIZER_ARGS}
+        kwargs["response_synthesizer"] = get_response_synthesizer(
+            llm=llm,
+            chat_prompt_helper=_one_call_prompt_helper(llm, image_similarity_top_k),
+            streaming=streaming,
+            multimodal=True,
+            **synthesizer_args,
+        )
     return RetrieverQueryEngine.from_args(retriever, llm=llm, multimodal=True, streaming=streaming, **kwargs)
+
+
+_SYNTHESIZER_ARGS = frozenset(
+    {
+        "response_mode",
+        "text_qa_template",
+        "refine_template",
+        "summary_template",
+        "simple_template",
+        "chat_content_qa_template",
+        "chat_content_refine_template",
+        "output_cls",
+        "use_async",
+        "verbose",
+        "callback_manager",
+    }
+)
+
+
+def _one_call_prompt_helper(llm: FocusMultiModalLLM, n_images: int) -> ChatPromptHelper:
+    meta = llm.metadata
+    # LlamaIndex's own per-image estimate (read, not copied, so a change upstream is followed).
+    per_image = ImageBlock(image=_ONE_PIXEL_PNG).estimate_tokens()
+    tokenizer = llm.decoder.tokenizer
+    return ChatPromptHelper(
+        context_window=meta.context_window + per_image * n_images,
+        num_output=meta.num_output,
+        tokenizer=lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
+    )
+
+
+# A valid 1x1 PNG: ImageBlock.estimate_tokens() resolves the image before returning its flat estimate.
+_ONE_PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 
 
 # ----- internals ----------------------------------------------------------------------------------------------

@@ -159,6 +159,21 @@ def test_query_engine_sends_every_retrieved_image_to_one_focus_call(index, llm, 
     assert response.response == llm_events.ends[0].response.message.content
 
 
+def test_many_images_still_go_to_one_call(index, llm, llm_events):
+    # LlamaIndex budgets 2125 tokens per image: on this 8k-context model its own packing splits 6 images
+    # over two calls, which would leave FOCUS contrasting only 3 at a time.
+    many = 6
+    multimodal_query_engine(index, llm, image_similarity_top_k=many, images_in_one_call=False).query(
+        "a pendant"
+    )
+    assert len(llm_events.ends) > 1
+    llm_events.starts.clear()
+    llm_events.ends.clear()
+    response = multimodal_query_engine(index, llm, image_similarity_top_k=many).query("a pendant")
+    assert len(llm_events.ends) == 1 and len(response.source_nodes) == many
+    assert llm_events.ends[0].response.raw["settings"]["n_images"] == many
+
+
 def test_streaming_query_engine_streams_the_focus_answer(index, llm, llm_events):
     engine = multimodal_query_engine(index, llm, image_similarity_top_k=TOP_K, streaming=True)
     response = engine.query("Which of these is the blue triangle pennant?")
