@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
+from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call as make_invalid_tool_call
@@ -248,6 +249,28 @@ class ChatFocus(BaseChatModel):
 
     # Not lc-serializable: langchain-core's loader only rebuilds classes on its own allowlist, so a dumped
     # ChatFocus could not be loaded back (and a live `decoder` / `file_resolver` never serialises).
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        # What the adapter supports, known without loading the model (the context size would need it).
+        profile = ModelProfile(
+            open_weights=True,
+            text_inputs=True,
+            image_inputs=True,
+            image_url_inputs=self.allow_remote_images,
+            image_tool_message=True,
+            pdf_inputs=False,
+            audio_inputs=False,
+            video_inputs=False,
+            pdf_tool_message=False,
+            text_outputs=True,
+            image_outputs=False,
+            tool_calling=True,
+            tool_choice=True,
+            tool_call_streaming=False,  # calls arrive whole, on the last chunk
+        )
+        if self.max_tokens is not None:
+            profile["max_output_tokens"] = self.max_tokens
+        return profile
 
     @property
     def model_name(self) -> str:

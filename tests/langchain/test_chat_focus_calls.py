@@ -220,3 +220,12 @@ def test_streaming_flag_fires_token_callbacks_once_each(qwen_path: str) -> None:
     message = llm.invoke(_two_images(), config={"callbacks": [handler]})
     assert "".join(handler.tokens) == message.content and len(handler.tokens) >= 2
     assert message.usage_metadata["output_tokens"] == 6
+
+
+def test_profile_describes_capabilities_without_loading(qwen_path: str) -> None:
+    llm = ChatFocus(model="some/unloaded-model", max_tokens=12, allow_remote_images=True)
+    assert llm._decoder is None  # building the profile loaded nothing
+    profile = llm.profile
+    assert profile["image_inputs"] and profile["image_tool_message"] and profile["tool_calling"]
+    assert profile["image_url_inputs"] is True and profile["max_output_tokens"] == 12
+    assert not profile["audio_inputs"] and not profile["pdf_inputs"]
