@@ -222,7 +222,7 @@ def test_streaming_flag_fires_token_callbacks_once_each(qwen_path: str) -> None:
     assert message.usage_metadata["output_tokens"] == 6
 
 
-def test_profile_describes_capabilities_without_loading(qwen_path: str) -> None:
+def test_profile_describes_capabilities_without_loading() -> None:
     llm = ChatFocus(model="some/unloaded-model", max_tokens=12, allow_remote_images=True)
     assert llm._decoder is None  # building the profile loaded nothing
     profile = llm.profile
