@@ -20,6 +20,21 @@ def decoder(tiny_checkpoint: Callable[..., Path]):
     return FocusDecoder.from_pretrained(tiny_checkpoint("qwen2_5_vl"))
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread while these tests run (restored after each).
+
+    On the small shared CPU box, two OpenMP threads contending with other processes made a 48-token decode
+    of the tiny model take 0.7-6 s instead of 0.07 s (measured on the sync path, in the main thread).
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def images() -> list[Image.Image]:
     """Two clearly different images (the order matters to FOCUS: row k keeps image k clean)."""
