@@ -1,7 +1,7 @@
 """``focus index`` and ``focus query``: the store on the command line.
 
     focus index DIR [--store PATH | --chroma-url URL] [--collection NAME] [--embedder SPEC]
-                    [--caption-model MODEL] [--no-recursive] [--no-progress]
+                    [--caption-model MODEL] [--no-recursive] [--no-progress] [--prune]
     focus query "question" [--k 4] [--mode focus|vanilla|vcd] [--where JSON] [--model MODEL]
                     [--store PATH | --chroma-url URL] [--retrieve-only]
 
@@ -38,6 +38,9 @@ def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     index.add_argument("--no-recursive", action="store_true", help="only the folder itself, no sub-folders")
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
+    index.add_argument(
+        "--prune", action="store_true", help="delete records of files gone from DIR since an earlier index"
+    )
     index.add_argument("--batch-size", type=int, default=32)
     index.set_defaults(func=run_index)
 
@@ -129,6 +132,7 @@ def _index(args: argparse.Namespace) -> int:
         recursive=not args.no_recursive,
         captioner=captioner,
         progress=False if args.no_progress else None,
+        prune=args.prune,
     )
     for path, reason in report.failed:
         print(f"focus: skipped {path}: {reason}", file=sys.stderr)

@@ -89,6 +89,7 @@ _WIDTH = "focus_width"
 _HEIGHT = "focus_height"
 _FORMAT = "focus_format"
 _CAPTION_BY = "focus_caption_source"
+_ROOT = "focus_root"
 
 
 def default_store_path() -> Path:
@@ -149,6 +150,7 @@ class IngestReport:
     updated: list[str] = field(default_factory=list)
     skipped_unchanged: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # pruned records (add_folder(prune=True))
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -156,10 +158,11 @@ class IngestReport:
         return not self.failed
 
     def summary(self) -> str:
-        return (
+        text = (
             f"added {len(self.added)}, updated {len(self.updated)}, "
             f"unchanged {len(self.skipped_unchanged)}, failed {len(self.failed)}"
         )
+        return text + (f", deleted {len(self.deleted)}" if self.deleted else "")
 
     def __str__(self) -> str:
         return self.summary()
@@ -176,6 +179,7 @@ class _Candidate:
     caption: str | None  # caption from the user or a sidecar; None -> captioner or file name
     caption_source: str
     metadata: dict[str, Any]
+    root: str | None = None  # the folder an add_folder() call indexed (lets prune find its records)
 
 
 class ImageStore:
@@ -327,6 +331,7 @@ class ImageStore:
         metadata_fn: MetadataFn | None = None,
         captioner: Captioner | None = None,
         progress: bool | None = None,
+        prune: bool = False,
     ) -> IngestReport:
         """Ingest every image file under ``directory`` (see :mod:`focus_integrations.store.sidecars`).
 
@@ -334,13 +339,17 @@ class ImageStore:
         ``id``. ``metadata_fn(path)`` may add fields (its ``caption`` and ``id`` keys, if any, take precedence).
         ``captioner(image) -> str`` captions images that have no caption from the user or a sidecar.
         Raises :class:`DuplicateIdError` (before writing anything) if two files map to the same id.
+        ``prune=True`` also deletes the records an earlier ingest of this folder made for files that are gone
+        (``report.deleted``); records of files that failed this time are kept.
         """
         root = Path(directory).expanduser()
         if not root.is_dir():
             raise StoreError(f"not a directory: {root}")
+        root_key = str(root.resolve())
         candidates: list[_Candidate] = []
         report = IngestReport()
         sidecar_cache: dict[Path, dict[str, SidecarEntry]] = {}
+        kept: set[str] = set()
         for file in _image_files(root, recursive=recursive, exclude=self.path):
             relative = file.relative_to(root).as_posix()
             try:
@@ -362,9 +371,19 @@ class ImageStore:
                 raise  # malformed sidecar: the user must fix it, ingesting half a catalog would mislead
             except Exception as err:  # noqa: BLE001 - a user callback failing on one file must not stop the rest
                 report.failed.append((str(file), f"metadata_fn failed: {type(err).__name__}: {err}"))
+                kept.add(relative)  # its id is unknown: at least never prune the record of that path
                 continue
-            candidates.append(_Candidate(record_id, str(file), file, None, caption, source, metadata))
-        return self._ingest(candidates, report, captioner=captioner, progress=progress)
+            candidates.append(
+                _Candidate(record_id, str(file), file, None, caption, source, metadata, root_key)
+            )
+            kept.add(record_id)
+        self._ingest(candidates, report, captioner=captioner, progress=progress)
+        if prune:
+            recorded = self._collection.get(where={_ROOT: root_key}, include=[])["ids"]
+            report.deleted = sorted(set(recorded) - kept)
+            if report.deleted:
+                self._collection.delete(ids=report.deleted)
+        return report
 
     def add_images(
         self,
@@ -430,7 +449,7 @@ class ImageStore:
     def _ingest_batch(
         self, batch: list[_Candidate], report: IngestReport, captioner: Captioner | None
     ) -> None:
-        existing = self._existing_metadata([c.id for c in batch])
+        existing, existing_uris = self._existing_records([c.id for c in batch])
         rows: list[tuple[_Candidate, str, Image.Image, str, dict[str, Any]]] = []
         for candidate in batch:
             try:
@@ -439,10 +458,14 @@ class ImageStore:
                 metadata = _sanitize_metadata(candidate.metadata, candidate.label)
                 source_sha = _source_fingerprint(candidate.caption, metadata)
                 previous = existing.get(candidate.id)
+                moved = candidate.path is not None and existing_uris.get(candidate.id) != str(
+                    candidate.path.absolute()
+                )
                 if (
                     previous is not None
                     and previous.get(_SHA) == sha
                     and previous.get(_SOURCE_SHA) == source_sha
+                    and not moved
                 ):
                     report.skipped_unchanged.append(candidate.id)
                     continue
@@ -473,6 +496,8 @@ class ImageStore:
                     _CAPTION_BY: caption_by,
                 }
             )
+            if candidate.root is not None:
+                metadata[_ROOT] = candidate.root
             # Chroma's upsert merges metadata: fields the new version no longer has must be cleared with None.
             metadata.update({key: None for key in existing.get(candidate.id, {}) if key not in metadata})
             rows.append((candidate, caption, image, str(candidate.path.absolute()), metadata))
@@ -489,11 +514,17 @@ class ImageStore:
             metadatas=[meta for *_, meta in rows],
         )
 
-    def _existing_metadata(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def _existing_records(self, ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """Metadata and URI of the records among ``ids`` that the store already holds."""
         if not ids:
-            return {}
-        found = self._collection.get(ids=ids, include=["metadatas"])
-        return {record_id: dict(meta or {}) for record_id, meta in zip(found["ids"], found["metadatas"])}
+            return {}, {}
+        found = self._collection.get(ids=ids, include=["metadatas", "uris"])
+        metadata = {record_id: dict(meta or {}) for record_id, meta in zip(found["ids"], found["metadatas"])}
+        uris = {
+            record_id: uri
+            for record_id, uri in zip(found["ids"], found["uris"] or [None] * len(found["ids"]))
+        }
+        return metadata, uris
 
     def _read_file(self, path: Path | None) -> bytes:
         assert path is not None

@@ -149,3 +149,14 @@ def test_index_with_a_caption_model(
         Image.open(folder / "a.png").convert("RGB")
     )
     assert records["a.png"].caption == (expected or "a")
+
+
+def test_index_prune(tmp_path: Path, minilm, capsys) -> None:
+    folder = tmp_path / "pics"
+    write_shape(folder / "a.png", "red", "circle")
+    write_shape(folder / "b.png", "blue", "square")
+    store = tmp_path / "store"
+    assert main(["index", str(folder), "--store", str(store), "--no-progress"]) == 0
+    (folder / "b.png").unlink()
+    assert main(["index", str(folder), "--store", str(store), "--no-progress", "--prune"]) == 0
+    assert "unchanged 1, failed 0, deleted 1; 1 images in store" in capsys.readouterr().out

@@ -409,3 +409,37 @@ def test_moved_embedder_model_is_found_again(tmp_path: Path, tiny_clip_dir: Path
         ImageStore(path)
     reopened = ImageStore(path, embedder=f"clip:{moved}")  # same model, new place: accepted
     assert reopened.get(["a"])[0].id == "a"
+
+
+def test_prune_removes_records_of_deleted_files_only(tmp_path: Path, make_store) -> None:
+    folder, other = tmp_path / "main", tmp_path / "other"
+    for name, colour in (("a", "red"), ("b", "blue"), ("c", "green")):
+        write_shape(folder / f"{name}.png", colour, "circle")
+    write_shape(other / "a.png", "yellow", "square")
+    store = make_store()
+    store.add_folder(folder)
+    store.add_images([ImageItem(other / "a.png", id="other-a")])
+    (folder / "b.png").unlink()
+    (folder / "c.png").write_bytes(b"now corrupt")
+    kept = store.add_folder(folder)  # without prune nothing is deleted
+    assert kept.deleted == [] and store.count() == 4
+    report = store.add_folder(folder, prune=True)
+    assert report.deleted == ["b.png"] and "deleted 1" in report.summary()
+    assert [Path(p).name for p, _ in report.failed] == ["c.png"]
+    assert sorted(h.id for h in store.get()) == [
+        "a.png",
+        "c.png",
+        "other-a",
+    ]  # failed c and other folder stay
+
+
+def test_moved_folder_updates_paths(tmp_path: Path, make_store) -> None:
+    folder = tmp_path / "before"
+    write_shape(folder / "a.png", "red", "circle")
+    store = make_store()
+    store.add_folder(folder)
+    moved = folder.rename(tmp_path / "after")
+    report = store.add_folder(moved)
+    assert report.updated == ["a.png"] and report.skipped_unchanged == []
+    assert store.get(["a.png"])[0].uri == str((moved / "a.png").absolute())
+    assert store.add_folder(moved).skipped_unchanged == ["a.png"]
