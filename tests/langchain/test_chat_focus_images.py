@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,8 @@ class _ImageHandler(http.server.BaseHTTPRequestHandler):
     body = png_bytes("red")
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path == "/slow.png":
+            time.sleep(2.0)
         payload = self.body if self.path == "/small.png" else self.body + b"\0" * 4096
         self.send_response(200)
         self.send_header("Content-Type", "image/png")
@@ -214,3 +217,11 @@ def test_images_in_assistant_turns_are_refused(llm: ChatFocus) -> None:
         llm.invoke(
             [AIMessage(content=[{"type": "image", "base64": png_b64("red"), "mime_type": "image/png"}])]
         )
+
+
+def test_remote_url_time_limit(qwen_path: str, loopback_server: str) -> None:
+    llm = ChatFocus(model=qwen_path, max_tokens=2, allow_remote_images=True, remote_image_timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises(RemoteImageError):
+        llm.invoke([HumanMessage(content=[{"type": "image", "url": f"{loopback_server}/slow.png"}, "?"])])
+    assert time.monotonic() - start < 1.9  # gave up at the limit, did not wait for the slow server
