@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from focus_integrations.families import FamilySpec, rope_deltas_of, step_position_ids
+from focus_integrations.families import FamilySpec, clear_rope_deltas, rope_deltas_of, step_position_ids
 from focus_integrations.logits import LogitsRule, TokenChooser
 
 
@@ -56,6 +56,9 @@ class RowGroup:
         kwargs = dict(self.inputs, use_cache=True)
         if not all_positions:
             kwargs["logits_to_keep"] = 1
+        if self.spec.mrope:
+            # The model keeps the offsets of its LAST image prefill; a text-only prefill leaves them stale.
+            clear_rope_deltas(self.model)
         output = self.model(**kwargs)
         self.cache = output_cache(output)
         # Read right away: any later forward of this model object overwrites it.

@@ -121,10 +121,19 @@ class FocusDecoder:
         messages: Sequence[dict[str, Any]] | None = None,
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
+        require_images: bool = True,
         **options: Any,
     ) -> GenerationOutput:
         """Decode a full answer. See :class:`DecodingOptions` for ``options``."""
-        stream = self.stream(images, prompt, messages=messages, system=system, tools=tools, **options)
+        stream = self.stream(
+            images,
+            prompt,
+            messages=messages,
+            system=system,
+            tools=tools,
+            require_images=require_images,
+            **options,
+        )
         for _ in stream:
             pass
         return stream.output
@@ -137,11 +146,12 @@ class FocusDecoder:
         messages: Sequence[dict[str, Any]] | None = None,
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
+        require_images: bool = True,
         **options: Any,
     ) -> TextStream:
         """Like ``generate``, as an iterator of text deltas; ``.output`` holds the result once exhausted."""
         resolved = DecodingOptions.resolve(**(self.defaults | options))
-        conversation = self._conversation(images, prompt, messages, system)
+        conversation = self._conversation(images, prompt, messages, system, require_images)
         return TextStream(self, conversation, tools, resolved)
 
     def score(
@@ -153,6 +163,7 @@ class FocusDecoder:
         messages: Sequence[dict[str, Any]] | None = None,
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
+        require_images: bool = True,
         **options: Any,
     ) -> list[float]:
         """Total log-probability of each candidate answer right after the prompt, under the logits rule."""
@@ -165,6 +176,7 @@ class FocusDecoder:
                 messages=messages,
                 system=system,
                 tools=tools,
+                require_images=require_images,
                 **options,
             )
         ]
@@ -178,6 +190,7 @@ class FocusDecoder:
         messages: Sequence[dict[str, Any]] | None = None,
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
+        require_images: bool = True,
         **options: Any,
     ) -> list[list[float]]:
         """Per-token log-probabilities of each candidate (tokenised on its own, no special tokens)."""
@@ -188,7 +201,7 @@ class FocusDecoder:
             if not ids:
                 raise PromptError(f"candidate {text!r} tokenises to nothing")
         resolved = DecodingOptions.resolve(**(self.defaults | options))
-        conversation = self._conversation(images, prompt, messages, system)
+        conversation = self._conversation(images, prompt, messages, system, require_images)
         with self._lock:
             return self._run_with_memory_fallback(
                 conversation,
@@ -219,7 +232,7 @@ class FocusDecoder:
     # ----------------------------------------------------------------------------------------------- internals
 
     def _conversation(
-        self, images: Any, prompt: str | None, messages: Any, system: str | None
+        self, images: Any, prompt: str | None, messages: Any, system: str | None, require_images: bool = True
     ) -> Conversation:
         if messages is not None and (prompt is not None or images is not None):
             raise PromptError("pass either messages, or images and prompt, not both")
@@ -230,8 +243,11 @@ class FocusDecoder:
                 images = [images]
             messages = from_prompt(images, prompt, system)
         conversation = prepare(messages, allow_remote_images=self.allow_remote_images)
-        if not conversation.images:
-            raise NoImageError("the request holds no image; FOCUS decodes questions about images")
+        if require_images and not conversation.images:
+            raise NoImageError(
+                "the request holds no image; FOCUS decodes questions about images "
+                "(pass require_images=False to decode text-only turns plainly)"
+            )
         return conversation
 
     def _render(self, conversation: Conversation, tools: Sequence[dict[str, Any]] | None) -> str:

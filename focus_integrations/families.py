@@ -61,6 +61,12 @@ def rope_deltas_of(model: torch.nn.Module) -> torch.Tensor | None:
     return getattr(inner, "rope_deltas", None)
 
 
+def clear_rope_deltas(model: torch.nn.Module) -> None:
+    inner = getattr(model, "model", model)
+    if getattr(inner, "rope_deltas", None) is not None:
+        inner.rope_deltas = None
+
+
 def step_position_ids(
     spec: FamilySpec,
     past_length: int,

@@ -92,3 +92,22 @@ def test_an_abandoned_stream_releases_the_decoder(decoder) -> None:
     next(stream, None)
     stream.close()
     assert decoder.generate(images=_images(2), **ASK).text is not None
+
+
+def test_text_only_turns_decode_plainly_when_allowed(decoder) -> None:
+    from focus_integrations import NoImageError
+
+    messages = [{"role": "user", "content": "Hello there, how are you?"}]
+    with pytest.raises(NoImageError):
+        decoder.generate(messages=messages)
+    # An image request first: Qwen keeps its rope offsets on the model; a text-only prefill must not reuse them.
+    decoder.generate(images=_images(3), prompt="q", max_new_tokens=2)
+    out = decoder.generate(messages=messages, require_images=False, max_new_tokens=6)
+    assert out.settings["n_images"] == 0 and out.settings["rule"] == "vanilla"
+    inputs = decoder.processor(
+        text=[decoder.render_prompt(messages)], return_tensors="pt", add_special_tokens=False
+    )
+    expected = decoder.model.generate(
+        **inputs, do_sample=False, max_new_tokens=6, bad_words_ids=[[i] for i in decoder.banned_token_ids]
+    )[0, inputs["input_ids"].shape[1] :].tolist()
+    assert out.token_ids == expected[: len(out.token_ids)]
