@@ -653,7 +653,7 @@ class ImageStore:
         if ids is None and where is None:
             raise InvalidOptionError("delete() needs ids= or where= (refusing to delete everything)")
         id_list = [ids] if isinstance(ids, str) else (list(ids) if ids is not None else None)
-        found = self._collection.get(ids=id_list, where=dict(where) if where else None, include=[])
+        found = self._filtered(self._collection.get, where, ids=id_list, include=[])
         doomed = list(found["ids"])
         if doomed:
             self._collection.delete(ids=doomed)
@@ -677,9 +677,10 @@ class ImageStore:
         """Records by id (in the order given; unknown ids are left out) and/or metadata filter."""
         if isinstance(ids, str):
             ids = [ids]
-        found = self._collection.get(
+        found = self._filtered(
+            self._collection.get,
+            where,
             ids=list(ids) if ids is not None else None,
-            where=dict(where) if where else None,
             limit=limit,
             include=["metadatas", "documents", "uris"],
         )
@@ -721,10 +722,11 @@ class ImageStore:
         total = self.count()
         if total == 0:
             return []
-        found = self._collection.query(
+        found = self._filtered(
+            self._collection.query,
+            where,
             query_embeddings=[vector],
             n_results=min(k, total),
-            where=dict(where) if where else None,
             include=["metadatas", "documents", "uris", "distances"],
         )
         return [
@@ -737,6 +739,21 @@ class ImageStore:
                 found["distances"][0],
             )
         ]
+
+    def _filtered(self, call: Callable[..., Any], where: Mapping[str, Any] | None, **kwargs: Any) -> Any:
+        """``call(where=..., **kwargs)``, with a bad metadata filter reported as :class:`InvalidOptionError`."""
+        if where is None or (isinstance(where, Mapping) and not where):
+            return call(where=None, **kwargs)
+        if not isinstance(where, Mapping):
+            raise InvalidOptionError(
+                f"where must be a dict (a Chroma metadata filter), got {type(where).__name__}"
+            )
+        from chromadb.errors import InvalidArgumentError
+
+        try:
+            return call(where=dict(where), **kwargs)
+        except (ValueError, TypeError, InvalidArgumentError) as err:
+            raise InvalidOptionError(f"invalid where filter {dict(where)!r}: {_reason(err)}") from None
 
     def _image_query_vector(self, image: ImageSource, captioner: Captioner | None) -> list[float]:
         pil = load_image(image)

@@ -160,3 +160,18 @@ def test_index_prune(tmp_path: Path, minilm, capsys) -> None:
     (folder / "b.png").unlink()
     assert main(["index", str(folder), "--store", str(store), "--no-progress", "--prune"]) == 0
     assert "unchanged 1, failed 0, deleted 1; 1 images in store" in capsys.readouterr().out
+
+
+def test_bad_filter_operator_is_one_line(indexed_catalog: Path, capsys) -> None:
+    args = [
+        "query",
+        "x",
+        "--store",
+        str(indexed_catalog),
+        "--retrieve-only",
+        "--where",
+        '{"price": {"$lt": "a"}}',
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("focus: error: invalid where filter")

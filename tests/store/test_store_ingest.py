@@ -443,3 +443,19 @@ def test_moved_folder_updates_paths(tmp_path: Path, make_store) -> None:
     assert report.updated == ["a.png"] and report.skipped_unchanged == []
     assert store.get(["a.png"])[0].uri == str((moved / "a.png").absolute())
     assert store.add_folder(moved).skipped_unchanged == ["a.png"]
+
+
+@pytest.mark.parametrize(
+    "where", [{"$foo": 1}, {"price": {"$lt": "cheap"}}, {"price": {"$between": [1, 2]}}, ["colour", "red"]]
+)
+def test_bad_filters_are_invalid_options(shapes_dir: Path, make_store, where) -> None:
+    store = make_store()
+    store.add_folder(shapes_dir)
+    for call in (
+        lambda: store.query("red", where=where),
+        lambda: store.get(where=where),
+        lambda: store.delete(where=where),
+    ):
+        with pytest.raises(InvalidOptionError, match="where"):
+            call()
+    assert store.count() == 6
