@@ -229,3 +229,19 @@ def test_profile_describes_capabilities_without_loading() -> None:
     assert profile["image_inputs"] and profile["image_tool_message"] and profile["tool_calling"]
     assert profile["image_url_inputs"] is True and profile["max_output_tokens"] == 12
     assert not profile["audio_inputs"] and not profile["pdf_inputs"]
+
+
+async def test_async_errors_surface_with_their_types(llm: ChatFocus) -> None:
+    from focus_integrations.errors import ContextLengthError, RemoteImageError
+
+    with pytest.raises(RemoteImageError):  # raised while preparing (image loading, off the loop)
+        await llm.ainvoke(
+            [HumanMessage(content=[{"type": "image", "url": "https://example.com/x.png"}, "?"])]
+        )
+    too_long = "word " * (llm.focus_decoder.context_length + 10)
+    with pytest.raises(ContextLengthError):  # raised inside the engine, in the worker thread
+        await llm.ainvoke(too_long)
+    with pytest.raises(ContextLengthError):
+        async for _ in llm.astream(too_long):
+            pass
+    assert (await llm.ainvoke("hi", max_tokens=2)).usage_metadata["output_tokens"] == 2  # decoder free
