@@ -142,6 +142,13 @@ class FocusMultiModalLLM(FunctionCallingLLM):
     allow_remote_images: bool = Field(
         default=False, description="Fetch http(s) image URLs (refused with RemoteImageError otherwise)."
     )
+    require_images: bool = Field(
+        default=False,
+        description=(
+            "Raise NoImageError on a request without images. Off by default: LlamaIndex engines make text-only "
+            "calls of their own (condensing a question, agent steps), which then decode plainly (one row)."
+        ),
+    )
     context_window: int | None = Field(
         default=None, description="Override the context window read from the model config."
     )
@@ -260,13 +267,17 @@ class FocusMultiModalLLM(FunctionCallingLLM):
 
     def _generate(self, call: _Call) -> GenerationOutput:
         schemas = call.tools.schemas if call.tools is not None else None
-        return self._decoder.generate(messages=call.build(), tools=schemas, **call.options)
+        return self._decoder.generate(
+            messages=call.build(), tools=schemas, require_images=self.require_images, **call.options
+        )
 
     def _stream(self, call: _Call) -> Iterator[tuple[str, GenerationOutput | None]]:
         """Yield ``(delta, None)`` per piece of text, then ``("", output)`` once the engine is done."""
         # Images are loaded before the first yield, so a bad image raises at the first next().
         schemas = call.tools.schemas if call.tools is not None else None
-        stream = self._decoder.stream(messages=call.build(), tools=schemas, **call.options)
+        stream = self._decoder.stream(
+            messages=call.build(), tools=schemas, require_images=self.require_images, **call.options
+        )
         try:
             for delta in stream:
                 if delta:

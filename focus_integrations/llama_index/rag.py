@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import os
+import warnings
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -34,12 +35,14 @@ from llama_index.core.response_synthesizers import get_response_synthesizer
 from llama_index.core.schema import BaseNode, ImageNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from focus_integrations.errors import InvalidOptionError
+from focus_integrations.errors import ImageLoadError, InvalidOptionError
+from focus_integrations.images import load_image
 from focus_integrations.llama_index.embeddings import FocusMultiModalEmbedding
 from focus_integrations.llama_index.llms import FocusMultiModalLLM
 from focus_integrations.store.chroma_ef import FocusEmbeddingFunction
 from focus_integrations.store.image_store import CHROMA_SETTINGS, IMAGE_EXTENSIONS, index_text
 from focus_integrations.store.sidecars import (
+    SidecarEntry,
     caption_from_filename,
     caption_from_text_file,
     read_folder_sidecars,
@@ -63,6 +66,7 @@ def catalog_nodes(
     *,
     embed_model: FocusMultiModalEmbedding | None = None,
     recursive: bool = True,
+    skip_unreadable: bool = True,
 ) -> list[ImageNode]:
     """One ``ImageNode`` per image file under ``folder`` (default: the bundled catalog).
 
@@ -71,6 +75,10 @@ def catalog_nodes(
     relative to ``folder``, so rebuilding an index upserts instead of duplicating. With a text-only
     ``embed_model`` (MiniLM) each node gets the embedding of its caption and metadata text now, because
     LlamaIndex would otherwise ask the embedding for pixels; with CLIP/SigLIP the index embeds the pixels.
+
+    Every image is decoded once here: unreadable ones (truncated, empty, not an image) are skipped with a
+    warning naming them, or raise :class:`ImageLoadError` with ``skip_unreadable=False``, so that a broken
+    file fails now rather than in the middle of a query.
     """
     root = Path(folder) if folder is not None else default_catalog_dir()
     if not root.is_dir():
@@ -86,10 +94,16 @@ def catalog_nodes(
     sidecars: dict[Path, dict[str, Any]] = {}
     nodes: list[ImageNode] = []
     texts: list[str] = []
+    skipped: list[str] = []
     for file in files:
-        if file.parent not in sidecars:
-            sidecars[file.parent] = read_folder_sidecars(file.parent)
-        entry = sidecars[file.parent].get(file.name)
+        try:
+            load_image(file)
+        except ImageLoadError as err:
+            if not skip_unreadable:
+                raise
+            skipped.append(f"{file.relative_to(root).as_posix()} ({err})")
+            continue
+        entry = _sidecar_entry(file, root, sidecars)
         caption = (
             (entry.caption if entry else None) or caption_from_text_file(file) or caption_from_filename(file)
         )
@@ -106,6 +120,8 @@ def catalog_nodes(
         )
         nodes.append(node)
         texts.append(index_text(caption, user_metadata))
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s): {'; '.join(skipped)}", stacklevel=2)
     if embed_model is not None and not embed_model.supports_images and nodes:
         for node, vector in zip(nodes, embed_model.get_text_embedding_batch(texts)):
             node.embedding = vector
@@ -302,6 +318,19 @@ def _collections(
         except ValueError as err:  # bad name, or a collection built with another embedding function
             raise InvalidOptionError(f"cannot open Chroma collection {name!r}: {err}") from None
     return collections[0], collections[1]
+
+
+def _sidecar_entry(file: Path, root: Path, cache: dict[Path, dict[str, Any]]) -> SidecarEntry | None:
+    """The file's sidecar entry: its own folder's catalog first, then each parent's up to ``root`` (where the
+    entry names it by its path relative to that folder), as the image store resolves them."""
+    folder = file.parent
+    while True:
+        if folder not in cache:
+            cache[folder] = read_folder_sidecars(folder)
+        entry = cache[folder].get(file.relative_to(folder).as_posix())
+        if entry is not None or folder == root or root not in folder.parents:
+            return entry
+        folder = folder.parent
 
 
 def _flat_metadata(metadata: dict[str, Any]) -> dict[str, Any]:

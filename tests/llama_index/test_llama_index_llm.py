@@ -314,9 +314,26 @@ def test_remote_images_are_refused_unless_allowed(decoder, images, tmp_path):
         server.server_close()
 
 
-def test_bad_input_raises_documented_errors(llm, decoder, image_files, tmp_path):
+def test_text_only_requests_decode_plainly_unless_images_are_required(llm, decoder):
+    messages = [ChatMessage(role="user", content="no picture here")]
+    plain = llm.chat(messages)
+    assert plain.raw["settings"]["n_images"] == 0 and plain.raw["settings"]["n_rows"] == 1
+    reference = decoder.generate(
+        messages=[{"role": "user", "content": "no picture here"}],
+        require_images=False,
+        max_new_tokens=MAX_NEW,
+        seed=0,
+    )
+    assert plain.message.content == reference.text
+    assert llm.complete("no picture here").text == reference.text
+    strict = FocusMultiModalLLM(decoder=decoder, max_new_tokens=MAX_NEW, require_images=True)
     with pytest.raises(NoImageError):
-        llm.chat([ChatMessage(role="user", content="no picture here")])
+        strict.chat(messages)
+    with pytest.raises(NoImageError):
+        list(strict.stream_complete("no picture here"))
+
+
+def test_bad_input_raises_documented_errors(llm, decoder, image_files, tmp_path):
     with pytest.raises(ImageLoadError):
         llm.chat(_user(ImageBlock(path=image_files[0]), ImageBlock(image=b"definitely not an image")))
     with pytest.raises(ImageLoadError):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import chromadb
 import pytest
-from li_helpers import same_pixels
+from li_helpers import png_bytes, same_pixels
 from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -20,7 +20,7 @@ from llama_index.core.llms import ImageBlock
 from llama_index.core.schema import ImageNode
 from PIL import Image
 
-from focus_integrations.errors import InvalidOptionError
+from focus_integrations.errors import ImageLoadError, InvalidOptionError
 from focus_integrations.llama_index import FocusMultiModalEmbedding, FocusMultiModalLLM
 from focus_integrations.llama_index.conversion import image_block_to_pil
 from focus_integrations.llama_index.rag import (
@@ -129,6 +129,35 @@ def _file_of(entries: list[dict], record_id: str) -> str:
     return next(e["file"] for e in entries if e["id"] == record_id)
 
 
+def test_catalog_nodes_read_any_folder_and_skip_broken_images(tmp_path, minilm):
+    from li_helpers import shape_image
+
+    (tmp_path / "shop" / "hats").mkdir(parents=True)
+    shape_image("red", "circle").save(tmp_path / "shop" / "hats" / "cap.png")
+    shape_image("blue", "square").save(tmp_path / "shop" / "box.png")
+    (tmp_path / "shop" / "box.png.txt").write_text("a blue box", encoding="utf-8")
+    shape_image("green", "triangle").save(tmp_path / "shop" / "green_flag-large.png")
+    (tmp_path / "shop" / "broken.png").write_bytes(png_bytes(shape_image("red", "square"))[:40])
+    # A parent folder's catalog names a nested file by its relative path.
+    catalog = [
+        {"file": "hats/cap.png", "id": "hat-1", "caption": "a red cap", "tags": ["hat", "red"], "size": None}
+    ]
+    (tmp_path / "shop" / "catalog.json").write_text(json.dumps(catalog), encoding="utf-8")
+
+    with pytest.warns(UserWarning, match="broken.png"):
+        nodes = catalog_nodes(tmp_path / "shop", embed_model=minilm)
+    by_id = {node.node_id: node for node in nodes}
+    assert sorted(by_id) == ["box.png", "green_flag-large.png", "hat-1"]
+    assert by_id["hat-1"].metadata["caption"] == "a red cap"
+    assert by_id["hat-1"].metadata["tags"] == "hat, red" and "size" not in by_id["hat-1"].metadata
+    assert by_id["box.png"].metadata["caption"] == "a blue box"
+    assert by_id["green_flag-large.png"].metadata["caption"] == "green flag large"
+    # The caption embedding is what MiniLM gives for the caption and metadata text.
+    assert by_id["box.png"].embedding == pytest.approx(minilm.get_text_embedding("a blue box"), abs=1e-6)
+    with pytest.raises(ImageLoadError):
+        catalog_nodes(tmp_path / "shop", skip_unreadable=False)
+
+
 def test_text_queries_find_the_matching_catalog_image(index):
     retriever = index.as_retriever(image_similarity_top_k=TOP_K)
     entries = _catalog_entries()
@@ -210,6 +239,18 @@ def test_context_chat_engine_keeps_retrieved_images_across_turns(index, llm, llm
     assert len(llm_events.starts) == 1
     # The follow-up turn carries the first answer in its history and this turn's retrieved images.
     assert len(_images_sent(llm_events.starts[0])) == len(second.source_nodes) == TOP_K
+
+
+def test_condense_plus_context_chat_engine_answers_follow_ups(index, llm, llm_events):
+    engine = index.as_chat_engine(chat_mode="condense_plus_context", llm=llm, image_similarity_top_k=TOP_K)
+    engine.chat("Which of these is the red circle pendant?")
+    llm_events.starts.clear()
+    llm_events.ends.clear()
+    follow_up = engine.chat("And the blue one?")
+    # Turn two condenses the question with a text-only call (decoded plainly), then answers over the images.
+    assert isinstance(follow_up.response, str) and len(follow_up.source_nodes) == TOP_K
+    image_counts = [end.response.raw["settings"]["n_images"] for end in llm_events.ends]
+    assert image_counts[-1] == TOP_K
 
 
 def test_reopened_index_retrieves_the_same_images(index, minilm, chroma_path, nodes):
