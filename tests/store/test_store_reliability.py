@@ -167,3 +167,14 @@ def test_embedded_and_http_clients_give_the_same_answers(tmp_path: Path, shapes_
             assert [h.distance for h in over_http] == pytest.approx(
                 [d for _, d in embedded[question]], abs=1e-5
             )
+
+
+def test_cli_index_and_query_over_http(chroma_url: str, minilm, capsys) -> None:
+    from focus_integrations.cli import main
+    from focus_integrations.store import bundled_catalog_path
+
+    location = ["--chroma-url", chroma_url, "--collection", "cli-http"]
+    assert main(["index", str(bundled_catalog_path()), *location, "--no-progress"]) == 0
+    assert "added 24" in capsys.readouterr().out
+    assert main(["query", "yellow pennant", *location, "--k", "1", "--retrieve-only"]) == 0
+    assert "yellow triangle pennant" in capsys.readouterr().out
