@@ -79,8 +79,8 @@ ImageSource = Union[str, "os.PathLike[str]", Image.Image, bytes, bytearray, np.n
 Captioner = Callable[[Image.Image], str]
 MetadataFn = Callable[[Path], Mapping[str, Any]]
 
-_COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
-_IPV4 = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
+_COLLECTION_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
+_IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 
 # Keys of the bookkeeping metadata stored on every record.
 _SHA = "focus_sha256"
@@ -104,7 +104,7 @@ def validate_collection_name(name: str) -> str:
     """Return ``name`` if Chroma accepts it, else raise :class:`InvalidCollectionNameError` saying why."""
     if not isinstance(name, str):
         raise InvalidCollectionNameError(f"collection name must be a string, got {type(name).__name__}")
-    if not _COLLECTION_NAME.match(name) or ".." in name or _IPV4.match(name):
+    if not _COLLECTION_NAME.fullmatch(name) or ".." in name or _IPV4.fullmatch(name):
         raise InvalidCollectionNameError(
             f"invalid collection name {name!r}: use 3-512 characters from [a-zA-Z0-9._-], starting and ending "
             "with a letter or digit, no '..', not an IPv4 address"

@@ -159,7 +159,8 @@ def test_malformed_sidecar_is_a_clear_error(tmp_path: Path, make_store) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["ab", "-images", "images-", "a..b", "10.0.0.1", "has space", "ünïcode", "x" * 513, ""]
+    "name",
+    ["ab", "-images", "images-", "a..b", "10.0.0.1", "has space", "ünïcode", "x" * 513, "", "abc\n", 42],
 )
 def test_invalid_collection_names(tmp_path: Path, minilm, name: str) -> None:
     with pytest.raises(InvalidCollectionNameError):
