@@ -11,6 +11,7 @@ import asyncio
 import base64
 import functools
 import http.server
+import io
 import threading
 import time
 from pathlib import Path
@@ -59,6 +60,7 @@ def _user(*blocks) -> list[ChatMessage]:
 # Every way an ImageBlock can carry an image.
 IMAGE_SOURCES = {
     "raw bytes": lambda image, path: ImageBlock(image=png_bytes(image)),
+    "file object": lambda image, path: ImageBlock(image=io.BytesIO(png_bytes(image))),
     "base64 bytes": lambda image, path: ImageBlock(image=base64.b64encode(png_bytes(image))),
     "path": lambda image, path: ImageBlock(path=path),
     "data URI": lambda image, path: ImageBlock(url=data_uri(image)),
