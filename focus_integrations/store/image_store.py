@@ -604,11 +604,8 @@ class ImageStore:
         bookkeeping = {k: v for k, v in stored.items() if k.startswith(RESERVED_PREFIX)}
         uri = hit.uri
         if image is not None:
-            if isinstance(image, (str, os.PathLike)):
-                file = Path(image).expanduser().absolute()
-                data = self._read_file(file)
-            else:
-                data, file = _encode_in_memory(image), None
+            file = _local_path(image)
+            data = self._read_file(file) if file is not None else _encode_in_memory(image)
             sha = hashlib.sha256(data).hexdigest()
             pil, image_format = self._decode(data, record_id)
             if file is None:
@@ -650,8 +647,10 @@ class ImageStore:
 
         The image files stay where they are (the store does not own a folder you indexed).
         """
-        if ids is None and where is None:
-            raise InvalidOptionError("delete() needs ids= or where= (refusing to delete everything)")
+        if ids is None and not where:
+            raise InvalidOptionError(
+                "delete() needs ids= or a non-empty where= (refusing to delete everything)"
+            )
         id_list = [ids] if isinstance(ids, str) else (list(ids) if ids is not None else None)
         found = self._filtered(self._collection.get, where, ids=id_list, include=[])
         doomed = list(found["ids"])

@@ -219,8 +219,11 @@ def test_update_and_delete(tmp_path: Path, make_store) -> None:
     assert store.delete("green") == ["green"]
     assert sorted(store.delete(where={"shop": "a"})) == ["blue", "red"]
     assert store.count() == 0
-    with pytest.raises(InvalidOptionError):
-        store.delete()
+    store.add_images([ImageItem(paths[0], id="kept")])
+    for refused in ({}, {"where": None}, {"where": {}}):
+        with pytest.raises(InvalidOptionError, match="refusing"):
+            store.delete(**refused)
+    assert store.count() == 1
 
 
 def test_text_queries_filters_and_limits(shapes_dir: Path, make_store) -> None:
