@@ -395,3 +395,21 @@ def test_serialised_llm_rebuilds_with_its_settings(tiny_checkpoint, image_files)
     first, second = original.chat(messages), rebuilt.chat(messages)
     assert second.raw["settings"]["alpha"] == 0.25
     assert second.message.content == first.message.content
+
+
+def test_token_counting_handler_reads_the_models_own_counts(decoder, image_files):
+    # LlamaIndex's TokenCountingHandler prefers usage reported by the LLM over its own tiktoken estimate
+    # (which would count each image as 2125 tokens).
+    from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+
+    counter = TokenCountingHandler()
+    llm = FocusMultiModalLLM(
+        decoder=decoder, max_new_tokens=4, seed=0, callback_manager=CallbackManager([counter])
+    )
+    messages = _user(*(ImageBlock(path=p) for p in image_files))
+    usage = llm.chat(messages).raw["usage"]
+    streamed = list(llm.stream_chat(messages))[-1].raw["usage"]
+    assert [(e.prompt_token_count, e.completion_token_count) for e in counter.llm_token_counts] == [
+        (usage["input_tokens"], usage["output_tokens"]),
+        (streamed["input_tokens"], streamed["output_tokens"]),
+    ]
