@@ -27,10 +27,12 @@ _LAZY = {
     "GenerationOutput": "focus_integrations.outputs",
     "Usage": "focus_integrations.outputs",
     "DecodingOptions": "focus_integrations.options",
+    "default_model_path": "focus_integrations.default_model",
 }
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder, TextStream
+    from focus_integrations.default_model import default_model_path
     from focus_integrations.options import DecodingOptions
     from focus_integrations.outputs import GenerationOutput, Usage
 
@@ -50,6 +52,7 @@ __all__ = [
     "GenerationOutput",
     "Usage",
     "DecodingOptions",
+    "default_model_path",
     "FocusError",
     "InvalidOptionError",
     "NoImageError",
