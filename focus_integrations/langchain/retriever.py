@@ -58,7 +58,9 @@ class FocusImageRetriever(BaseRetriever):
         k: int | None = None,
         where: Mapping[str, Any] | None = None,
     ) -> list[Document]:
-        hits = self.store.query(query, k=k or self.k, where=where if where is not None else self.where)
+        hits = self.store.query(
+            query, k=self.k if k is None else k, where=where if where is not None else self.where
+        )
         return [hit_to_document(hit) for hit in hits]
 
 

@@ -67,6 +67,8 @@ def test_retriever_returns_documents_with_image_and_metadata(catalog_store) -> N
     # Per-call overrides of k and the filter.
     decor = retriever.invoke("blue", k=5, where={"category": "decor"})
     assert len(decor) == 5 and {d.metadata["category"] for d in decor} == {"decor"}
+    with pytest.raises(InvalidOptionError):
+        retriever.invoke("blue", k=0)
 
 
 async def test_retriever_async(catalog_store) -> None:
