@@ -268,13 +268,3 @@ def _merge_into(previous: dict[str, Any], entry: dict[str, Any]) -> None:
         first = [*first[:-1], {"type": "text", "text": first[-1]["text"] + "\n\n" + second[0]["text"]}]
         second = second[1:]
     previous["content"] = first + second
-
-
-def count_images(engine_messages: Sequence[dict[str, Any]]) -> int:
-    return sum(
-        1
-        for message in engine_messages
-        if isinstance(message.get("content"), list)
-        for item in message["content"]
-        if item.get("type") == "image"
-    )

@@ -31,8 +31,8 @@ from langchain_core.utils.function_calling import convert_to_json_schema, conver
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from focus_integrations.errors import InvalidOptionError, NoImageError
-from focus_integrations.langchain._messages import FileResolver, ImagePolicy, count_images, to_engine_messages
+from focus_integrations.errors import InvalidOptionError
+from focus_integrations.langchain._messages import FileResolver, ImagePolicy, to_engine_messages
 from focus_integrations.tool_calls import ParsedToolCalls, ToolCallStreamParser
 
 if TYPE_CHECKING:
@@ -496,13 +496,10 @@ class ChatFocus(BaseChatModel):
         )
 
     def _open_stream(self, request: _Request) -> TextStream:
-        decoder = request.decoder
-        try:
-            return decoder.stream(messages=request.messages, tools=request.tools, **request.options)
-        except NoImageError:
-            if count_images(request.messages):
-                raise
-            return _text_only_stream(decoder, request.messages, request.tools, request.options)
+        # A chat model answers text-only turns too (agent steps, follow-ups): they decode plainly.
+        return request.decoder.stream(
+            messages=request.messages, tools=request.tools, require_images=False, **request.options
+        )
 
     def _run(self, request: _Request, cancelled: threading.Event | None = None) -> Iterator[str | _Outcome]:
         """Shown text deltas, then one ``_Outcome``. Tool-call markup is held back and parsed."""
@@ -791,38 +788,3 @@ def _with_system_instructions(
         first["content"] = f"{first['content']}\n\n{text}" if first["content"] else text
         return [first, *messages[1:]]
     return [{"role": "system", "content": text}, *messages]
-
-
-def _text_only_stream(
-    decoder: FocusDecoder, messages: list[dict[str, Any]], tools: Any, options: dict[str, Any]
-) -> TextStream:
-    """LOCAL WORKAROUND until the engine accepts text-only requests (core change requested in the report).
-
-    ``FocusDecoder.stream`` raises NoImageError without images, but a chat model must answer text-only turns
-    (agent steps, follow-ups): they decode plainly, like one-image requests. And an mrope model (Qwen) keeps
-    ``rope_deltas`` from its last multi-image prefill when a prefill has no image, which the engine would
-    read as this request's. So: hold the decoder's lock, clear the stale value, and run the engine's own
-    ``TextStream`` under that lock (its inner ``with decoder._lock`` gets a no-op lock on a shallow copy).
-    """
-    import contextlib
-    import copy
-
-    from focus_integrations.decoder import TextStream
-    from focus_integrations.messages import prepare
-    from focus_integrations.options import DecodingOptions
-
-    resolved = DecodingOptions.resolve(**(decoder.defaults | options))
-    conversation = prepare(messages)
-
-    class _TextOnlyStream(TextStream):
-        def _run(self) -> Iterator[str]:
-            with decoder._lock:
-                inner = getattr(decoder.model, "model", decoder.model)
-                if getattr(inner, "rope_deltas", None) is not None:
-                    inner.rope_deltas = None
-                unlocked = copy.copy(decoder)
-                unlocked._lock = contextlib.nullcontext()
-                self._decoder = unlocked
-                yield from TextStream._run(self)
-
-    return _TextOnlyStream(decoder, conversation, tools, resolved)
