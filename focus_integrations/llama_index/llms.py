@@ -67,6 +67,7 @@ ENGINE_OPTION_FIELDS: tuple[str, ...] = (
     "noise",
     "noise_scale",
     "fresh_noise",
+    "shared_vision",
     "plausibility_beta",
     "max_new_tokens",
     "do_sample",
@@ -78,6 +79,8 @@ ENGINE_OPTION_FIELDS: tuple[str, ...] = (
     "seed",
     "row_chunk_size",
 )
+
+_LOADING_FIELDS = frozenset({"device", "dtype", "device_map", "local_files_only", "trust_remote_code"})
 
 MessageBuilder = Callable[[], list[dict[str, Any]]]
 
@@ -123,6 +126,9 @@ class FocusMultiModalLLM(FunctionCallingLLM):
     noise_scale: float | None = Field(default=None, description="Noise strength in [0, 1].")
     fresh_noise: bool | None = Field(
         default=None, description="New noise per row (reference code) instead of one draw per slot."
+    )
+    shared_vision: bool | None = Field(
+        default=None, description="Encode each distinct image once and share the features across rows."
     )
     plausibility_beta: float | None = Field(default=None, description="VCD plausibility cutoff.")
     max_new_tokens: int | None = Field(default=None, description="Tokens to generate at most (default 256).")
@@ -171,6 +177,11 @@ class FocusMultiModalLLM(FunctionCallingLLM):
             raise InvalidOptionError(f"invalid FocusMultiModalLLM argument: {err}") from None
         from focus_integrations.options import DecodingOptions
 
+        loading = sorted(_LOADING_FIELDS & self.model_fields_set)
+        if decoder is not None and loading:
+            raise InvalidOptionError(
+                f"{', '.join(loading)} only apply when loading a checkpoint (model=...), not to a given decoder"
+            )
         # Fail on a bad option value before loading any weights, not at the first query.
         DecodingOptions.resolve(**self._explicit_options())
         if decoder is None:

@@ -352,6 +352,8 @@ def test_bad_input_raises_documented_errors(llm, decoder, image_files, tmp_path)
         FocusMultiModalLLM(decoder=decoder, max_new_tokens="many")
     with pytest.raises(InvalidOptionError, match="exactly one"):
         FocusMultiModalLLM()
+    with pytest.raises(InvalidOptionError, match="device"):
+        FocusMultiModalLLM(decoder=decoder, device="cpu")
     with pytest.raises(ModelNotFoundError):
         FocusMultiModalLLM(tmp_path / "no-such-model")
 
@@ -413,3 +415,13 @@ def test_token_counting_handler_reads_the_models_own_counts(decoder, image_files
         (usage["input_tokens"], usage["output_tokens"]),
         (streamed["input_tokens"], streamed["output_tokens"]),
     ]
+
+
+def test_every_engine_option_is_a_field():
+    import dataclasses
+
+    from focus_integrations.llama_index.llms import ENGINE_OPTION_FIELDS
+    from focus_integrations.options import DecodingOptions
+
+    assert set(ENGINE_OPTION_FIELDS) == {f.name for f in dataclasses.fields(DecodingOptions)}
+    assert set(ENGINE_OPTION_FIELDS) <= set(FocusMultiModalLLM.model_fields)
