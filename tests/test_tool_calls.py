@@ -179,3 +179,20 @@ def test_feed_after_finish_raises() -> None:
     parser.finish()
     with pytest.raises(RuntimeError):
         parser.feed("x")
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_stream_fenced_and_bare_json_match_parse_under_any_chunking(seed: int) -> None:
+    rng = random.Random(seed)
+    texts = [
+        'Here:\n```json\n{"name": "lookup", "arguments": {"sku": "A-1"}}\n```\nand ```py\nprint(1)\n``` done',
+        '  [{"name": "lookup", "arguments": {"sku": "A-1"}}, {"tool": "lookup", "parameters": {}}]  ',
+        '{"answer": 42} <tool_call>{"name": "lookup", "arguments": {}}</tool_call>',
+    ]
+    for text in texts:
+        sizes = [rng.randint(1, 5) for _ in range(len(text))]
+        shown, parsed = _stream(text, sizes, tool_names=["lookup"])
+        reference = parse_tool_calls(text, tool_names=["lookup"])
+        assert "".join(shown) == parsed.content == reference.content
+        assert [c["arguments"] for c in parsed.tool_calls] == [c["arguments"] for c in reference.tool_calls]
+        assert all('"lookup"' not in piece for piece in shown)
