@@ -425,3 +425,13 @@ def test_every_engine_option_is_a_field():
 
     assert set(ENGINE_OPTION_FIELDS) == {f.name for f in dataclasses.fields(DecodingOptions)}
     assert set(ENGINE_OPTION_FIELDS) <= set(FocusMultiModalLLM.model_fields)
+
+
+async def test_concurrent_async_requests_each_get_their_own_answer(llm, images, image_files):
+    # The decoder serialises requests; concurrent calls must neither mix their images nor their text.
+    one = _user(ImageBlock(path=image_files[0]))
+    two = _user(ImageBlock(path=image_files[1]), ImageBlock(url=data_uri(images[0])))
+    expected = [llm.chat(one), llm.chat(two)]
+    results = await asyncio.gather(llm.achat(one), llm.achat(two), llm.achat(one))
+    assert [r.raw["settings"]["n_images"] for r in results] == [1, 2, 1]
+    assert [r.message.content for r in results] == [e.message.content for e in [*expected, expected[0]]]
