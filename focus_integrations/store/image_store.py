@@ -685,7 +685,10 @@ class ImageStore:
         )
         hits = [
             _hit(i, u, d, m, None)
-            for i, u, d, m in zip(found["ids"], found["uris"], found["documents"], found["metadatas"])
+            for i, u, d, m in zip(
+                found["ids"],
+                *(_column(found, key, len(found["ids"])) for key in ("uris", "documents", "metadatas")),
+            )
         ]
         if ids is not None:
             order = {record_id: n for n, record_id in enumerate(ids)}
@@ -732,9 +735,10 @@ class ImageStore:
             _hit(i, u, d, m, float(dist))
             for i, u, d, m, dist in zip(
                 found["ids"][0],
-                found["uris"][0],
-                found["documents"][0],
-                found["metadatas"][0],
+                *(
+                    _column(found, key, len(found["ids"][0]), query=True)
+                    for key in ("uris", "documents", "metadatas")
+                ),
                 found["distances"][0],
             )
         ]
@@ -939,6 +943,14 @@ def _sanitize_metadata(metadata: Mapping[str, Any], label: str) -> dict[str, Any
 def _source_fingerprint(caption: str | None, metadata: Mapping[str, Any]) -> str:
     payload = json.dumps({"caption": caption, "metadata": metadata}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _column(found: Mapping[str, Any], key: str, length: int, *, query: bool = False) -> list[Any]:
+    """One result column; Chroma returns None for a column no record has (records written by other tools)."""
+    column = found.get(key)
+    if column is None:
+        return [None] * length
+    return list(column[0] if query else column)
 
 
 def _hit(

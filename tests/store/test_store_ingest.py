@@ -463,3 +463,12 @@ def test_bad_filters_are_invalid_options(shapes_dir: Path, make_store, where) ->
         with pytest.raises(InvalidOptionError, match="where"):
             call()
     assert store.count() == 6
+
+
+def test_records_written_by_other_tools_are_readable(make_store, minilm) -> None:
+    store = make_store()
+    # A record added straight through chromadb, with no URI, document or metadata.
+    store.collection.add(ids=["raw"], embeddings=minilm.embed_texts(["plain text record"]))
+    (hit,) = store.get(["raw"])
+    assert hit.uri == "" and hit.caption == "" and hit.metadata == {} and hit.sha256 is None
+    assert store.query("plain text record", k=1)[0].id == "raw"
