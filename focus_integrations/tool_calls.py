@@ -21,6 +21,7 @@ never reaches the streamed text.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import uuid
@@ -138,7 +139,11 @@ def _parse_markup_body(body: str, out: _Calls) -> None:
     try:
         decoded = json.loads(raw)
     except json.JSONDecodeError as exc:
-        name_match = re.search(r'"name"\s*:\s*"([^"]+)"', raw)
+        decoded = _python_literal(raw)
+        if decoded is not None:
+            _add_calls(decoded, raw, out)
+            return
+        name_match = re.search(r"""["']name["']\s*:\s*["']([^"']+)["']""", raw)
         out.invalid.append(
             InvalidToolCall(
                 name=name_match.group(1) if name_match else None,
@@ -148,6 +153,26 @@ def _parse_markup_body(body: str, out: _Calls) -> None:
             )
         )
         return
+    _add_calls(decoded, raw, out)
+
+
+def _python_literal(raw: str) -> dict[str, Any] | list[Any] | None:
+    """Small models sometimes write the call as a Python dict (single quotes, True/None): accept that."""
+    if not raw.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        value = ast.literal_eval(raw)  # literals only: never evaluates code
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(value, (dict, list)):
+        return None
+    try:  # only what JSON can say (no sets, bytes, complex): arguments are re-serialised downstream
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _add_calls(decoded: Any, raw: str, out: _Calls) -> None:
     try:
         calls = _call_from_obj(decoded)
     except _NotACall as exc:

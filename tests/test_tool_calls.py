@@ -44,6 +44,7 @@ def test_plain_text_is_untouched_content() -> None:
         ('{"name": "f"}', {}),  # a call with no arguments
         ('{"type": "function", "function": {"name": "f", "arguments": {"x": 1}}}', {"x": 1}),
         ('```json\n{"name": "f", "arguments": {"x": 1}}\n```', {"x": 1}),
+        ("{'name': 'f', 'arguments': {'x': 1}}", {"x": 1}),  # a Python dict, as small models write
     ],
 )
 def test_markup_body_shapes(body: str, expected_args: dict) -> None:
@@ -67,6 +68,8 @@ def test_model_supplied_id_is_kept() -> None:
         ('{"name": "f", "arguments": "not json"}', "f", "bad arguments"),
         ("42", None, "not a tool call"),
         ("", None, "not valid JSON"),
+        ("{'name': 'f', 'arguments': {1, 2}}", "f", "not valid JSON"),  # a Python set: no JSON form
+        ("{'name': 'f', 'arguments': __import__('os')}", "f", "not valid JSON"),  # code is never run
     ],
 )
 def test_malformed_markup_becomes_invalid_never_raises(body: str, name: str | None, reason: str) -> None:
