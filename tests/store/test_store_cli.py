@@ -175,3 +175,16 @@ def test_bad_filter_operator_is_one_line(indexed_catalog: Path, capsys) -> None:
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("focus: error: invalid where filter")
+
+
+def test_command_wiring_does_not_import_chroma() -> None:
+    # `focus ask` builds the whole parser: the store's sub-commands must not make every call pay for chromadb.
+    code = (
+        "import sys, focus_integrations.cli as cli; cli.build_parser(); "
+        "assert 'chromadb' not in sys.modules, 'chromadb imported'; "
+        "from focus_integrations.store import load_embedder; "
+        "from chromadb.utils.embedding_functions import known_embedding_functions as known; "
+        "assert 'focus_integrations' in known, 'not registered'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
