@@ -269,6 +269,14 @@ def test_clip_store_searches_by_image_content(shapes_dir: Path, tiny_clip_dir: P
     hit = store.query(image=copy.getvalue(), k=1)[0]
     assert hit.id == "green_square.png" and hit.distance == pytest.approx(0.0, abs=1e-4)
     assert len(store.query("a green square", k=3)) == 3
+    # An example image with a metadata filter: the nearest image among the filtered ones.
+    store.update("red_circle.png", metadata={"aisle": 7})
+    store.update("blue_circle.png", metadata={"aisle": 7})
+    filtered = store.query(image=shapes_dir / "blue_circle.png", k=5, where={"aisle": 7})
+    assert [h.id for h in filtered][0] == "blue_circle.png" and {h.id for h in filtered} == {
+        "red_circle.png",
+        "blue_circle.png",
+    }
 
 
 def test_store_records_its_embedder_and_refuses_another(tmp_path: Path, minilm, tiny_clip_dir: Path) -> None:
