@@ -188,3 +188,15 @@ def test_command_wiring_does_not_import_chroma() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_query_like_an_example_image(indexed_catalog: Path, capsys, tmp_path: Path) -> None:
+    example = bundled_catalog_path() / "teal-rectangle-notebook.png"
+    args = ["query", "what is this?", "--store", str(indexed_catalog), "--like", str(example), "--k", "1"]
+    assert main([*args, "--retrieve-only"]) == 0
+    assert "teal rectangle notebook" in capsys.readouterr().out
+    unknown = write_shape(tmp_path / "new.png", "red", "circle")  # not in the text-only store
+    assert (
+        main(["query", "q", "--store", str(indexed_catalog), "--like", str(unknown), "--retrieve-only"]) == 2
+    )
+    assert "text-only" in capsys.readouterr().err
