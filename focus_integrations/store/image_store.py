@@ -377,6 +377,10 @@ class ImageStore:
                 _Candidate(record_id, str(file), file, None, caption, source, metadata, root_key)
             )
             kept.add(record_id)
+        for folder, entries in sidecar_cache.items():
+            for name in entries:
+                if not (folder / name).is_file():
+                    report.warnings.append(f"{folder}: sidecar entry {name!r} names no image file")
         self._ingest(candidates, report, captioner=captioner, progress=progress)
         if prune:
             recorded = self._collection.get(where={_ROOT: root_key}, include=[])["ids"]

@@ -51,7 +51,10 @@ def test_folder_ingest_reads_every_sidecar_kind(tmp_path: Path, make_store) -> N
         )
     )
     (folder / "metadata.jsonl").write_text(
-        json.dumps({"file": "b.png", "caption": "blue square tile"}) + "\n"
+        json.dumps({"file": "b.png", "caption": "blue square tile"})
+        + "\n"
+        + json.dumps({"file": "gone.png", "caption": "not there"})
+        + "\n"
     )
     (folder / "c.png.txt").write_text("green triangle flag\n")
     (folder / "notes.md").write_text("not an image")
@@ -61,6 +64,7 @@ def test_folder_ingest_reads_every_sidecar_kind(tmp_path: Path, make_store) -> N
     report = store.add_folder(folder)
     assert sorted(report.added) == ["b.png", "c.png", "sku-1", "sub/d.png", "yellow_sun-hat.png"]
     assert report.failed == [] and report.skipped_unchanged == []
+    assert report.warnings == [f"{folder}: sidecar entry 'gone.png' names no image file"]
     records = {
         hit.id: hit for hit in store.get(["sku-1", "b.png", "c.png", "sub/d.png", "yellow_sun-hat.png"])
     }
