@@ -230,7 +230,11 @@ class ImageStore:
             self.media_dir: Path | None = Path(media_dir).expanduser()
         else:
             self.media_dir = self.path / "media" if self.path is not None else None
-        self.embedder, self._collection = self._open_collection(embedder)
+        self.embedder, self._raw_collection = self._open_collection(embedder)
+        # Over HTTP, a server that goes away mid-session surfaces as StoreConnectionError, not an httpx error.
+        self._collection = (
+            _ServerGuard(self._raw_collection, url) if url is not None else self._raw_collection
+        )
 
     # ----------------------------------------------------------------------------------------------- opening
 
@@ -319,7 +323,7 @@ class ImageStore:
     @property
     def collection(self) -> Any:
         """The underlying ``chromadb`` collection (for anything this class does not wrap)."""
-        return self._collection
+        return self._raw_collection
 
     # ------------------------------------------------------------------------------------------------ ingest
 
@@ -829,8 +833,37 @@ def _raise_if_connection_error(err: Exception, url: str | None) -> None:
     if url is None:
         return
     name = type(err).__name__
-    if isinstance(err, (ConnectionError, TimeoutError)) or "Connect" in name or "Timeout" in name:
+    # httpx's transport errors (ConnectError, ReadTimeout, RemoteProtocolError...) are not OSErrors.
+    transport = type(err).__module__.startswith("httpx") and "Status" not in name
+    if (
+        isinstance(err, (ConnectionError, TimeoutError))
+        or "Connect" in name
+        or "Timeout" in name
+        or transport
+    ):
         raise StoreConnectionError(f"lost the Chroma server at {url}: {_reason(err)}") from None
+
+
+class _ServerGuard:
+    """Proxy of a collection on a Chroma server: its methods raise StoreConnectionError when the server is gone."""
+
+    def __init__(self, collection: Any, url: str) -> None:
+        self._wrapped = collection
+        self._url = url
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._wrapped, name)
+        if not callable(attribute):
+            return attribute
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except Exception as err:
+                _raise_if_connection_error(err, self._url)
+                raise
+
+        return guarded
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -178,3 +178,19 @@ def test_cli_index_and_query_over_http(chroma_url: str, minilm, capsys) -> None:
     assert "added 24" in capsys.readouterr().out
     assert main(["query", "yellow pennant", *location, "--k", "1", "--retrieve-only"]) == 0
     assert "yellow triangle pennant" in capsys.readouterr().out
+
+
+def test_server_going_away_mid_session(tmp_path: Path, shapes_dir: Path, minilm, capsys) -> None:
+    from focus_integrations.cli import main
+
+    with chroma_server(tmp_path / "short-lived") as url:
+        store = ImageStore(url=url, embedder=minilm)
+        store.add_folder(shapes_dir)
+        assert type(store.collection).__name__ == "Collection"  # the real chromadb object, for other tools
+    # The server is stopped: every call is a StoreConnectionError, not an httpx traceback.
+    with pytest.raises(StoreConnectionError, match="lost the Chroma server"):
+        store.query("red circle")
+    with pytest.raises(StoreConnectionError):
+        store.add_folder(shapes_dir)
+    assert main(["query", "red", "--chroma-url", url, "--retrieve-only"]) == 2
+    assert "cannot reach the Chroma server" in capsys.readouterr().err
