@@ -15,6 +15,7 @@ from store_helpers import shape_image, write_shape
 from focus_integrations.errors import ImageLoadError, InvalidOptionError
 from focus_integrations.store import (
     DuplicateIdError,
+    Embedder,
     EmbedderCapabilityError,
     EmbedderMismatchError,
     ImageItem,
@@ -484,3 +485,34 @@ def test_records_written_by_other_tools_are_readable(make_store, minilm) -> None
     (hit,) = store.get(["raw"])
     assert hit.uri == "" and hit.caption == "" and hit.metadata == {} and hit.sha256 is None
     assert store.query("plain text record", k=1)[0].id == "raw"
+
+
+class ColourEmbedder(Embedder):
+    """A user-defined image embedder: mean RGB of the image, or of a colour named in the text."""
+
+    spec = "custom:mean-colour"
+    name = "custom:mean-colour-v1"
+    dim = 3
+    modalities = frozenset({"text", "image"})
+    NAMED = {"red": (1.0, 0.1, 0.1), "blue": (0.1, 0.2, 1.0), "green": (0.1, 0.8, 0.2)}
+
+    def embed_texts(self, texts):
+        vectors = [next((v for k, v in self.NAMED.items() if k in t), (1.0, 1.0, 1.0)) for t in texts]
+        return [list(np.asarray(v) / np.linalg.norm(v)) for v in vectors]
+
+    def embed_images(self, images):
+        out = []
+        for image in images:
+            pixels = np.asarray(image.convert("RGB"), dtype=float).reshape(-1, 3)
+            coloured = pixels[pixels.min(axis=1) < 200].mean(axis=0)  # ignore the light background
+            out.append(list(coloured / np.linalg.norm(coloured)))
+        return out
+
+
+def test_a_user_defined_embedder_plugs_in(shapes_dir: Path, tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "custom", embedder=ColourEmbedder())
+    store.add_folder(shapes_dir)
+    assert store.collection.metadata["focus_embedder"] == "custom:mean-colour-v1"
+    assert {h.id for h in store.query("something blue", k=2)} == {"blue_circle.png", "blue_square.png"}
+    with pytest.raises(EmbedderMismatchError):
+        ImageStore(tmp_path / "custom", embedder="minilm")
