@@ -516,3 +516,16 @@ def test_a_user_defined_embedder_plugs_in(shapes_dir: Path, tmp_path: Path) -> N
     assert {h.id for h in store.query("something blue", k=2)} == {"blue_circle.png", "blue_square.png"}
     with pytest.raises(EmbedderMismatchError):
         ImageStore(tmp_path / "custom", embedder="minilm")
+
+
+def test_non_recursive_ingest_and_store_inside_the_folder(tmp_path: Path, minilm) -> None:
+    folder = tmp_path / "photos"
+    write_shape(folder / "top.png", "red", "circle")
+    write_shape(folder / "nested" / "deep.png", "blue", "square")
+    # The store lives inside the folder it indexes: its own media files must never be indexed.
+    store = ImageStore(folder / "store", embedder=minilm)
+    store.add_images([ImageItem(shape_image("green", "circle"), id="in-memory")])
+    assert any((folder / "store" / "media").iterdir())
+    assert store.add_folder(folder, recursive=False).added == ["top.png"]
+    assert sorted(store.add_folder(folder).added) == ["nested/deep.png"]
+    assert store.count() == 3
