@@ -7,12 +7,13 @@ Two formats are recognised:
 * A generic JSON fallback for models whose template has no tool syntax: the whole answer is a JSON object
   (or a list of them), or a fenced ```` ```json ```` block holds one, shaped as ``{"name": ..., "arguments":
   ...}``, ``{"tool": ..., "parameters": ...}``, ``{"function": {"name": ..., "arguments": ...}}`` or
-  ``{"tool_calls": [...]}``. Plain JSON that is not shaped like a call stays in the text. When the caller
-  passes ``tool_names``, the fallback only accepts calls to those tools (so an answer that merely *is* JSON
-  is not mistaken for a call).
+  ``{"tool_calls": [...]}``, also after Mistral's ``[TOOL_CALLS]`` prefix. Plain JSON that is not shaped
+  like a call stays in the text. When the caller passes ``tool_names``, the fallback only accepts calls to
+  those tools (so an answer that merely *is* JSON is not mistaken for a call).
 
-Malformed output never raises: a ``<tool_call>`` block whose body is not a JSON call becomes an entry of
-``invalid`` (with the raw text and the reason), the way LangChain's ``invalid_tool_calls`` expects.
+Malformed output never raises: a ``<tool_call>`` block whose body is not a JSON call (or a Python-literal
+dict, which small models write) becomes an entry of ``invalid`` (with the raw text and the reason), the way
+LangChain's ``invalid_tool_calls`` expects.
 
 Parsing and streaming share one state machine (:class:`ToolCallStreamParser`), so the text a stream emits
 is exactly the ``content`` that :func:`parse_tool_calls` returns for the same output, and tool-call markup
@@ -43,6 +44,7 @@ __all__ = [
 QWEN_OPEN = "<tool_call>"
 QWEN_CLOSE = "</tool_call>"
 _FENCE = "```"
+_MISTRAL_PREFIX = "[TOOL_CALLS]"
 
 # Keys under which models put the tool name and its arguments, in order of preference.
 _NAME_KEYS = ("name", "tool", "tool_name", "function_name")
@@ -198,6 +200,9 @@ def _add_calls(decoded: Any, raw: str, out: _Calls) -> None:
 
 def _parse_generic(text: str, tool_names: frozenset[str] | None) -> list[ToolCall] | None:
     """Calls if ``text`` is JSON shaped like tool calls (to known tools), else None (it is content)."""
+    text = text.strip()
+    if text.startswith(_MISTRAL_PREFIX):  # Mistral / Pixtral: "[TOOL_CALLS][{...}]"
+        text = text[len(_MISTRAL_PREFIX) :]
     try:
         decoded = json.loads(_strip_fence(text))
         calls = _call_from_obj(decoded)

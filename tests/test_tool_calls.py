@@ -104,6 +104,7 @@ def test_mixed_valid_and_invalid() -> None:
         '  {"tool": "lookup", "parameters": {"sku": "A-1"}}  ',
         '[{"name": "lookup", "arguments": {"sku": "A-1"}}]',
         '{"tool_calls": [{"name": "lookup", "arguments": {"sku": "A-1"}}]}',
+        '[TOOL_CALLS][{"name": "lookup", "arguments": {"sku": "A-1"}}]',  # Mistral / Pixtral
         'Here you go:\n```json\n{"name": "lookup", "arguments": {"sku": "A-1"}}\n```',
     ],
 )
