@@ -226,6 +226,16 @@ class ImageStore:
         else:
             self.path = Path(path).expanduser() if path is not None else default_store_path()
             self.client = _persistent_client(self.path)
+        try:
+            max_batch = int(self.client.get_max_batch_size())
+        except (AttributeError, NotImplementedError):
+            max_batch = 1000  # a client without the call: a size every Chroma accepts
+        except Exception as err:
+            _raise_if_connection_error(err, self.url)
+            raise
+        if batch_size > max_batch:
+            raise InvalidOptionError(f"batch_size={batch_size} exceeds this Chroma's maximum of {max_batch}")
+        self._max_batch = max_batch
         if media_dir is not None:
             self.media_dir: Path | None = Path(media_dir).expanduser()
         else:
@@ -389,8 +399,7 @@ class ImageStore:
         if prune:
             recorded = self._collection.get(where={_ROOT: root_key}, include=[])["ids"]
             report.deleted = sorted(set(recorded) - kept)
-            if report.deleted:
-                self._collection.delete(ids=report.deleted)
+            self._delete_ids(report.deleted)
         return report
 
     def add_images(
@@ -662,9 +671,13 @@ class ImageStore:
         id_list = [ids] if isinstance(ids, str) else (list(ids) if ids is not None else None)
         found = self._filtered(self._collection.get, where, ids=id_list, include=[])
         doomed = list(found["ids"])
-        if doomed:
-            self._collection.delete(ids=doomed)
+        self._delete_ids(doomed)
         return doomed
+
+    def _delete_ids(self, ids: Sequence[str]) -> None:
+        # Chroma caps the records of one call (get_max_batch_size()); a large prune or delete goes in chunks.
+        for start in range(0, len(ids), self._max_batch):
+            self._collection.delete(ids=list(ids[start : start + self._max_batch]))
 
     # ----------------------------------------------------------------------------------------------- reading
 

@@ -370,6 +370,8 @@ def test_bad_arguments(tmp_path: Path, minilm) -> None:
         ImageStore(tmp_path / "a", url="http://127.0.0.1:1", embedder=minilm)
     with pytest.raises(InvalidOptionError):
         ImageStore(tmp_path / "b", batch_size=0, embedder=minilm)
+    with pytest.raises(InvalidOptionError, match="maximum"):
+        ImageStore(tmp_path / "b2", batch_size=10**7, embedder=minilm)
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="not a directory"):
         ImageStore(tmp_path / "file", embedder=minilm)
@@ -529,3 +531,25 @@ def test_non_recursive_ingest_and_store_inside_the_folder(tmp_path: Path, minilm
     assert store.add_folder(folder, recursive=False).added == ["top.png"]
     assert sorted(store.add_folder(folder).added) == ["nested/deep.png"]
     assert store.count() == 3
+
+
+def test_large_deletes_go_in_chunks(shapes_dir: Path, make_store, monkeypatch) -> None:
+    store = make_store()
+    store.add_folder(shapes_dir)
+    store._max_batch = 4  # as if this Chroma accepted at most 4 records per call
+    calls: list[int] = []
+    real_delete = store._collection.delete
+    monkeypatch.setattr(
+        store._collection, "delete", lambda ids: calls.append(len(ids)) or real_delete(ids=ids)
+    )
+    assert (
+        len(
+            store.delete(
+                where={"focus_format": {"$ne": "none"}}
+                if False
+                else {"$and": [{"focus_width": {"$gt": 0}}, {"focus_height": {"$gt": 0}}]}
+            )
+        )
+        == 6
+    )
+    assert calls == [4, 2] and store.count() == 0
