@@ -275,6 +275,14 @@ def make_choice(bank: ImageBank, n: int, rng: random.Random) -> Example:
     return Example(images, [(question, letter)])
 
 
+def make_locate(bank: ImageBank, n: int, rng: random.Random) -> Example:
+    """Content -> slot: "In which image is the red shape?" answered with the image's number. It rewards image
+    tokens for carrying their "Image k:" marker, the feature that binding a question to image k needs."""
+    images = distinct_color_images(bank, max(n, 2), rng)
+    slot = rng.randrange(len(images))
+    return Example(list(images), [(prompts.locate_question(bank.colors[images[slot]]), str(slot + 1))])
+
+
 def make_pair(bank: ImageBank, rng: random.Random) -> tuple[int, int]:
     """Two images whose captions differ in colour, in shape, or in both (Winoground-like minimal pairs)."""
     while True:
@@ -304,17 +312,28 @@ def make_text_score(bank: ImageBank, rng: random.Random) -> Example:
     return Example([a], [(prompts.text_score_question(*captions), "AB"[right])], system)
 
 
-def max_images_at(progress: float) -> int:
-    """Curriculum on the number of images: 2 first, 4 from 45% of the steps on (the lab also asks 5 and 6)."""
-    return 2 if progress < 0.2 else 3 if progress < 0.45 else 4
+CURRICULUM = (0.2, 0.45)  # progress at which the largest N goes from 2 to 3, and from 3 to 4
 
 
-def sample_example(bank: ImageBank, progress: float, rng: random.Random) -> Example:
-    top = max_images_at(progress)
+def max_images_at(progress: float, curriculum: tuple[float, float] = CURRICULUM) -> int:
+    """Curriculum on the number of images: 2 first, then 3, then 4 (the lab also asks 5 and 6)."""
+    return 2 if progress < curriculum[0] else 3 if progress < curriculum[1] else 4
+
+
+def sample_example(
+    bank: ImageBank,
+    progress: float,
+    rng: random.Random,
+    locate_share: float = 0.0,
+    curriculum: tuple[float, float] = CURRICULUM,
+) -> Example:
+    top = max_images_at(progress, curriculum)
     n = 1 if rng.random() < 0.15 else rng.randint(2, top)
     task = rng.random()
-    if task < 0.6:
+    if task < 0.6 - locate_share:
         return make_open(bank, n, rng)
+    if task < 0.6:
+        return make_locate(bank, n, rng)
     if task < 0.75:
         return make_choice(bank, n, rng)
     if task < 0.9:
@@ -495,6 +514,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="safety cap on wall time (stops early)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--locate-share", type=float, default=0.0, help="share of 'In which image is the red shape?' examples"
+    )
+    parser.add_argument(
+        "--curriculum", type=float, nargs=2, default=CURRICULUM, help="progress where max N becomes 3, then 4"
+    )
     parser.add_argument("--text-hidden", type=int, default=128)
     parser.add_argument("--text-layers", type=int, default=4)
     parser.add_argument("--eval-every", type=int, default=400)
@@ -566,7 +591,11 @@ def main(argv: list[str] | None = None) -> None:
             log(f"time cap of {args.minutes} min reached at step {step}")
             break
         progress = step / args.steps
-        examples = [sample_example(train, progress, rng) for _ in range(args.batch_size)]
+        curriculum = tuple(args.curriculum)
+        examples = [
+            sample_example(train, progress, rng, args.locate_share, curriculum)
+            for _ in range(args.batch_size)
+        ]
         input_ids, attention, labels, pixels, _ = encoder.batch(examples, train, np_rng)
         logits = answer_logits(model, input_ids, attention, pixels, labels)
         loss = F.cross_entropy(logits, input_ids[labels])
@@ -604,6 +633,8 @@ def main(argv: list[str] | None = None) -> None:
         "vision_steps": args.vision_steps,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "locate_share": args.locate_share,
+        "curriculum": list(args.curriculum),
         "parameters": n_params,
         "vocab_size": len(tokenizer),
         "vision_stage_seconds": round(vision_seconds, 1),

@@ -6,7 +6,8 @@ the lab runs on any supported checkpoint; tests drive the same code with plain P
 
 Measured per number of images N (all on the ``test`` split; alpha is chosen on ``val`` only):
 
-- ``single``: the target image alone, asked about "the image" (the ceiling); chance is 1/#values.
+- ``single_image``: colour and shape of one image asked about "the image" (the ceiling), and per N
+  ``single``: each item's target alone; chance is 1/#values.
 - ``vanilla`` / ``focus``: open question about image p among N (distinct values): accuracy, and leakage
   (wrong AND equal to another image's value).
 - ``oracle``: image p clean, every other slot noise (FOCUS's row p; an upper bound that knows the slot).
@@ -280,6 +281,7 @@ class LabResult:
     settings: dict[str, Any]
     alpha: float
     alpha_validation: dict[str, Any]
+    single_image: dict[str, Proportion] = field(default_factory=dict)
     per_n: dict[int, dict[str, Any]] = field(default_factory=dict)
     winoground: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -299,6 +301,7 @@ class LabResult:
                 "settings": self.settings,
                 "alpha": self.alpha,
                 "alpha_validation": self.alpha_validation,
+                "single_image": self.single_image,
                 "per_n": self.per_n,
                 "winoground": self.winoground,
                 "seconds": round(self.seconds, 1),
@@ -396,6 +399,11 @@ def run_leakage_lab(
         alpha=alpha,
         alpha_validation=alpha_validation,
     )
+    for attr in VALUES:
+        # The ceiling for each attribute: one image, asked about "the image".
+        singles = open_items(test_pool, 1, samples, attribute=attr, seed=item_seed("test-single", seed))
+        result.single_image[attr] = accuracy(ask_single(answer_fn, singles))
+    say("single image: " + ", ".join(f"{a} {p}" for a, p in result.single_image.items()))
     for n in n_values:
         t0 = time.perf_counter()
         items = open_items(test_pool, n, samples, attribute=attribute, seed=item_seed("test", seed, n))

@@ -49,6 +49,11 @@ def multiple_choice_question(attribute: str, slot: int | None, options: Sequence
     return f"Question: {head}\nChoices:\n{choices}\n{MC_HINT}"
 
 
+def locate_question(color: str) -> str:
+    """Which image holds the shape of ``color``; the answer is the image's number (1 = first)."""
+    return f"In which image is the {color} shape? Answer with one word."
+
+
 def caption(color: str, shape: str) -> str:
     return f"a {color} {shape}"
 
@@ -75,6 +80,7 @@ def all_prompt_texts() -> list[str]:
             texts.append(open_question(attribute, slot))
             texts.append(multiple_choice_question(attribute, slot, [*COLORS[:2], *SHAPES[:2]]))
     for color in COLORS:
+        texts.append(locate_question(color))
         for shape in SHAPES:
             texts.append(image_score_question(caption(color, shape)))
             texts.append(text_score_question(caption(color, shape), caption(color, shape)))

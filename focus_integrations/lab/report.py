@@ -36,6 +36,7 @@ def format_table(result: LabResult, *, short: bool = False) -> str:
         f"Leakage lab: {settings.get('model') or 'model'} | {settings['attribute']} questions, "
         f"{settings['samples_per_n']} per N, seed {settings['seed']} | FOCUS alpha={result.alpha} "
         f"({'fixed' if result.alpha_validation.get('fixed') else 'chosen on the val split'})",
+        "single image (ceiling): " + ", ".join(f"{attr} {p}" for attr, p in result.single_image.items()),
         " N  chance " + "".join(f"{name:>17}" for name, _ in columns),
     ]
     for n, row in sorted(result.per_n.items()):
