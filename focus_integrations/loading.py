@@ -92,7 +92,11 @@ def load_model_and_processor(
         model_kwargs["device_map"] = device_map
     try:
         model = AutoModelForImageTextToText.from_pretrained(name, config=config, **model_kwargs)
+    except ImportError as err:  # e.g. device_map without accelerate
+        raise InvalidOptionError(f"cannot load {name!r} with these options: {err}") from None
     except (OSError, ValueError) as err:
+        if "accelerate" in str(err):
+            raise InvalidOptionError(f"cannot load {name!r} with these options: {err}") from None
         raise ModelNotFoundError(f"cannot load the weights of {name!r}: {err}") from None
     if device is not None and device_map is None:
         model = model.to(device)

@@ -195,3 +195,13 @@ def test_cli_prints_one_line_on_error(tmp_path, good_png) -> None:
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip() and "Loading weights" not in line]
     assert lines == [f"focus: error: image file not found: {tmp_path / 'missing.png'}"]
+
+
+def test_loading_options_dtype_and_device_map() -> None:
+    import torch
+
+    decoder = FocusDecoder.from_pretrained(tiny_checkpoint("llava"), device_map="cpu", dtype="bfloat16")
+    assert decoder.model.dtype == torch.bfloat16
+    assert decoder.generate(images=[Image.new("RGB", (32, 32))], prompt="q", max_new_tokens=2).token_ids
+    with pytest.raises(InvalidOptionError, match="dtype"):
+        FocusDecoder.from_pretrained(tiny_checkpoint("llava"), dtype="float8")
