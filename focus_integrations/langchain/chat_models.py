@@ -85,9 +85,7 @@ _PROBE_TOOL = {
 }
 
 
-def _shared_decoder(
-    name_or_path: str, device: str | None, dtype: str | None, trust_remote_code: bool
-) -> FocusDecoder:
+def _shared_decoder(name_or_path: str, device: Any, dtype: Any, trust_remote_code: bool) -> FocusDecoder:
     from focus_integrations.decoder import FocusDecoder
 
     key = (name_or_path, device, dtype, trust_remote_code)
@@ -167,10 +165,11 @@ class ChatFocus(BaseChatModel):
     """Hub id or local folder of the checkpoint (default: ``$FOCUS_MODEL``). Optional with ``decoder``."""
     decoder: Any = Field(default=None, exclude=True, repr=False)
     """An existing ``FocusDecoder`` to use instead of loading ``model``."""
-    device: str | None = None
-    """Where to load the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``); default: the loader's choice."""
-    dtype: str | None = None
-    """``"float32"``, ``"bfloat16"``, ``"float16"`` or ``"auto"``; default: the loader's choice."""
+    device: Any = None
+    """Where to load the model (``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``); default: the
+    loader's choice."""
+    dtype: Any = None
+    """``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"`` or a ``torch.dtype``; default: the loader's."""
     trust_remote_code: bool = False
 
     mode: Literal["focus", "vanilla", "vcd"] = "focus"

@@ -245,3 +245,12 @@ async def test_async_errors_surface_with_their_types(llm: ChatFocus) -> None:
         async for _ in llm.astream(too_long):
             pass
     assert (await llm.ainvoke("hi", max_tokens=2)).usage_metadata["output_tokens"] == 2  # decoder free
+
+
+def test_device_and_dtype_reach_the_loader(qwen_path: str) -> None:
+    import torch
+
+    llm = ChatFocus(model=qwen_path, dtype=torch.bfloat16, device="cpu", max_tokens=2)
+    assert next(llm.focus_decoder.model.parameters()).dtype == torch.bfloat16
+    assert llm.focus_decoder is not ChatFocus(model=qwen_path, max_tokens=2).focus_decoder  # other placement
+    assert llm.invoke(_two_images()).usage_metadata["output_tokens"] == 2
