@@ -45,9 +45,7 @@ from build_lab_data import read_easy_vqa  # noqa: E402
 from focus_integrations.lab import prompts  # noqa: E402
 from focus_integrations.noise import NOISE_MODES  # noqa: E402
 
-IMAGE_SIZE = 64
-PATCH_SIZE = 16
-TOKENS_PER_IMAGE = (IMAGE_SIZE // PATCH_SIZE) ** 2 + 1  # patches + CLS ("full" feature selection)
+SOURCE_SIZE = 64  # easy-vqa images; training noise is drawn at this size too, as the engine does
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>"]
@@ -102,19 +100,23 @@ def build_tokenizer():
     )
 
 
-def build_processor(tokenizer):
+def tokens_per_image(image_size: int, patch_size: int) -> int:
+    return (image_size // patch_size) ** 2 + 1  # patches + CLS ("full" feature selection)
+
+
+def build_processor(tokenizer, image_size: int, patch_size: int):
     from transformers import CLIPImageProcessorPil, LlavaProcessor
 
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
         image_mean=list(CLIP_MEAN),
         image_std=list(CLIP_STD),
     )
     return LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=PATCH_SIZE,
+        patch_size=patch_size,
         vision_feature_select_strategy="full",
         chat_template=CHAT_TEMPLATE,
         image_token="<image>",
@@ -122,7 +124,7 @@ def build_processor(tokenizer):
     )
 
 
-def build_model(tokenizer, seed: int, text_hidden: int, text_layers: int):
+def build_model(tokenizer, seed: int, text_hidden: int, text_layers: int, image_size: int, patch_size: int):
     from transformers import (
         CLIPVisionConfig,
         GenerationConfig,
@@ -132,8 +134,8 @@ def build_model(tokenizer, seed: int, text_hidden: int, text_layers: int):
     )
 
     vision = CLIPVisionConfig(
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
+        image_size=image_size,
+        patch_size=patch_size,
         hidden_size=128,
         intermediate_size=512,
         num_hidden_layers=4,
@@ -160,7 +162,7 @@ def build_model(tokenizer, seed: int, text_hidden: int, text_layers: int):
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
         projector_hidden_act="gelu",
-        image_seq_length=TOKENS_PER_IMAGE,
+        image_seq_length=tokens_per_image(image_size, patch_size),
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
@@ -191,15 +193,18 @@ class ImageBank:
             self.by_color.setdefault(color, []).append(index)
 
 
-def normalise(uint8_images: np.ndarray) -> torch.Tensor:
-    """(M, H, W, 3) uint8 -> CLIP-normalised (M, 3, H, W), exactly what the processor gives at 64 px."""
-    x = torch.from_numpy(uint8_images).float().div_(255.0).permute(0, 3, 1, 2)
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+def to_pixels(processor, uint8_images: np.ndarray) -> torch.Tensor:
+    """(M, H, W, 3) uint8 -> the processor's pixel tensor (resize, crop, normalise exactly as at inference)."""
+    from PIL import Image
+
+    if not len(uint8_images):
+        size = processor.image_processor.crop_size["height"]
+        return torch.zeros(0, 3, size, size)
+    images = [Image.fromarray(array, mode="RGB") for array in uint8_images]
+    return processor.image_processor(images, return_tensors="pt")["pixel_values"]
 
 
-def load_bank(split: str, limit: int | None = None, ids: list[int] | None = None) -> ImageBank:
+def load_bank(processor, split: str, limit: int | None = None, ids: list[int] | None = None) -> ImageBank:
     from PIL import Image
 
     labels = read_easy_vqa(split)
@@ -208,17 +213,21 @@ def load_bank(split: str, limit: int | None = None, ids: list[int] | None = None
         chosen = chosen[:limit]
     arrays = np.stack([np.asarray(Image.open(labels[i]["path"]).convert("RGB")) for i in chosen])
     return ImageBank(
-        normalise(arrays), [labels[i]["color"] for i in chosen], [labels[i]["shape"] for i in chosen]
+        to_pixels(processor, arrays),
+        [labels[i]["color"] for i in chosen],
+        [labels[i]["shape"] for i in chosen],
     )
 
 
-def noise_pixels(count: int, rng: np.random.Generator, mode: str | None = None) -> torch.Tensor:
-    """Noise images made by the engine's own noise functions (same truncation to uint8)."""
+def noise_pixels(processor, count: int, rng: np.random.Generator, mode: str | None = None) -> torch.Tensor:
+    """Noise images made by the engine's own noise functions (same uint8 truncation), then processed."""
     modes = list(NOISE_MIX)
     picks = [mode] * count if mode else rng.choice(modes, size=count, p=list(NOISE_MIX.values()))
-    blank = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3))
+    blank = np.zeros((SOURCE_SIZE, SOURCE_SIZE, 3))
     arrays = [(np.clip(NOISE_MODES[m](blank, 1.0, rng), 0.0, 1.0) * 255).astype(np.uint8) for m in picks]
-    return normalise(np.stack(arrays)) if arrays else torch.zeros(0, 3, IMAGE_SIZE, IMAGE_SIZE)
+    return to_pixels(
+        processor, np.stack(arrays) if arrays else np.zeros((0, SOURCE_SIZE, SOURCE_SIZE, 3), np.uint8)
+    )
 
 
 @dataclass
@@ -344,8 +353,9 @@ def sample_example(
 class Encoder:
     """Conversations -> padded token ids, answer-label mask and the batch's pixel tensor."""
 
-    def __init__(self, processor) -> None:
+    def __init__(self, processor, image_tokens: int) -> None:
         self.processor = processor
+        self.image_tokens = image_tokens
         self.tokenizer = processor.tokenizer
         self.image_id = self.tokenizer.convert_tokens_to_ids("<image>")
         self.start_id = self.tokenizer.convert_tokens_to_ids("<|im_start|>")
@@ -370,7 +380,7 @@ class Encoder:
         )
         ids: list[int] = []
         for token in self.tokenizer(text, add_special_tokens=False)["input_ids"]:
-            ids.extend([token] * TOKENS_PER_IMAGE if token == self.image_id else [token])
+            ids.extend([token] * self.image_tokens if token == self.image_id else [token])
         return ids
 
     def label_mask(self, ids: list[int]) -> list[bool]:
@@ -396,7 +406,7 @@ class Encoder:
             if with_answers:
                 labels[r, : len(ids)] = torch.tensor(self.label_mask(ids))
         slots = [s for e in examples for s in e.slots]
-        noise = noise_pixels(sum(s is None for s in slots), rng)
+        noise = noise_pixels(self.processor, sum(s is None for s in slots), rng)
         pixels, used = [], 0
         for s in slots:
             if s is None:
@@ -417,7 +427,7 @@ def answer_logits(model, input_ids, attention, pixels, positions):
     return model.lm_head(hidden)
 
 
-def vision_stage(model, bank: ImageBank, steps: int, batch: int, seed: int, log) -> None:
+def vision_stage(model, processor, bank: ImageBank, steps: int, batch: int, seed: int, log) -> None:
     """Pre-train the CLIP tower alone: colour (8 + noise) and shape (3 + noise) from CLS and mean token."""
     if steps <= 0:
         return
@@ -435,7 +445,7 @@ def vision_stage(model, bank: ImageBank, steps: int, batch: int, seed: int, log)
     for step in range(steps):
         picks = torch.randint(len(bank.colors), (batch,), generator=generator)
         n_noise = batch // 5
-        pixels = torch.cat([bank.pixels[picks[n_noise:]], noise_pixels(n_noise, rng)])
+        pixels = torch.cat([bank.pixels[picks[n_noise:]], noise_pixels(processor, n_noise, rng)])
         color_y = torch.cat([colors[picks[n_noise:]], torch.full((n_noise,), len(prompts.COLORS))])
         shape_y = torch.cat([shapes[picks[n_noise:]], torch.full((n_noise,), len(prompts.SHAPES))])
         hidden = tower(pixel_values=pixels).last_hidden_state
@@ -522,6 +532,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--text-hidden", type=int, default=128)
     parser.add_argument("--text-layers", type=int, default=4)
+    parser.add_argument("--image-size", type=int, default=64, help="the processor's input size (pixels)")
+    parser.add_argument(
+        "--patch-size", type=int, default=16, help="ViT patch; tokens per image = (size/patch)^2 + 1"
+    )
     parser.add_argument("--eval-every", type=int, default=400)
     parser.add_argument("--eval-samples", type=int, default=200)
     parser.add_argument("--checkpoint-every", type=int, default=400)
@@ -554,23 +568,25 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.time()
     tokenizer = build_tokenizer()
-    processor = build_processor(tokenizer)
-    model = build_model(tokenizer, args.seed, args.text_hidden, args.text_layers)
-    encoder = Encoder(processor)
-    train = load_bank("train", limit=64 if args.smoke else None)
+    processor = build_processor(tokenizer, args.image_size, args.patch_size)
+    model = build_model(
+        tokenizer, args.seed, args.text_hidden, args.text_layers, args.image_size, args.patch_size
+    )
+    encoder = Encoder(processor, tokens_per_image(args.image_size, args.patch_size))
+    train = load_bank(processor, "train", limit=64 if args.smoke else None)
     # Monitoring uses the lab's validation images (never its test split).
     lab_labels = json.loads(
         (Path(__file__).resolve().parents[1] / "focus_integrations/assets/lab/labels.json").read_text()
     )
     val_ids = [r["id"] for r in lab_labels["images"] if r["split"] == "val"]
-    val = load_bank("test", ids=val_ids[:64] if args.smoke else val_ids)
+    val = load_bank(processor, "test", ids=val_ids[:64] if args.smoke else val_ids)
     n_params = sum(p.numel() for p in model.parameters())
     log(
         f"seed {args.seed} params {n_params} vocab {len(tokenizer)} train images {len(train.colors)} "
         f"torch {torch.__version__} threads {torch.get_num_threads()} {platform.processor() or platform.machine()}"
     )
 
-    vision_stage(model, train, args.vision_steps, 8 if args.smoke else 128, args.seed, log)
+    vision_stage(model, processor, train, args.vision_steps, 8 if args.smoke else 128, args.seed, log)
     vision_seconds = time.time() - started
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -636,6 +652,8 @@ def main(argv: list[str] | None = None) -> None:
         "locate_share": args.locate_share,
         "curriculum": list(args.curriculum),
         "parameters": n_params,
+        "image_size": args.image_size,
+        "patch_size": args.patch_size,
         "vocab_size": len(tokenizer),
         "vision_stage_seconds": round(vision_seconds, 1),
         "total_seconds": round(time.time() - started, 1),
