@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import mimetypes
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 from pydantic import ConfigDict, Field
 
 from focus_integrations.errors import ImageLoadError, InvalidOptionError, NoImageError
@@ -130,8 +131,10 @@ def build_rag_chain(
 ) -> Runnable:
     """``retriever | images-into-prompt | chat_model | StrOutputParser()`` as one LCEL runnable.
 
-    Input: the question (a string). Output: the answer string, or with ``return_sources=True`` a dict
-    ``{"question", "documents", "answer"}`` so callers can show which images the answer came from.
+    Input: the question (a string), which is also the retrieval query; or a dict ``{"question": ...,
+    "search": ...}`` to retrieve with one text and ask another ("search": "blue decor", "question": "What
+    color is the shape in image 2?"). Output: the answer string, or with ``return_sources=True`` a dict
+    ``{"question", "search", "documents", "answer"}`` so callers can show which images the answer came from.
     """
 
     def to_messages(inputs: dict[str, Any]) -> list[BaseMessage]:
@@ -145,10 +148,23 @@ def build_rag_chain(
         return [SystemMessage(content=system), message] if system else [message]
 
     answer = RunnableLambda(to_messages, name="images_to_prompt") | chat_model | StrOutputParser()
-    gather = RunnableParallel(documents=retriever, question=RunnablePassthrough())
+    gather = RunnableLambda(_question_and_search, name="question_and_search") | RunnablePassthrough.assign(
+        documents=itemgetter("search") | retriever
+    )
     if return_sources:
         return gather | RunnablePassthrough.assign(answer=answer)
     return gather | answer
+
+
+def _question_and_search(inputs: str | Mapping[str, Any]) -> dict[str, str]:
+    if isinstance(inputs, str):
+        return {"question": inputs, "search": inputs}
+    if isinstance(inputs, Mapping) and isinstance(inputs.get("question"), str):
+        search = inputs.get("search", inputs["question"])
+        if not isinstance(search, str):
+            raise InvalidOptionError(f"'search' must be a string, got {type(search).__name__}")
+        return {"question": inputs["question"], "search": search}
+    raise InvalidOptionError('the RAG chain takes a question string or {"question": str, "search": str}')
 
 
 __all__ = ["FocusImageRetriever", "hit_to_document", "images_to_message", "build_rag_chain"]

@@ -125,7 +125,7 @@ def test_rag_chain_with_a_recording_chat_model(catalog_store) -> None:
     with_sources = build_rag_chain(
         FocusImageRetriever(store=catalog_store, k=3), RecordingChat(), return_sources=True
     ).invoke("teal notebook")
-    assert with_sources["question"] == "teal notebook"
+    assert with_sources["question"] == with_sources["search"] == "teal notebook"
     assert with_sources["documents"][0].page_content == "teal rectangle notebook"
     assert with_sources["answer"].startswith("3 images;")
     answers = chain.batch(["red", "blue"])
@@ -155,3 +155,18 @@ def test_rag_chain_with_chat_focus(catalog_store, tiny_checkpoint: Callable[...,
     (metadata,) = recorder.responses
     # FOCUS decoded over the three retrieved images: N + 1 rows.
     assert metadata["focus"]["n_images"] == 3 and metadata["focus"]["n_rows"] == 4
+
+
+def test_rag_chain_can_search_with_one_text_and_ask_another(catalog_store) -> None:
+    chain = build_rag_chain(
+        FocusImageRetriever(store=catalog_store, k=2),
+        RecordingChat(),
+        include_captions=False,
+        return_sources=True,
+    )
+    result = chain.invoke({"search": "brown notebook", "question": "What color is the shape in image 1?"})
+    assert result["documents"][0].page_content == "brown rectangle notebook"
+    assert result["answer"] == "2 images; What color is the shape in image 1?"
+    for bad in ({"search": "x"}, {"question": "q", "search": 3}, 42):
+        with pytest.raises(InvalidOptionError):
+            chain.invoke(bad)
