@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable
 from pathlib import Path
 
+from focus_integrations.store import bundled_catalog_path
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CATALOG = {e["id"]: e for e in json.loads((bundled_catalog_path() / "catalog.json").read_text())}
 
 
 def _load(name: str):
@@ -22,9 +26,12 @@ def test_langchain_rag_chain_example(
     example = _load("langchain_rag_chain")
     model = str(tiny_checkpoint("qwen2_5_vl"))
     args = [
-        "what color is the notebook?",
+        "--search",
+        "notebook",
         "--k",
         "3",
+        "--slot",
+        "2",
         "--store",
         str(tmp_path / "s"),
         "--model",
@@ -36,9 +43,11 @@ def test_langchain_rag_chain_example(
     ]
     assert example.main(args) == 0
     out = capsys.readouterr().out
-    listed = [line for line in out.splitlines() if line.startswith("  image ")]
-    assert len(listed) == 3 and all("notebook" in line for line in listed)
-    assert "Q: what color is the notebook?\nA: " in out
+    listed = [line.split()[2] for line in out.splitlines() if line.startswith("  image ")]
+    assert len(listed) == 3 and all(CATALOG[sku]["category"] == "stationery" for sku in listed)
+    assert "Q: What color is the shape in image 2? Answer with one word" in out
+    # The printed ground truth is the catalog's colour of the second retrieved image.
+    assert out.strip().splitlines()[-1] == f"catalog: {CATALOG[listed[1]]['colour']}"
 
 
 def test_store_product_comparison_example(
@@ -47,11 +56,14 @@ def test_store_product_comparison_example(
     example = _load("store_product_comparison")
     model = str(tiny_checkpoint("qwen2_5_vl"))
     args = [
-        "which is cheapest?",
         "--category",
         "jewellery",
         "--max-price",
         "20",
+        "--k",
+        "2",
+        "--ask",
+        "shape",
         "--store",
         str(tmp_path / "s"),
         "--model",
@@ -61,8 +73,10 @@ def test_store_product_comparison_example(
     ]
     assert example.main(args) == 0
     out = capsys.readouterr().out
-    products = [line for line in out.splitlines() if line.startswith("  ") and "sku-" in line]
-    assert products and all("pendant" in line for line in products)
-    assert all(float(line.split("$")[1].split()[0]) <= 20 for line in products)
-    assert f"({len(products) + 1} rows" in out  # FOCUS: N + 1 rows
-    assert "(1 rows" in out  # vanilla: one row
+    products = [line.split()[1] for line in out.splitlines() if line.startswith("  ") and "sku-" in line]
+    assert products and all(
+        CATALOG[s]["category"] == "jewellery" and CATALOG[s]["price"] <= 20 for s in products
+    )
+    assert out.count("[focus  ]") == out.count("[vanilla]") == len(products)  # one question per image
+    assert f"({len(products) + 1} rows" in out and "(1 rows" in out  # FOCUS: N + 1 rows; vanilla: one
+    assert out.count("catalog: circle") == len(products)
