@@ -3,7 +3,7 @@
     focus index DIR [--store PATH | --chroma-url URL] [--collection NAME] [--embedder SPEC]
                     [--caption-model MODEL] [--no-recursive] [--no-progress] [--prune]
     focus query "question" [--k 4] [--mode focus|vanilla|vcd] [--where JSON] [--model MODEL]
-                    [--like IMAGE] [--store PATH | --chroma-url URL] [--retrieve-only]
+                    [--search TEXT | --like IMAGE] [--store PATH | --chroma-url URL] [--retrieve-only]
 
 ``focus query`` retrieves the ``k`` images nearest to the question and answers it with the FOCUS decoder
 over those images (``--model``, default: the bundled default model). This module imports nothing heavy at
@@ -61,7 +61,11 @@ def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     query.add_argument("--max-new-tokens", type=int, default=64)
     query.add_argument("--seed", type=int, default=None)
     query.add_argument("--device", default=None)
-    query.add_argument(
+    like_or_search = query.add_mutually_exclusive_group()
+    like_or_search.add_argument(
+        "--search", default=None, metavar="TEXT", help="retrieve with TEXT instead of the question"
+    )
+    like_or_search.add_argument(
         "--like",
         default=None,
         metavar="IMAGE",
@@ -159,7 +163,7 @@ def _query(args: argparse.Namespace) -> int:
     if args.like is not None:
         hits = store.query(image=args.like, k=args.k, where=where)
     else:
-        hits = store.query(args.question, k=args.k, where=where)
+        hits = store.query(args.search or args.question, k=args.k, where=where)
     if not hits:
         raise FocusError(f"no images in {_where(store)} match (store holds {store.count()} images)")
     for number, hit in enumerate(hits, start=1):

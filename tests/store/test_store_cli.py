@@ -200,3 +200,9 @@ def test_query_like_an_example_image(indexed_catalog: Path, capsys, tmp_path: Pa
         main(["query", "q", "--store", str(indexed_catalog), "--like", str(unknown), "--retrieve-only"]) == 2
     )
     assert "text-only" in capsys.readouterr().err
+
+
+def test_query_search_text_differs_from_the_question(indexed_catalog: Path, capsys) -> None:
+    args = ["query", "What color is the shape in image 1?", "--store", str(indexed_catalog), "--k", "1"]
+    assert main([*args, "--search", "gray notebook", "--retrieve-only"]) == 0
+    assert "gray rectangle notebook" in capsys.readouterr().out
