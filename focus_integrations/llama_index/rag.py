@@ -30,6 +30,7 @@ from llama_index.core import StorageContext
 from llama_index.core.base.llms.types import ImageBlock
 from llama_index.core.indices.multi_modal import MultiModalVectorStoreIndex
 from llama_index.core.indices.prompt_helper import ChatPromptHelper
+from llama_index.core.prompts import RichPromptTemplate
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.response_synthesizers import get_response_synthesizer
 from llama_index.core.schema import BaseNode, ImageNode
@@ -56,6 +57,18 @@ FILE_NAME_KEY = "file_name"
 ChromaTarget = Any  # a chromadb client (ClientAPI), or a folder for a PersistentClient
 
 
+#: The paper's protocol as a LlamaIndex QA prompt: one user turn holding the retrieved context (images, and
+#: captions unless the nodes hide them) and then the question, with no system prompt or instructions around it.
+#: Pass it as ``chat_content_qa_template=`` to :func:`multimodal_query_engine`, for models trained on bare
+#: questions about images.
+IMAGES_THEN_QUESTION_PROMPT = RichPromptTemplate(
+    """{% chat role="user" %}
+{% for message in context_messages %}{% for block in message.blocks %}{% if block.block_type == 'text' %}{{ block.text }}
+{% elif block.block_type == 'image' %}{{ block.inline_url() | image }}{% endif %}{% endfor %}{% endfor %}{{ query_str }}
+{% endchat %}"""
+)
+
+
 def default_catalog_dir() -> Path:
     """The small image catalog bundled with the package (``focus_integrations/assets/catalog``)."""
     return Path(str(resources.files("focus_integrations") / "assets" / "catalog"))
@@ -67,6 +80,7 @@ def catalog_nodes(
     embed_model: FocusMultiModalEmbedding | None = None,
     recursive: bool = True,
     skip_unreadable: bool = True,
+    include_captions: bool = True,
 ) -> list[ImageNode]:
     """One ``ImageNode`` per image file under ``folder`` (default: the bundled catalog).
 
@@ -75,6 +89,10 @@ def catalog_nodes(
     relative to ``folder``, so rebuilding an index upserts instead of duplicating. With a text-only
     ``embed_model`` (MiniLM) each node gets the embedding of its caption and metadata text now, because
     LlamaIndex would otherwise ask the embedding for pixels; with CLIP/SigLIP the index embeds the pixels.
+
+    ``include_captions=False`` hides caption and catalog fields from the LLM (they still drive retrieval), so
+    the model must answer from the pixels: what FOCUS is about, and what a model trained on bare questions
+    (such as the bundled default model) expects.
 
     Every image is decoded once here: unreadable ones (truncated, empty, not an image) are skipped with a
     warning naming them, or raise :class:`ImageLoadError` with ``skip_unreadable=False``, so that a broken
@@ -114,8 +132,8 @@ def catalog_nodes(
             text="",
             image_path=str(file.resolve()),
             metadata=metadata,
-            # The model sees caption and metadata next to the pixels; the file name is bookkeeping.
-            excluded_llm_metadata_keys=[FILE_NAME_KEY],
+            # The model sees caption and metadata next to the pixels (unless hidden); the file name is bookkeeping.
+            excluded_llm_metadata_keys=list(metadata) if not include_captions else [FILE_NAME_KEY],
             excluded_embed_metadata_keys=[FILE_NAME_KEY],
         )
         nodes.append(node)
@@ -351,6 +369,7 @@ def _flat_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 __all__ = [
     "DEFAULT_TEXT_COLLECTION",
     "DEFAULT_IMAGE_COLLECTION",
+    "IMAGES_THEN_QUESTION_PROMPT",
     "default_catalog_dir",
     "catalog_nodes",
     "build_multimodal_index",

@@ -15,16 +15,26 @@ def _load_example():
     return module
 
 
-def test_example_answers_over_the_retrieved_catalog_images(tiny_checkpoint, tmp_path, capsys):
+def _listed(out: str) -> list[str]:
+    return [line.strip() for line in out.splitlines() if line.strip().startswith("image ")]
+
+
+def test_example_retrieves_with_the_search_text_and_asks_the_question(tiny_checkpoint, tmp_path, capsys):
     example = _load_example()
     model = str(tiny_checkpoint("qwen2_5_vl"))
-    argv = ["--model", model, "--max-new-tokens", "3", "--top-k", "2", "--chroma", str(tmp_path / "db")]
-    assert example.main([*argv, "Is there a blue rectangle notebook?"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    listed = [line for line in lines if line.strip()[:2] in ("1.", "2.")]
+    argv = ["--model", model, "--max-new-tokens", "3", "--chroma", str(tmp_path / "db")]
+    assert (
+        example.main([*argv, "--top-k", "2", "--search", "blue rectangle notebook", "What is in image 1?"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    listed = _listed(out)
     assert len(listed) == 2 and "blue rectangle notebook" in listed[0]
-    assert example.main([*argv, "--stream", "--mode", "vanilla", "a red circle pendant"]) == 0
-    assert "red circle pendant" in capsys.readouterr().out
+    assert "Q: What is in image 1?" in out
+    # Captions and LlamaIndex's QA prompt, streamed, plain decoding: the retrieval follows the question.
+    assert example.main([*argv, "--captions", "--stream", "--mode", "vanilla", "a red circle pendant"]) == 0
+    listed = _listed(capsys.readouterr().out)
+    assert len(listed) == 3 and "red circle pendant" in listed[0]
 
 
 def test_example_reports_bad_options_without_a_traceback(tiny_checkpoint, capsys):

@@ -25,6 +25,7 @@ from focus_integrations.llama_index import FocusMultiModalEmbedding, FocusMultiM
 from focus_integrations.llama_index.conversion import image_block_to_pil
 from focus_integrations.llama_index.rag import (
     DEFAULT_IMAGE_COLLECTION,
+    IMAGES_THEN_QUESTION_PROMPT,
     build_multimodal_index,
     catalog_nodes,
     default_catalog_dir,
@@ -186,6 +187,32 @@ def test_query_engine_sends_every_retrieved_image_to_one_focus_call(index, llm, 
     assert response.source_nodes[0].node.metadata["caption"] == "red circle pendant"
     _assert_retrieved_images_reached_the_engine(llm_events, response.source_nodes)
     assert response.response == llm_events.ends[0].response.message.content
+
+
+def test_paper_protocol_prompt_sends_only_images_then_the_question(minilm, llm, llm_events, tmp_path):
+    bare = catalog_nodes(embed_model=minilm, include_captions=False)
+    index = build_multimodal_index(bare, embed_model=minilm, chroma=tmp_path / "bare")
+    question = "What color is the shape in image 2?"
+    engine = multimodal_query_engine(
+        index, llm, image_similarity_top_k=TOP_K, chat_content_qa_template=IMAGES_THEN_QUESTION_PROMPT
+    )
+    response = engine.query(question)
+    _assert_retrieved_images_reached_the_engine(llm_events, response.source_nodes)
+    (message,) = llm_events.starts[0].messages  # one user turn, no system prompt
+    assert message.role == "user"
+    assert [b.block_type for b in message.blocks] == ["image"] * TOP_K + ["text"]
+    assert message.blocks[-1].text.strip() == question
+    # Retrieval still used the captions (hidden from the model only).
+    assert response.source_nodes[0].node.metadata["caption"]
+
+
+def test_captions_reach_the_model_by_default(index, llm, llm_events):
+    response = multimodal_query_engine(index, llm, image_similarity_top_k=TOP_K).query("a blue pendant")
+    text = "\n".join(
+        b.text for m in llm_events.starts[0].messages for b in m.blocks if b.block_type == "text"
+    )
+    assert all(f"caption: {n.node.metadata['caption']}" in text for n in response.source_nodes)
+    assert "file_name" not in text
 
 
 def test_many_images_still_go_to_one_call(index, llm, llm_events):
