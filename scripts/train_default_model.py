@@ -237,6 +237,7 @@ class Example:
     slots: list[int | None]
     turns: list[tuple[str, str]]
     system: str | None = None
+    answer_prefix: str = ""  # teacher-forced start of the answer when evaluating without answers
 
 
 def distinct_color_images(bank: ImageBank, n: int, rng: random.Random) -> list[int]:
@@ -249,7 +250,14 @@ def slot_name(n: int, slot: int, rng: random.Random) -> int | None:
     return None if n == 1 and rng.random() < 0.7 else slot
 
 
-def make_open(bank: ImageBank, n: int, rng: random.Random) -> Example:
+def open_answer(value: str, named_slot: int | None, restate: bool) -> str:
+    """The answer text; with ``restate`` the model first names the slot ("image 2: red"), so the colour is
+    predicted right after "image 2:", the same tokens that precede image 2 in the prompt (a copy pattern
+    small transformers learn far more easily than a lookup from the question)."""
+    return f"image {named_slot}: {value}" if restate and named_slot is not None else value
+
+
+def make_open(bank: ImageBank, n: int, rng: random.Random, restate: bool = False) -> Example:
     images: list[int | None] = list(distinct_color_images(bank, n, rng))
     if rng.random() < (0.3 if n == 1 else 0.5):
         for k in range(n):
@@ -261,7 +269,8 @@ def make_open(bank: ImageBank, n: int, rng: random.Random) -> Example:
         attribute = "color" if rng.random() < 0.6 else "shape"
         index = images[slot]
         answer = prompts.NONE_ANSWER if index is None else getattr(bank, attribute + "s")[index]
-        turns.append((prompts.open_question(attribute, slot_name(n, slot + 1, rng)), answer))
+        named = slot_name(n, slot + 1, rng)
+        turns.append((prompts.open_question(attribute, named), open_answer(answer, named, restate)))
     return Example(images, turns)
 
 
@@ -335,12 +344,13 @@ def sample_example(
     rng: random.Random,
     locate_share: float = 0.0,
     curriculum: tuple[float, float] = CURRICULUM,
+    restate: bool = False,
 ) -> Example:
     top = max_images_at(progress, curriculum)
     n = 1 if rng.random() < 0.15 else rng.randint(2, top)
     task = rng.random()
     if task < 0.6 - locate_share:
-        return make_open(bank, n, rng)
+        return make_open(bank, n, rng, restate)
     if task < 0.6:
         return make_locate(bank, n, rng)
     if task < 0.75:
@@ -378,6 +388,8 @@ class Encoder:
         text = self.processor.apply_chat_template(
             self.conversation(example, with_answers), tokenize=False, add_generation_prompt=not with_answers
         )
+        if not with_answers:
+            text += example.answer_prefix
         ids: list[int] = []
         for token in self.tokenizer(text, add_special_tokens=False)["input_ids"]:
             ids.extend([token] * self.image_tokens if token == self.image_id else [token])
@@ -468,7 +480,9 @@ def vision_stage(model, processor, bank: ImageBank, steps: int, batch: int, seed
 
 
 @torch.no_grad()
-def quick_eval(model, encoder: Encoder, bank: ImageBank, samples: int, seed: int) -> dict[str, float]:
+def quick_eval(
+    model, encoder: Encoder, bank: ImageBank, samples: int, seed: int, restate: bool = False
+) -> dict[str, float]:
     """Greedy first answer token on held-out images: single, multi (N=2,3,4,6), noise target, binding."""
     model.eval()
     rng = random.Random(seed)
@@ -488,7 +502,10 @@ def quick_eval(model, encoder: Encoder, bank: ImageBank, samples: int, seed: int
                 images = distinct_color_images(bank, n, rng)
                 slot = rng.randrange(n)
                 values = getattr(bank, attribute + "s")
-                examples.append(Example(list(images), [(prompts.open_question(attribute, slot + 1), "")]))
+                prefix = open_answer("", slot + 1, restate)
+                examples.append(
+                    Example(list(images), [(prompts.open_question(attribute, slot + 1), "")], None, prefix)
+                )
                 truth.append(values[images[slot]])
                 others.append({values[i] for k, i in enumerate(images) if k != slot})
             answers = run(examples)
@@ -504,7 +521,8 @@ def quick_eval(model, encoder: Encoder, bank: ImageBank, samples: int, seed: int
         slot = rng.randrange(3)
         others.append({bank.colors[i] for k, i in enumerate(images) if k != slot})
         images[slot] = None
-        examples.append(Example(images, [(prompts.open_question("color", slot + 1), "")]))
+        prefix = open_answer("", slot + 1, restate)
+        examples.append(Example(images, [(prompts.open_question("color", slot + 1), "")], None, prefix))
     answers = run(examples)
     results["n3_noise_none"] = float(np.mean([a == prompts.NONE_ANSWER for a in answers]))
     results["n3_noise_leak"] = float(np.mean([a in o for a, o in zip(answers, others)]))
@@ -526,6 +544,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument(
         "--locate-share", type=float, default=0.0, help="share of 'In which image is the red shape?' examples"
+    )
+    parser.add_argument(
+        "--restate-slot",
+        action="store_true",
+        help='answer open questions about image k as "image k: <value>" (the model names the slot first)',
     )
     parser.add_argument(
         "--curriculum", type=float, nargs=2, default=CURRICULUM, help="progress where max N becomes 3, then 4"
@@ -629,7 +652,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{rate:.2f}s/step elapsed {(time.time() - started) / 60:.1f} min"
             )
         if (step + 1) % args.eval_every == 0 or step == args.steps - 1:
-            metrics = quick_eval(model, encoder, val, args.eval_samples, args.seed + 3)
+            metrics = quick_eval(model, encoder, val, args.eval_samples, args.seed + 3, args.restate_slot)
             history.append({"step": step + 1, **metrics})
             log(f"eval {step + 1}: " + " ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         if (step + 1) % args.checkpoint_every == 0:
@@ -637,7 +660,7 @@ def main(argv: list[str] | None = None) -> None:
             processor.save_pretrained(work / "checkpoint")
             log(f"checkpoint at step {step + 1} -> {work / 'checkpoint'}")
 
-    final = quick_eval(model, encoder, val, args.eval_samples, args.seed + 3)
+    final = quick_eval(model, encoder, val, args.eval_samples, args.seed + 3, args.restate_slot)
     log("final: " + " ".join(f"{k} {v:.3f}" for k, v in final.items()))
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
@@ -650,6 +673,7 @@ def main(argv: list[str] | None = None) -> None:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "locate_share": args.locate_share,
+        "restate_slot": args.restate_slot,
         "curriculum": list(args.curriculum),
         "parameters": n_params,
         "image_size": args.image_size,
