@@ -1,8 +1,9 @@
 """A LangChain agent that looks up product photos and answers a comparison question with FOCUS.
 
     python examples/product_comparison_agent.py
-    python examples/product_comparison_agent.py --question "Which notebook is cheaper, the red or the blue one?"
-    python examples/product_comparison_agent.py --model Qwen/Qwen2.5-VL-3B-Instruct --model-decides
+    python examples/product_comparison_agent.py --search "notebook" --question "What color is the shape in image 2? ..."
+    python examples/product_comparison_agent.py --model Qwen/Qwen2.5-VL-3B-Instruct --model-decides \
+        --question "Which pendant is cheaper, the red one or the blue one?"
 
 What happens:
 
@@ -11,12 +12,15 @@ What happens:
    the same catalog (captions and prices from its ``catalog.json``). It returns a ``ToolMessage`` whose
    content is the products' text (SKU, caption, price) and their photos as image blocks.
 2. ``create_agent`` runs the loop: model -> tool -> model. The final answer is decoded with FOCUS over the
-   photos the tool returned (one masked row per photo, plus the all-noise row).
+   photos the tool returned (one masked row per photo, plus the all-noise row); ``--compare`` also decodes
+   it plainly (vanilla) to show what FOCUS changed.
 
-The project's default model (a small shapes-and-colours VLM) and the tiny test checkpoints cannot write tool
-calls, so by default a ``retrieve_first`` middleware makes the first step a search for the user's question
-(a common production pattern: retrieval is not optional). With a real tool-calling VLM pass
-``--model-decides`` and the model chooses the tool call itself.
+The project's default model (a small shapes-and-colours VLM) cannot write tool calls or read prices, so by
+default a ``retrieve_first`` middleware makes the first step a catalog search, and the answer step shows the
+model the retrieved photos and then the question in one user turn (the paper's protocol, and the prompt form
+the default model was trained on). The default question is then the default model's own question form. With
+a real tool-calling VLM pass ``--model-decides``: the model chooses its tool calls and answers from the whole
+conversation, prices included.
 
 Everything runs offline. Without the bundled default model (``focus_integrations.default_model_path()``) the
 example falls back to the tiny random Qwen2.5-VL test checkpoint, whose answers are noise but whose run is the
@@ -51,7 +55,9 @@ from langchain_core.tools import BaseTool, tool  # noqa: E402
 from focus_integrations.langchain import ChatFocus  # noqa: E402
 
 CATALOG = Path(__file__).resolve().parents[1] / "focus_integrations" / "assets" / "catalog"
-DEFAULT_QUESTION = "Which pendant is cheaper, the red one or the blue one?"
+# The default model's question form (it knows colours and shapes, nothing about prices).
+DEFAULT_QUESTION = "What color is the shape in image 2? Answer with one word, or none if there is no shape."
+DEFAULT_SEARCH = "circle pendant"
 
 
 @dataclass
@@ -138,18 +144,32 @@ def make_tool(search: Callable[[str], list[Product]]) -> BaseTool:
 # ------------------------------------------------------------------------------------------- agent
 
 
-@wrap_model_call
-def retrieve_first(request: Any, handler: Callable[[Any], Any]) -> Any:
-    """First step: search for the user's question. Then answer from the photos, with no tools offered."""
-    if not any(isinstance(m, ToolMessage) for m in request.messages):
+def retrieve_first(search: str | None, show_tool_text: bool) -> Any:
+    """Middleware for models that cannot call tools: search first, then answer from the photos.
+
+    First model step: a ``find_product_images`` call with ``search`` (default: the user's question). Answer
+    step: one user turn with the retrieved photos, optionally the tool's text, then the question; no tools.
+    """
+
+    @wrap_model_call
+    def retrieve_first(request: Any, handler: Callable[[Any], Any]) -> Any:
         question = next(m.text for m in reversed(request.messages) if isinstance(m, HumanMessage))
-        call = {
-            "name": "find_product_images",
-            "args": {"query": question},
-            "id": f"call_{uuid.uuid4().hex[:24]}",
-        }
-        return AIMessage(content="", tool_calls=[call])
-    return handler(request.override(tools=[]))
+        results = [m for m in request.messages if isinstance(m, ToolMessage)]
+        if not results:
+            call_id = f"call_{uuid.uuid4().hex[:24]}"
+            call = {"name": "find_product_images", "args": {"query": search or question}, "id": call_id}
+            return AIMessage(content="", tool_calls=[call])
+        blocks = results[-1].content if isinstance(results[-1].content, list) else []
+        photos = [b for b in blocks if isinstance(b, dict) and b.get("type") == "image"]
+        texts = (
+            [b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
+            if show_tool_text
+            else []
+        )
+        prompt = HumanMessage(content=[*photos, {"type": "text", "text": "\n\n".join([*texts, question])}])
+        return handler(request.override(messages=[prompt], tools=[]))
+
+    return retrieve_first
 
 
 def pick_model(explicit: str | None) -> str:
@@ -169,18 +189,30 @@ def pick_model(explicit: str | None) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--question", default=DEFAULT_QUESTION)
+    parser.add_argument(
+        "--search",
+        help=f"catalog search text (default: {DEFAULT_SEARCH!r} with the default "
+        "question, else the question)",
+    )
     parser.add_argument("--model", help="hub id or folder (default: the bundled default model)")
     parser.add_argument("--k", type=int, default=2, help="products to retrieve")
     parser.add_argument("--alpha", type=float, default=0.1)
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--store", type=Path, help="Chroma store folder (default: a fresh temporary one)")
     parser.add_argument("--no-store", action="store_true", help="search the catalog folder, not Chroma")
     parser.add_argument("--model-decides", action="store_true", help="let the model choose its tool calls")
+    parser.add_argument(
+        "--tool-text", action="store_true", help="show captions and prices in the answer step"
+    )
+    parser.add_argument("--compare", action="store_true", help="also decode the answer plainly (vanilla)")
     args = parser.parse_args(argv)
+    search_text = args.search or (DEFAULT_SEARCH if args.question == DEFAULT_QUESTION else None)
 
     search, where = make_search(not args.no_store, args.store, args.k)
-    llm = ChatFocus(model=pick_model(args.model), mode="focus", alpha=args.alpha, max_tokens=args.max_tokens)
-    middleware = [] if args.model_decides else [retrieve_first]
+    llm = ChatFocus(
+        model=pick_model(args.model), mode="focus", alpha=args.alpha, max_tokens=args.max_tokens, seed=0
+    )
+    middleware = [] if args.model_decides else [retrieve_first(search_text, args.tool_text)]
     agent = create_agent(
         llm,
         tools=[make_tool(search)],
@@ -200,9 +232,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             text = next(b["text"] for b in message.content if b["type"] == "text")
             n = sum(1 for b in message.content if b["type"] == "image")
             print(f"<- tool result: {n} photos\n   " + text.replace("\n", "\n   "))
-    print(f"\nanswer: {final.text!r}")
+    print(f"\nanswer (FOCUS): {final.text!r}")
     print(f"FOCUS: {focus.get('n_images')} images, {focus.get('n_rows')} rows, alpha {focus.get('alpha')}")
-    return {"answer": final.text, "tool_calls": tool_calls, "n_images": focus.get("n_images"), "focus": focus}
+    result = {
+        "answer": final.text,
+        "tool_calls": tool_calls,
+        "n_images": focus.get("n_images"),
+        "focus": focus,
+    }
+    if args.compare:  # the same agent run, with the answer decoded plainly
+        plain_agent = create_agent(
+            llm.model_copy(update={"mode": "vanilla"}),
+            tools=[make_tool(search)],
+            middleware=middleware,
+        )
+        vanilla = plain_agent.invoke({"messages": [HumanMessage(args.question)]})["messages"][-1]
+        print(f"answer (vanilla): {vanilla.text!r}")
+        result["vanilla_answer"] = vanilla.text
+    return result
 
 
 if __name__ == "__main__":

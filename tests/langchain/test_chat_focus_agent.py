@@ -86,6 +86,7 @@ def test_example_script_runs_offline() -> None:
 
     example = Path(__file__).resolve().parents[2] / "examples" / "product_comparison_agent.py"
     namespace = runpy.run_path(str(example), run_name="product_comparison_agent")
-    result = namespace["main"](["--no-store", "--max-tokens", "6"])
+    result = namespace["main"](["--no-store", "--max-tokens", "6", "--compare"])
     assert result["tool_calls"] and result["tool_calls"][0]["name"] == "find_product_images"
     assert result["n_images"] >= 2 and result["focus"]["rule"] == "focus"
+    assert isinstance(result["vanilla_answer"], str)
