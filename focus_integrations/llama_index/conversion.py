@@ -79,7 +79,8 @@ def image_document_to_pil(document: ImageDocumentLike, *, allow_remote_images: b
     url = getattr(document, "image_url", None)
     resource = getattr(document, "image_resource", None)
     if inline is None and path is None and url is None and resource is not None:
-        inline = resource.data.decode("ascii") if resource.data else None
+        if resource.data:
+            return load_image(_maybe_base64(resource.data))
         path = resource.path
         url = str(resource.url) if resource.url else None
     if inline:
@@ -97,6 +98,14 @@ def image_document_to_pil(document: ImageDocumentLike, *, allow_remote_images: b
     raise ImageLoadError(
         f"unsupported image document {kind}: pass ImageBlock, ImageNode, ImageDocument or NodeWithScore"
     )
+
+
+def _maybe_base64(data: bytes) -> bytes:
+    # MediaResource.data is documented as base64 but may hold raw bytes; image formats never decode as base64.
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return data
 
 
 def _flatten_blocks(blocks: Iterable[Any]) -> Iterable[Any]:

@@ -435,3 +435,26 @@ async def test_concurrent_async_requests_each_get_their_own_answer(llm, images, 
     results = await asyncio.gather(llm.achat(one), llm.achat(two), llm.achat(one))
     assert [r.raw["settings"]["n_images"] for r in results] == [1, 2, 1]
     assert [r.message.content for r in results] == [e.message.content for e in [*expected, expected[0]]]
+
+
+def test_image_documents_of_every_shape_load_the_same_pixels(images, image_files):
+    from llama_index.core.schema import Document, MediaResource
+
+    from focus_integrations.llama_index.conversion import image_document_to_pil
+
+    raw = png_bytes(images[0])
+    documents = [
+        ImageNode(image=base64.b64encode(raw).decode("ascii")),
+        ImageNode(image_path=str(image_files[0])),
+        ImageNode(image_url=data_uri(images[0])),
+        ImageDocument(image_path=str(image_files[0])),
+        Document(image_resource=MediaResource(data=raw)),
+        Document(image_resource=MediaResource(data=base64.b64encode(raw))),
+        Document(image_resource=MediaResource(path=image_files[0])),
+        NodeWithScore(node=ImageNode(image_path=str(image_files[0])), score=0.5),
+        ImageBlock(path=image_files[0]),
+        images[0],
+    ]
+    assert all(same_pixels(image_document_to_pil(doc), images[0]) for doc in documents)
+    with pytest.raises(RemoteImageError):
+        image_document_to_pil(ImageNode(image_url="https://example.com/cat.png"))
