@@ -632,7 +632,7 @@ def main(argv: list[str] | None = None) -> None:
         progress = step / args.steps
         curriculum = tuple(args.curriculum)
         examples = [
-            sample_example(train, progress, rng, args.locate_share, curriculum)
+            sample_example(train, progress, rng, args.locate_share, curriculum, args.restate_slot)
             for _ in range(args.batch_size)
         ]
         input_ids, attention, labels, pixels, _ = encoder.batch(examples, train, np_rng)
