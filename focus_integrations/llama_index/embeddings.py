@@ -43,7 +43,11 @@ class FocusMultiModalEmbedding(MultiModalEmbedding):
     def __init__(
         self, embedder: str | Embedder | None = None, *, device: str | None = None, **kwargs: Any
     ) -> None:
-        resolved = load_embedder(embedder, device=device)
+        # from_dict() passes the serialised fields back: rebuild from the spec, recompute the rest.
+        spec = kwargs.pop("embedder_spec", None)
+        kwargs.pop("dim", None)
+        kwargs.pop("modalities", None)
+        resolved = load_embedder(embedder if embedder is not None else spec, device=device)
         kwargs.setdefault("model_name", resolved.name)
         super().__init__(
             embedder_spec=resolved.spec, dim=resolved.dim, modalities=sorted(resolved.modalities), **kwargs

@@ -306,6 +306,10 @@ def test_clip_embedder_indexes_pixels(tmp_path, llm, llm_events):
 
     clip = FocusMultiModalEmbedding(f"clip:{build_tiny_clip(tmp_path / 'clip')}")
     assert clip.supports_images
+    rebuilt = FocusMultiModalEmbedding.from_dict(
+        clip.to_dict()
+    )  # serialised settings rebuild the same embedder
+    assert rebuilt.embedder_spec == clip.embedder_spec and rebuilt.dim == clip.dim == 16
     folder_nodes = catalog_nodes(embed_model=clip)
     assert all(node.embedding is None for node in folder_nodes)  # left for the index to embed from pixels
     index = build_multimodal_index(folder_nodes[:8], embed_model=clip, chroma=tmp_path / "chroma")
