@@ -65,7 +65,7 @@ def add_lab_commands(subparsers: argparse._SubParsersAction) -> None:
         "--model", default=None, help="hub id or local folder (default: the bundled default model)"
     )
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--samples", type=int, default=12, help="questions per N in the short lab table")
+    demo.add_argument("--samples", type=int, default=30, help="questions per N in the short lab table")
     demo.add_argument(
         "--alpha", type=float, default=None, help="FOCUS alpha (default: the model card's value)"
     )

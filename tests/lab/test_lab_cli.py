@@ -1,0 +1,66 @@
+"""`focus eval leakage` and `focus demo` through the real console entry point, on the bundled model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from focus_integrations.cli import main
+
+
+def test_eval_leakage_writes_table_json_and_plot(tmp_path, capsys):
+    out = tmp_path / "lab"
+    code = main(
+        [
+            "eval",
+            "leakage",
+            "--n",
+            "2",
+            "3",
+            "--samples",
+            "3",
+            "--val-samples",
+            "2",
+            "--alphas",
+            "0.5",
+            "1",
+            "--max-new-tokens",
+            "3",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "slot binding" in printed and "noise abstain" in printed
+    result = json.loads((out / "leakage.json").read_text())
+    assert result["alpha"] in (0.5, 1.0) and result["alpha_validation"]["split"] == "val"
+    assert set(result["per_n"]) == {"2", "3"}
+    assert result["per_n"]["3"]["vanilla"]["accuracy"]["total"] == 3
+    pytest.importorskip("matplotlib")
+    assert (out / "leakage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--n", "7"], ["--n", "1"], ["--alphas", "-0.5"], ["--max-new-tokens", "0"]],
+)
+def test_bad_lab_arguments_give_one_line_errors(args, tmp_path, capsys):
+    assert main(["eval", "leakage", "--samples", "1", "--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("focus: error:") and "Traceback" not in err
+
+
+def test_a_missing_model_is_a_clear_error(tmp_path, capsys):
+    assert main(["eval", "leakage", "--model", str(tmp_path / "nothing"), "--samples", "1"]) == 2
+    assert capsys.readouterr().err.startswith("focus: error:")
+
+
+def test_demo_answers_vanilla_and_focus_side_by_side(capsys):
+    assert main(["demo", "--samples", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("vanilla:") == 4 and printed.count("focus:") == 4
+    assert "Short leakage lab" in printed and "slot binding" in printed
