@@ -14,12 +14,14 @@ Recipe (see the model card for the reasons and the measured results):
    text scores), with a curriculum on the number of images (2 -> 4; the lab also asks 5 and 6),
    distractors whose colours differ from the target's and from each other, and noise images (the engine's
    own noise functions) whose answer is "none". That last part teaches the model FOCUS's noise-abstention
-   precondition: it favours FOCUS.
+   precondition: it favours FOCUS. With ``--restate-slot`` (the shipped model) answers about image k start
+   by naming it ("image 2: red"), which is what made the model bind questions to images (docs/leakage_lab.md).
 
 Deterministic from ``--seed`` for given ``--steps`` and ``--threads`` (``--minutes`` is only a safety cap
 that stops early). The shipped model is the first command below (its training_summary.json has the details).
 
-    python scripts/train_default_model.py --seed 0 --steps 1300 --threads 1 --out focus_integrations/default_model
+    python scripts/train_default_model.py --seed 0 --steps 1300 --vision-steps 150 --threads 1 --restate-slot \
+        --out focus_integrations/default_model
     python scripts/train_default_model.py --smoke --out /tmp/smoke_model     # CI: < 60 s
 """
 

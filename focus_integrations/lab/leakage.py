@@ -48,6 +48,7 @@ from focus_integrations.lab.tasks import (
 DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 1.0)
 DEFAULT_N_VALUES: tuple[int, ...] = (2, 3, 4, 5, 6)
 MODES = ("vanilla", "focus")
+EXAMPLES_PER_CONDITION = 3
 
 
 class AnswerFunction(Protocol):
@@ -437,6 +438,16 @@ def run_leakage_lab(
                     "accuracy": count([o.correct for o in choice_focus]),
                     "leakage": count([o.leaked for o in choice_focus]),
                 },
+            },
+            # A few raw answers per condition, to see what the model actually wrote.
+            "examples": {
+                name: [o.text for o in outcomes[:EXAMPLES_PER_CONDITION]]
+                for name, outcomes in (
+                    ("vanilla", vanilla),
+                    ("focus", focus),
+                    ("oracle", oracle),
+                    ("masked", masked),
+                )
             },
             "seconds": round(time.perf_counter() - t0, 1),
         }
