@@ -115,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("focus: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `focus query ... | head`: the reader left, nothing more to say
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

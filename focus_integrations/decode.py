@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from focus_integrations.families import FamilySpec, clear_rope_deltas, rope_deltas_of, step_position_ids
-from focus_integrations.logits import LogitsRule, TokenChooser
+from focus_integrations.logits import LogitsRule, RowMasks, TokenChooser
+from focus_integrations.prefix import prefill_sharing_prefix
+
+if TYPE_CHECKING:
+    from focus_integrations.vision import SharedEncoding
 
 
 def cache_kwarg(model: torch.nn.Module) -> str:
@@ -32,7 +36,13 @@ def output_cache(output: Any) -> Any:
 class RowGroup:
     """A batch of rows with its own KV cache: ``prefill`` once, then ``step`` per token."""
 
-    def __init__(self, model: torch.nn.Module, spec: FamilySpec, inputs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        spec: FamilySpec,
+        inputs: dict[str, Any],
+        shared_prefix: tuple[SharedEncoding, RowMasks] | None = None,
+    ) -> None:
         self.model = model
         self.spec = spec
         self.device = next(model.parameters()).device
@@ -44,6 +54,7 @@ class RowGroup:
             self.inputs["attention_mask"] = self.attention_mask
         self.cache: Any = None
         self.rope_deltas: torch.Tensor | None = None
+        self.shared_prefix = shared_prefix
         self._cache_kw = cache_kwarg(model)
 
     @property
@@ -53,6 +64,12 @@ class RowGroup:
     @torch.inference_mode()
     def prefill(self, *, all_positions: bool = False) -> torch.Tensor:
         """Run the prompt; return fp32 logits of the last position (rows, vocab), or of every position."""
+        if self.shared_prefix is not None and not all_positions:
+            encoding, masks = self.shared_prefix
+            logits, self.cache, self.rope_deltas = prefill_sharing_prefix(
+                self.model, self.spec, encoding, masks, self._cache_kw, self.device
+            )
+            return logits
         kwargs = dict(self.inputs, use_cache=True)
         if not all_positions:
             kwargs["logits_to_keep"] = 1

@@ -18,10 +18,11 @@ from focus_integrations.logits import LogitsRule, TokenChooser, build_rule
 from focus_integrations.messages import Conversation, from_prompt, prepare
 from focus_integrations.options import DecodingOptions
 from focus_integrations.outputs import GenerationOutput, Usage
+from focus_integrations.prefix import can_share_prefix
 from focus_integrations.rows import encode_rows, mask_images
 from focus_integrations.scoring import score_candidates
 from focus_integrations.text import IncrementalDetokenizer
-from focus_integrations.vision import encode_rows_shared, supports_shared_vision
+from focus_integrations.vision import encode_shared, supports_shared_vision
 
 
 @dataclass
@@ -273,29 +274,34 @@ class FocusDecoder:
         add_special = self._add_special_tokens(prompt)
         try:
             if row_images.noise is not None and options.shared_vision and self._shared_vision:
-                group_inputs = encode_rows_shared(
+                encoding = encode_shared(
                     self.model,
                     self.family,
                     self.processor,
                     prompt,
                     row_images,
-                    rule.row_masks,
                     add_special_tokens=add_special,
-                    chunk_size=chunk,
                 )
-            else:
-                group_inputs = [
-                    encode_rows(
-                        self.processor,
-                        prompt,
-                        row_images.rows[start : start + chunk],
-                        add_special_tokens=add_special,
+                share = options.share_prefix and can_share_prefix(
+                    self.model, self.family, encoding, rule.row_masks
+                )
+                groups = [
+                    RowGroup(
+                        self.model, self.family, encoding.inputs(masks), (encoding, masks) if share else None
                     )
-                    for start in range(0, rule.n_rows, chunk)
+                    for masks in _chunks(rule.row_masks, chunk)
+                ]
+            else:
+                groups = [
+                    RowGroup(
+                        self.model,
+                        self.family,
+                        encode_rows(self.processor, prompt, rows, add_special_tokens=add_special),
+                    )
+                    for rows in _chunks(row_images.rows, chunk)
                 ]
         except (ValueError, TypeError, IndexError, KeyError) as err:
             raise PromptError(f"the processor could not encode this prompt and its images: {err}") from None
-        groups = [RowGroup(self.model, self.family, inputs) for inputs in group_inputs]
         prompt_ids = groups[0].inputs["input_ids"][0]
         prompt_length = int(prompt_ids.shape[0])
         if prompt_length >= self.context_length:
@@ -350,6 +356,10 @@ class FocusDecoder:
             if isinstance(value, int) and value > 0:
                 return value
         return 1 << 30
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Any]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _empty_device_cache(model: torch.nn.Module) -> None:

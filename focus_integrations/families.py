@@ -22,6 +22,9 @@ class FamilySpec:
     position_image_keys: per-image processor outputs the language model still needs once image features are
         given precomputed (Qwen computes its 3D positions from ``image_grid_thw``).
     deepstack: the vision tower also returns per-layer features that must follow the images (Qwen3-VL).
+    prefix_sharing: rows may continue from the all-noise row's cache (see prefix.py); on unless a family
+        is known to break it (the generic checks there already exclude sliding-window caches and
+        bidirectional image attention).
     """
 
     name: str
@@ -29,6 +32,7 @@ class FamilySpec:
     features_container: str = "tuple"
     position_image_keys: tuple[str, ...] = ()
     deepstack: bool = False
+    prefix_sharing: bool = True
 
 
 GENERIC = FamilySpec("generic")

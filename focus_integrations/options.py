@@ -35,6 +35,7 @@ class DecodingOptions:
     noise_scale: float | None = None
     fresh_noise: bool = False
     shared_vision: bool = True
+    share_prefix: bool = True
     plausibility_beta: float | None = None
     max_new_tokens: int = 256
     do_sample: bool = False

@@ -10,6 +10,7 @@ encoding every row's images (tested for every family).
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,12 +26,10 @@ def supports_shared_vision(model: torch.nn.Module) -> bool:
     return "mm_encoder_outputs" in inspect.signature(model.forward).parameters
 
 
-def _image_token(model: torch.nn.Module, tokenizer: Any) -> str:
+def _image_token_id(model: torch.nn.Module) -> int:
     config = model.config
     token_id = getattr(config, "image_token_id", None)
-    if token_id is None:
-        token_id = getattr(config, "image_token_index", None)
-    return tokenizer.convert_ids_to_tokens(int(token_id))
+    return int(token_id if token_id is not None else config.image_token_index)
 
 
 def _flatten(features: Any) -> torch.Tensor:
@@ -49,25 +48,62 @@ def _per_slot(flat: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
 
 
 def _rows_features(
-    clean: list[torch.Tensor], noise: list[torch.Tensor], masks: RowMasks, container: str
+    clean: list[torch.Tensor], noise: list[torch.Tensor], masks: RowMasks, container: str, slots: range
 ) -> tuple[torch.Tensor, ...] | torch.Tensor:
-    per_image = [clean[j] if keep else noise[j] for mask in masks for j, keep in enumerate(mask)]
+    per_image = [clean[j] if mask[j] else noise[j] for mask in masks for j in slots]
     return tuple(per_image) if container == "tuple" else torch.cat(per_image, dim=0)
 
 
+@dataclass
+class SharedEncoding:
+    """Each distinct image encoded once, plus one row of text inputs: everything needed to build any row."""
+
+    output_type: type
+    container: str
+    text: dict[str, torch.Tensor]  # one row: input_ids, attention_mask, mm_token_type_ids / token_type_ids
+    per_image: dict[str, torch.Tensor]  # position keys, one entry per slot (image_grid_thw)
+    clean: list[torch.Tensor]  # per slot: (tokens, hidden)
+    noise: list[torch.Tensor]
+    deepstack: (
+        list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None
+    )  # per layer: (clean, noise) per slot
+    slot_starts: list[int]  # position of each slot's first image token in input_ids
+
+    @property
+    def length(self) -> int:
+        return int(self.text["input_ids"].shape[1])
+
+    def inputs(self, masks: RowMasks, from_slot: int | None = None) -> dict[str, Any]:
+        """Model inputs of the rows ``masks``; with ``from_slot``, only the tokens from that slot's first image
+        token on (a continuation of a cache that holds the rest) and the features of the slots they contain."""
+        n_rows = len(masks)
+        slots = range(from_slot or 0, len(self.clean))
+        features: dict[str, Any] = {
+            "pooler_output": _rows_features(self.clean, self.noise, masks, self.container, slots)
+        }
+        if self.deepstack is not None:
+            features["deepstack_features"] = [
+                _rows_features(clean, noise, masks, self.container, slots) for clean, noise in self.deepstack
+            ]
+        mm = {"mm_encoder_outputs": {"image": self.output_type(**features)}}
+        if from_slot is not None:
+            return {"input_ids": self.text["input_ids"][:, self.slot_starts[from_slot] :]} | mm
+        inputs: dict[str, Any] = {k: v.expand(n_rows, -1).contiguous() for k, v in self.text.items()}
+        inputs.update({k: v.repeat(n_rows, *([1] * (v.ndim - 1))) for k, v in self.per_image.items()})
+        return inputs | mm
+
+
 @torch.inference_mode()
-def encode_rows_shared(
+def encode_shared(
     model: torch.nn.Module,
     spec: FamilySpec,
     processor: Any,
     prompt: str,
     images: RowImages,
-    masks: RowMasks,
     *,
     add_special_tokens: bool,
-    chunk_size: int,
-) -> list[dict[str, Any]]:
-    """Model inputs for each group of rows, with precomputed image features instead of pixels."""
+) -> SharedEncoding:
+    """Encode the N clean and N noise images once (as a two-row batch of the same prompt)."""
     assert images.noise is not None, "shared vision needs one noise draw per slot"
     n_slots = len(images.clean)
     encoded = dict(
@@ -79,7 +115,8 @@ def encode_rows_shared(
             return_text_replacement_offsets=True,
         )
     )
-    token = _image_token(model, getattr(processor, "tokenizer", processor))
+    image_token_id = _image_token_id(model)
+    token = getattr(processor, "tokenizer", processor).convert_ids_to_tokens(image_token_id)
     counts = [item["replacement"].count(token) for row in encoded["text_replacement_offsets"] for item in row]
 
     inner = getattr(model, "model", model)
@@ -92,31 +129,24 @@ def encode_rows_shared(
     }
     output = inner.get_image_features(**vision_kwargs, return_dict=True)
     slots = _per_slot(_flatten(output.pooler_output), counts)
-    clean, noise = slots[:n_slots], slots[n_slots:]
     deepstack = None
     if spec.deepstack and getattr(output, "deepstack_features", None) is not None:
-        deepstack = [_per_slot(_flatten(layer), counts) for layer in output.deepstack_features]
+        layers = [_per_slot(_flatten(layer), counts) for layer in output.deepstack_features]
+        deepstack = [(layer[:n_slots], layer[n_slots:]) for layer in layers]
 
     seq_len = encoded["input_ids"].shape[1]
-    per_row = {
+    text = {
         k: v[:1] for k, v in encoded.items() if isinstance(v, torch.Tensor) and v.shape[:2] == (2, seq_len)
     }
-    per_image = {k: encoded[k][:n_slots] for k in spec.position_image_keys if k in encoded}
-
-    groups = []
-    for start in range(0, len(masks), chunk_size):
-        group_masks = masks[start : start + chunk_size]
-        n_rows = len(group_masks)
-        features: dict[str, Any] = {
-            "pooler_output": _rows_features(clean, noise, group_masks, spec.features_container)
-        }
-        if deepstack is not None:
-            features["deepstack_features"] = [
-                _rows_features(c, n, group_masks, spec.features_container)
-                for c, n in ((layer[:n_slots], layer[n_slots:]) for layer in deepstack)
-            ]
-        inputs: dict[str, Any] = {k: v.expand(n_rows, -1).contiguous() for k, v in per_row.items()}
-        inputs.update({k: v.repeat(n_rows, *([1] * (v.ndim - 1))) for k, v in per_image.items()})
-        inputs["mm_encoder_outputs"] = {"image": type(output)(**features)}
-        groups.append(inputs)
-    return groups
+    image_positions = (text["input_ids"][0] == image_token_id).nonzero().flatten().tolist()
+    firsts = [sum(counts[:slot]) for slot in range(n_slots)]
+    return SharedEncoding(
+        output_type=type(output),
+        container=spec.features_container,
+        text=text,
+        per_image={k: encoded[k][:n_slots] for k in spec.position_image_keys if k in encoded},
+        clean=slots[:n_slots],
+        noise=slots[n_slots:],
+        deepstack=deepstack,
+        slot_starts=[image_positions[i] for i in firsts],
+    )

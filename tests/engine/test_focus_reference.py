@@ -168,3 +168,34 @@ def test_shared_vision_encodes_each_distinct_image_once(decoder: FocusDecoder) -
     finally:
         del inner.get_image_features
     assert len(calls) == 1, "one vision pass for the 2N distinct images, none per row"
+
+
+def test_prefix_sharing_prefills_less_and_changes_nothing(decoder: FocusDecoder) -> None:
+    images = _images(3, seed=2)
+    kwargs = dict(images=images, prompt=PROMPT, seed=6, candidates=["A", "B C"])
+    prefilled: list[int] = []
+
+    def count(module, args, kwargs_):
+        ids = kwargs_.get("input_ids")
+        if ids is not None and ids.shape[1] > 1:
+            prefilled.append(ids.numel())
+
+    handle = decoder.model.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        shared = decoder.score_tokens(share_prefix=True, **kwargs)
+        shared_tokens = sum(prefilled)
+        prefilled.clear()
+        full = decoder.score_tokens(share_prefix=False, **kwargs)
+        full_tokens = sum(prefilled)
+    finally:
+        handle.remove()
+    assert np.allclose(np.array(sum(shared, [])), np.array(sum(full, [])), atol=1e-5)
+    gen = dict(images=images, prompt=PROMPT, seed=6, max_new_tokens=4)
+    assert (
+        decoder.generate(share_prefix=True, **gen).token_ids
+        == decoder.generate(share_prefix=False, **gen).token_ids
+    )
+    if decoder.model.config.model_type == "gemma3":
+        assert shared_tokens == full_tokens  # image blocks attend bidirectionally: no prefix to share
+    else:
+        assert shared_tokens < full_tokens

@@ -10,7 +10,9 @@ FRAMEWORKS = ("langchain_core", "langchain", "llama_index", "chromadb")
 
 def _imported_after(code: str) -> set[str]:
     probe = f"import sys\n{code}\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
     return set(result.stdout.split())
 
 
