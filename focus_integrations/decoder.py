@@ -123,9 +123,15 @@ class FocusDecoder:
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
         require_images: bool = True,
+        assistant_prefix: str | None = None,
         **options: Any,
     ) -> GenerationOutput:
-        """Decode a full answer. See :class:`DecodingOptions` for ``options``."""
+        """Decode a full answer. See :class:`DecodingOptions` for ``options``.
+
+        ``require_images=False`` decodes text-only turns plainly instead of raising ``NoImageError``.
+        ``assistant_prefix`` is text the answer is forced to start with (e.g. ``"<tool_call>"``); decoding
+        continues from it and it is not part of ``output.text``.
+        """
         stream = self.stream(
             images,
             prompt,
@@ -133,6 +139,7 @@ class FocusDecoder:
             system=system,
             tools=tools,
             require_images=require_images,
+            assistant_prefix=assistant_prefix,
             **options,
         )
         for _ in stream:
@@ -148,11 +155,12 @@ class FocusDecoder:
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
         require_images: bool = True,
+        assistant_prefix: str | None = None,
         **options: Any,
     ) -> TextStream:
         """Like ``generate``, as an iterator of text deltas; ``.output`` holds the result once exhausted."""
         resolved = DecodingOptions.resolve(**(self.defaults | options))
-        conversation = self._conversation(images, prompt, messages, system, require_images)
+        conversation = self._conversation(images, prompt, messages, system, require_images, assistant_prefix)
         return TextStream(self, conversation, tools, resolved)
 
     def score(
@@ -165,6 +173,7 @@ class FocusDecoder:
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
         require_images: bool = True,
+        assistant_prefix: str | None = None,
         **options: Any,
     ) -> list[float]:
         """Total log-probability of each candidate answer right after the prompt, under the logits rule."""
@@ -178,6 +187,7 @@ class FocusDecoder:
                 system=system,
                 tools=tools,
                 require_images=require_images,
+                assistant_prefix=assistant_prefix,
                 **options,
             )
         ]
@@ -192,6 +202,7 @@ class FocusDecoder:
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
         require_images: bool = True,
+        assistant_prefix: str | None = None,
         **options: Any,
     ) -> list[list[float]]:
         """Per-token log-probabilities of each candidate (tokenised on its own, no special tokens)."""
@@ -202,7 +213,7 @@ class FocusDecoder:
             if not ids:
                 raise PromptError(f"candidate {text!r} tokenises to nothing")
         resolved = DecodingOptions.resolve(**(self.defaults | options))
-        conversation = self._conversation(images, prompt, messages, system, require_images)
+        conversation = self._conversation(images, prompt, messages, system, require_images, assistant_prefix)
         with self._lock:
             return self._run_with_memory_fallback(
                 conversation,
@@ -233,7 +244,13 @@ class FocusDecoder:
     # ----------------------------------------------------------------------------------------------- internals
 
     def _conversation(
-        self, images: Any, prompt: str | None, messages: Any, system: str | None, require_images: bool = True
+        self,
+        images: Any,
+        prompt: str | None,
+        messages: Any,
+        system: str | None,
+        require_images: bool = True,
+        assistant_prefix: str | None = None,
     ) -> Conversation:
         if messages is not None and (prompt is not None or images is not None):
             raise PromptError("pass either messages, or images and prompt, not both")
@@ -244,6 +261,7 @@ class FocusDecoder:
                 images = [images]
             messages = from_prompt(images, prompt, system)
         conversation = prepare(messages, allow_remote_images=self.allow_remote_images)
+        conversation.assistant_prefix = assistant_prefix or ""
         if require_images and not conversation.images:
             raise NoImageError(
                 "the request holds no image; FOCUS decodes questions about images "
@@ -256,7 +274,10 @@ class FocusDecoder:
         if tools:
             kwargs["tools"] = list(tools)
         try:
-            return self.processor.apply_chat_template(conversation.messages, **kwargs)
+            return (
+                self.processor.apply_chat_template(conversation.messages, **kwargs)
+                + conversation.assistant_prefix
+            )
         except Exception as err:  # jinja errors, missing template: all mean "this chat cannot be rendered"
             raise PromptError(f"the model's chat template could not render these messages: {err}") from None
 

@@ -27,6 +27,7 @@ class Conversation:
 
     messages: list[dict[str, Any]]
     images: list[Image.Image]
+    assistant_prefix: str = ""  # text the answer starts with (after the generation prompt); not in the output
 
 
 def from_prompt(images: Sequence[Any] | None, prompt: str, system: str | None = None) -> list[dict[str, Any]]:

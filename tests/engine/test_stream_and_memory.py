@@ -114,3 +114,22 @@ def test_text_only_turns_decode_plainly_when_allowed(decoder) -> None:
         **inputs, do_sample=False, max_new_tokens=6, bad_words_ids=[[i] for i in decoder.banned_token_ids]
     )[0, inputs["input_ids"].shape[1] :].tolist()
     assert out.token_ids == expected[: len(out.token_ids)]
+
+
+def test_assistant_prefix_is_continued_not_repeated(decoder) -> None:
+    prefix = '<tool_call>\n{"name": "'
+    out = decoder.generate(images=_images(2), assistant_prefix=prefix, **ASK)
+    first = decoder.tokenizer.decode(out.token_ids[:1])
+    logps = decoder.score(
+        images=_images(2), prompt=ASK["prompt"], seed=ASK["seed"], assistant_prefix=prefix, candidates=[first]
+    )
+    others = decoder.score(
+        images=_images(2),
+        prompt=ASK["prompt"],
+        seed=ASK["seed"],
+        assistant_prefix=prefix,
+        candidates=["zzz", "!"],
+    )
+    assert logps[0] >= max(others)  # greedy picked the most likely continuation of the prefix
+    assert not out.text.startswith(prefix)
+    assert out.usage.input_tokens > decoder.generate(images=_images(2), **ASK).usage.input_tokens
