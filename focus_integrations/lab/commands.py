@@ -97,7 +97,7 @@ def _run_leakage(args: argparse.Namespace) -> int:
     n_values = tuple(args.n or (QUICK["n"] if args.quick else DEFAULT_N_VALUES))
     if any(n < 2 or n > 6 for n in n_values):
         raise InvalidOptionError(f"--n takes numbers of images from 2 to 6, got {list(n_values)}")
-    samples = args.samples or (QUICK["samples"] if args.quick else 100)
+    samples = args.samples if args.samples is not None else (QUICK["samples"] if args.quick else 100)
     alphas = tuple(args.alphas or (QUICK["alphas"] if args.quick else DEFAULT_ALPHAS))
     if any(a < 0 for a in alphas):
         raise InvalidOptionError(f"--alphas must be >= 0, got {list(alphas)}")

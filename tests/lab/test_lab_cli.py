@@ -46,7 +46,7 @@ def test_eval_leakage_writes_table_json_and_plot(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "args",
-    [["--n", "7"], ["--n", "1"], ["--alphas", "-0.5"], ["--max-new-tokens", "0"]],
+    [["--n", "7"], ["--n", "1"], ["--alphas", "-0.5"], ["--max-new-tokens", "0"], ["--samples", "0"]],
 )
 def test_bad_lab_arguments_give_one_line_errors(args, tmp_path, capsys):
     assert main(["eval", "leakage", "--samples", "1", "--out", str(tmp_path), *args]) == 2
