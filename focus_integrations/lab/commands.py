@@ -98,6 +98,9 @@ def _run_leakage(args: argparse.Namespace) -> int:
     if any(n < 2 or n > 6 for n in n_values):
         raise InvalidOptionError(f"--n takes numbers of images from 2 to 6, got {list(n_values)}")
     samples = args.samples if args.samples is not None else (QUICK["samples"] if args.quick else 100)
+    # Checked before the model loads, so a typo costs nothing.
+    if samples < 1 or (args.val_samples is not None and args.val_samples < 1):
+        raise InvalidOptionError("--samples and --val-samples must be >= 1")
     alphas = tuple(args.alphas or (QUICK["alphas"] if args.quick else DEFAULT_ALPHAS))
     if any(a < 0 for a in alphas):
         raise InvalidOptionError(f"--alphas must be >= 0, got {list(alphas)}")
