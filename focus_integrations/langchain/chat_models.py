@@ -111,6 +111,7 @@ class _Request:
     options: dict[str, Any]
     deadline: float | None
     timeout: float | None
+    answer_prefix: str = ""  # forced start of the answer (enforces tool_choice)
 
 
 @dataclass
@@ -353,8 +354,8 @@ class ChatFocus(BaseChatModel):
 
         ``tool_choice``: ``None`` / ``"auto"`` (the model decides), ``"any"`` / ``"required"`` / ``True``
         (it must call one), a tool name or ``{"type": "function", "function": {"name": ...}}`` (it must call
-        that one), ``"none"`` (tools are not shown to the model). A local model cannot be forced token by
-        token here, so "must" is an instruction in the system turn, not a guarantee.
+        that one), ``"none"`` (tools are not shown to the model). "Must" is enforced: the answer is forced to
+        start with the tool call (up to the arguments for a named tool, up to the name for "any").
         """
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         names = [tool["function"]["name"] for tool in formatted]
@@ -482,6 +483,7 @@ class ChatFocus(BaseChatModel):
             engine_messages = _with_system_instructions(engine_messages, instructions)
         template_tools = tools if tools and _renders_tools(decoder) else None
 
+        answer_prefix = _forced_tool_call_prefix(decoder, tool_choice) if tools and tool_choice else ""
         timeout = kwargs.get("timeout", self.timeout)
         return _Request(
             decoder=decoder,
@@ -492,12 +494,17 @@ class ChatFocus(BaseChatModel):
             options=options,
             deadline=time.monotonic() + timeout if timeout else None,
             timeout=timeout,
+            answer_prefix=answer_prefix,
         )
 
     def _open_stream(self, request: _Request) -> TextStream:
         # A chat model answers text-only turns too (agent steps, follow-ups): they decode plainly.
         return request.decoder.stream(
-            messages=request.messages, tools=request.tools, require_images=False, **request.options
+            messages=request.messages,
+            tools=request.tools,
+            require_images=False,
+            assistant_prefix=request.answer_prefix or None,
+            **request.options,
         )
 
     def _run(self, request: _Request, cancelled: threading.Event | None = None) -> Iterator[str | _Outcome]:
@@ -508,6 +515,12 @@ class ChatFocus(BaseChatModel):
             else None
         )
         stream = self._open_stream(request)
+        if (
+            request.answer_prefix
+        ):  # the forced start is part of the answer (held back by the parser if markup)
+            shown = parser.feed(request.answer_prefix) if parser else request.answer_prefix
+            if shown:
+                yield shown
         try:
             for delta in stream:
                 if cancelled is not None and cancelled.is_set():
@@ -752,6 +765,19 @@ def _renders_tools(decoder: FocusDecoder) -> bool:
             known = False
         _RENDERS_TOOLS[decoder] = known
     return known
+
+
+def _forced_tool_call_prefix(decoder: FocusDecoder, tool_choice: str) -> str:
+    """The start of a tool call the answer must begin with: ``tool_choice`` is enforced, not only asked for.
+
+    Qwen-style templates call tools as ``<tool_call>{json}</tool_call>``; other templates get the generic JSON
+    call format from the system instruction. "any" fixes the call's start and lets the model pick the name.
+    """
+    template = getattr(decoder.processor, "chat_template", None) or ""
+    markup = "<tool_call>\n" if _renders_tools(decoder) and "<tool_call>" in template else ""
+    if tool_choice == "any":
+        return markup + '{"name": "'
+    return markup + json.dumps({"name": tool_choice})[:-1] + ', "arguments": '
 
 
 def _tool_instruction(tools: list[dict[str, Any]]) -> str:

@@ -98,6 +98,11 @@ def scripted(monkeypatch: pytest.MonkeyPatch, llm: ChatFocus) -> Callable[[Scrip
                     prompt = tokenizer.decode(sequence.tolist())
                     log.prompts.append(prompt)
                     reply = reply_for(prompt)
+                    # A forced answer start (tool_choice) already ends the prompt: the script continues after it.
+                    forced = max(
+                        (n for n in range(len(reply), 0, -1) if prompt.endswith(reply[:n])), default=0
+                    )
+                    reply = reply[forced:]
                     self.tokens = tokenizer(reply, add_special_tokens=False)["input_ids"] + [eos]
                 token = self.tokens[min(self.step, len(self.tokens) - 1)]
                 self.step += 1

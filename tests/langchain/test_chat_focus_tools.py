@@ -92,7 +92,7 @@ def test_stream_with_tools_never_leaks_markup(tool_llm: ChatFocus, scripted: Any
     scripted(
         "Checking both.\n"
         + CALL_A1
-        + '\n<tool_call>{"name": "lookup_price", "arguments": {"sku": "B-2"}}</tool_call>'
+        + '\n<tool_call>\n{"name": "lookup_price", "arguments": {"sku": "B-2"}}</tool_call>'
     )
     chunks = list(tool_llm.bind_tools([lookup_price]).stream("Compare A-1 and B-2"))
     assert len(chunks) > 3  # really streamed, token by token
@@ -114,7 +114,7 @@ def test_stream_with_tools_never_leaks_markup(tool_llm: ChatFocus, scripted: Any
 
 
 def test_stream_with_malformed_call_reports_it_invalid(tool_llm: ChatFocus, scripted: Any) -> None:
-    scripted('<tool_call>{"name": "lookup_price", "arguments": {"sku": "A-1"}</tool_call>')
+    scripted('<tool_call>\n{"name": "lookup_price", "arguments": {"sku": "A-1"}</tool_call>')
     full = None
     for chunk in tool_llm.bind_tools([lookup_price]).stream("price?"):
         full = chunk if full is None else full + chunk
@@ -199,7 +199,9 @@ def test_tool_choice_instructs_the_model(tool_llm: ChatFocus, scripted: Any) -> 
 @pytest.mark.parametrize("schema", [Verdict, VerdictDict, Verdict.model_json_schema()])
 def test_structured_output_function_calling(tool_llm: ChatFocus, scripted: Any, schema: Any) -> None:
     name = "Verdict" if schema is not VerdictDict else "VerdictDict"
-    scripted(f'<tool_call>{{"name": "{name}", "arguments": {{"cheaper": "A-1", "saving": 15}}}}</tool_call>')
+    scripted(
+        f'<tool_call>\n{{"name": "{name}", "arguments": {{"cheaper": "A-1", "saving": 15}}}}</tool_call>'
+    )
     result = tool_llm.with_structured_output(schema).invoke("Which is cheaper?")
     if schema is Verdict:
         assert result == Verdict(cheaper="A-1", saving=15)
@@ -218,11 +220,15 @@ def test_structured_output_json_methods(tool_llm: ChatFocus, scripted: Any, meth
 
 
 def test_structured_output_include_raw_keeps_parse_errors(tool_llm: ChatFocus, scripted: Any) -> None:
+    # tool_choice is enforced (the answer is forced to start a call), so prose becomes an invalid call.
     scripted("I am not sure.")
     out = tool_llm.with_structured_output(Verdict, include_raw=True).invoke("Which is cheaper?")
-    assert isinstance(out["raw"], AIMessage) and out["raw"].content == "I am not sure."
-    assert out["parsed"] is None and out["parsing_error"] is None  # no tool call: nothing to parse
-    scripted('<tool_call>{"name": "Verdict", "arguments": {"cheaper": "A-1"}}</tool_call>')  # saving missing
+    assert isinstance(out["raw"], AIMessage) and out["raw"].tool_calls == []
+    assert out["raw"].invalid_tool_calls and "I am not sure." in out["raw"].invalid_tool_calls[0]["args"]
+    assert out["parsed"] is None
+    scripted(
+        '<tool_call>\n{"name": "Verdict", "arguments": {"cheaper": "A-1"}}</tool_call>'
+    )  # saving missing
     out = tool_llm.with_structured_output(Verdict, include_raw=True).invoke("Which is cheaper?")
     assert out["parsed"] is None and out["parsing_error"] is not None
 
@@ -305,3 +311,13 @@ def test_openai_style_response_format(tool_llm: ChatFocus, scripted: Any) -> Non
     message = tool_llm.invoke("Which is cheaper?", response_format=response_format)
     assert json.loads(message.content) == {"cheaper": "A-1", "saving": 1}
     assert json.dumps(schema) in log.prompts[-1]
+
+
+def test_tool_choice_is_enforced_by_the_answer_start(tool_llm: ChatFocus, scripted: Any) -> None:
+    # The script answers with only the arguments: the call's start comes from the forced answer prefix.
+    log = scripted('{"sku": "A-1"}}\n</tool_call>')
+    message = tool_llm.bind_tools([lookup_price, list_products], tool_choice="lookup_price").invoke("hi")
+    assert log.prompts[-1].endswith('<tool_call>\n{"name": "lookup_price", "arguments": ')
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [("lookup_price", {"sku": "A-1"})]
+    chunks = list(tool_llm.bind_tools([lookup_price], tool_choice="lookup_price").stream("hi"))
+    assert "".join(c.content for c in chunks if isinstance(c.content, str)) == ""  # markup never streamed
