@@ -53,7 +53,7 @@ from focus_integrations.llama_index.tools import (
     tool_request,
     tool_selections,
 )
-from focus_integrations.tool_calls import ParsedToolCalls
+from focus_integrations.tool_calls import QWEN_OPEN, ParsedToolCalls
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder
@@ -68,6 +68,7 @@ ENGINE_OPTION_FIELDS: tuple[str, ...] = (
     "noise_scale",
     "fresh_noise",
     "shared_vision",
+    "share_prefix",
     "plausibility_beta",
     "max_new_tokens",
     "do_sample",
@@ -129,6 +130,9 @@ class FocusMultiModalLLM(FunctionCallingLLM):
     )
     shared_vision: bool | None = Field(
         default=None, description="Encode each distinct image once and share the features across rows."
+    )
+    share_prefix: bool | None = Field(
+        default=None, description="Prefill the text before the first image once and share it across rows."
     )
     plausibility_beta: float | None = Field(default=None, description="VCD plausibility cutoff.")
     max_new_tokens: int | None = Field(default=None, description="Tokens to generate at most (default 256).")
@@ -267,8 +271,12 @@ class FocusMultiModalLLM(FunctionCallingLLM):
         tools = None
         if chat:
             kwargs = dict(kwargs)
-            tools = tool_request(kwargs.pop("tools", None), kwargs.pop("tool_choice", None))
-            kwargs.pop("tool_required", None)  # cannot be enforced without constrained decoding (tools.py)
+            tools = tool_request(
+                kwargs.pop("tools", None),
+                kwargs.pop("tool_choice", None),
+                bool(kwargs.pop("tool_required", False)),
+                can_force=self._writes_tool_call_markup(),
+            )
             if tools is not None and not self.supports_tools():
                 raise InvalidOptionError(
                     f"the chat template of {self._decoder.model_name} does not render tools: use a ReActAgent "
@@ -279,7 +287,11 @@ class FocusMultiModalLLM(FunctionCallingLLM):
     def _generate(self, call: _Call) -> GenerationOutput:
         schemas = call.tools.schemas if call.tools is not None else None
         return self._decoder.generate(
-            messages=call.build(), tools=schemas, require_images=self.require_images, **call.options
+            messages=call.build(),
+            tools=schemas,
+            require_images=self.require_images,
+            assistant_prefix=call.answer_prefix,
+            **call.options,
         )
 
     def _stream(self, call: _Call) -> Iterator[tuple[str, GenerationOutput | None]]:
@@ -287,7 +299,11 @@ class FocusMultiModalLLM(FunctionCallingLLM):
         # Images are loaded before the first yield, so a bad image raises at the first next().
         schemas = call.tools.schemas if call.tools is not None else None
         stream = self._decoder.stream(
-            messages=call.build(), tools=schemas, require_images=self.require_images, **call.options
+            messages=call.build(),
+            tools=schemas,
+            require_images=self.require_images,
+            assistant_prefix=call.answer_prefix,
+            **call.options,
         )
         try:
             for delta in stream:
@@ -543,6 +559,11 @@ class FocusMultiModalLLM(FunctionCallingLLM):
                 self._renders_tools = False
         return self._renders_tools
 
+    def _writes_tool_call_markup(self) -> bool:
+        """Qwen-style templates: calls are ``<tool_call>`` markup, so a required call can be forced."""
+        template = getattr(self._decoder.processor, "chat_template", None) or ""
+        return self.supports_tools() and QWEN_OPEN in template
+
     def _prepare_chat_with_tools(
         self,
         tools: Sequence[BaseTool],
@@ -591,6 +612,11 @@ class _Call:
     build: MessageBuilder
     options: dict[str, Any]
     tools: ToolRequest | None
+
+    @property
+    def answer_prefix(self) -> str | None:
+        """Text the answer is forced to start with (a required tool call's opening), if any."""
+        return (self.tools.prefix or None) if self.tools is not None else None
 
 
 def _context_window(decoder: FocusDecoder) -> int:

@@ -2,8 +2,10 @@
 
 The tools are rendered by the checkpoint's own chat template (``apply_chat_template(tools=...)``), and the
 answer is parsed by the framework-free :mod:`focus_integrations.tool_calls` (Qwen ``<tool_call>`` markup, or
-a JSON call restricted to the offered tool names). There is no constrained decoding: ``tool_required`` and
-``tool_choice="required"`` cannot force a call, so they are accepted and leave the choice to the model.
+a JSON call restricted to the offered tool names). With a template that writes calls as ``<tool_call>``
+markup, ``tool_required`` / ``tool_choice="required"`` and a named ``tool_choice`` are enforced: the answer
+is forced to start with the call's opening text (the engine's ``assistant_prefix``), and the model writes
+the rest.
 """
 
 from __future__ import annotations
@@ -17,33 +19,42 @@ from llama_index.core.base.llms.types import ChatResponse, TextBlock, ToolCallBl
 from llama_index.core.llms.llm import ToolSelection
 
 from focus_integrations.errors import InvalidOptionError
-from focus_integrations.tool_calls import ParsedToolCalls, ToolCallStreamParser, parse_tool_calls
+from focus_integrations.tool_calls import QWEN_OPEN, ParsedToolCalls, ToolCallStreamParser, parse_tool_calls
 
 INVALID_TOOL_CALLS_KEY = "invalid_tool_calls"
 
 
 @dataclass(frozen=True)
 class ToolRequest:
-    """The tools offered to one call, as JSON schemas for the chat template."""
+    """The tools offered to one call, as JSON schemas for the chat template, and the forced answer start."""
 
     schemas: list[dict[str, Any]]
+    prefix: str = ""  # the answer is forced to begin with this text ("" when the model may answer freely)
 
     @property
     def names(self) -> list[str]:
         return [schema["function"]["name"] for schema in self.schemas]
 
     def parse(self, text: str) -> ParsedToolCalls:
-        return parse_tool_calls(text, tool_names=self.names)
+        """Parse a whole answer (the engine's text, which does not include the forced prefix)."""
+        return parse_tool_calls(self.prefix + text, tool_names=self.names)
 
     def stream_parser(self) -> ToolCallStreamParser:
-        return ToolCallStreamParser(tool_names=self.names)
+        """A stream parser that has already seen the forced prefix (markup: nothing of it is shown)."""
+        parser = ToolCallStreamParser(tool_names=self.names)
+        parser.feed(self.prefix)
+        return parser
 
 
-def tool_request(tools: Any, tool_choice: Any = None) -> ToolRequest | None:
+def tool_request(
+    tools: Any, tool_choice: Any = None, tool_required: bool = False, *, can_force: bool = False
+) -> ToolRequest | None:
     """Normalise ``tools`` (LlamaIndex ``BaseTool``s or OpenAI-style dicts) and apply ``tool_choice``.
 
-    ``tool_choice``: None / "auto" / "required" / "any" offer every tool; "none" offers none; a tool name, or
-    ``{"type": "function", "function": {"name": ...}}``, offers only that tool.
+    ``tool_choice``: None / "auto" offer every tool; "required" / "any" (or ``tool_required``) offer every tool
+    and require a call; "none" offers none; a tool name, or ``{"type": "function", "function": {"name": ...}}``,
+    offers and requires that tool. ``can_force``: the template writes calls as ``<tool_call>`` markup, so a
+    required call is enforced by forcing the answer's first characters.
     """
     if not tools:
         return None
@@ -55,12 +66,16 @@ def tool_request(tools: Any, tool_choice: Any = None) -> ToolRequest | None:
         raise InvalidOptionError(f"tool names must be unique, got {names}")
     if isinstance(tool_choice, dict):
         tool_choice = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
-    if tool_choice is None or tool_choice in ("auto", "required", "any"):
-        return ToolRequest(schemas)
     if tool_choice == "none":
         return None
+    if tool_choice is None or tool_choice in ("auto", "required", "any"):
+        required = tool_required or tool_choice in ("required", "any")
+        return ToolRequest(schemas, QWEN_OPEN + '\n{"name": "' if required and can_force else "")
     if isinstance(tool_choice, str) and tool_choice in names:
-        return ToolRequest([schemas[names.index(tool_choice)]])
+        prefix = (
+            QWEN_OPEN + "\n" + json.dumps({"name": tool_choice})[:-1] + ', "arguments": ' if can_force else ""
+        )
+        return ToolRequest([schemas[names.index(tool_choice)]], prefix)
     raise InvalidOptionError(
         f"tool_choice {tool_choice!r} is not 'auto', 'required', 'none' or one of {names}"
     )

@@ -1,8 +1,9 @@
 """Tool calling: LlamaIndex tools rendered by the checkpoint's chat template, answers parsed into ToolCallBlocks.
 
-The tiny Qwen2.5-VL has a tool-aware template but random weights, so it never emits a real call: the tests
-check that the tools reach the prompt (token counts from the model's own tokenizer), that FunctionAgent runs
-on the LLM, and feed known model text through the LLM's answer assembly to check the parsing.
+The tiny Qwen2.5-VL has a tool-aware template but random weights, so it never emits a real call by itself: the
+tests check that the tools reach the prompt (token counts from the model's own tokenizer), that required and
+named tool choices force the answer to open a call, that FunctionAgent runs on the LLM, and feed known model
+text through the LLM's answer assembly to check the parsing.
 """
 
 from __future__ import annotations
@@ -61,22 +62,48 @@ def test_a_tool_aware_template_makes_a_function_calling_llm(llm):
     assert llm.supports_tools() and llm.metadata.is_function_calling_model
 
 
-def test_tools_and_tool_choice_reach_the_chat_template(llm, decoder, messages):
+def test_tools_reach_the_chat_template(llm, decoder, messages):
     def input_tokens(**kwargs) -> int:
         return llm.chat(messages, **kwargs).raw["usage"]["input_tokens"]
 
     plain = input_tokens()
     assert plain == _prompt_tokens(decoder, messages, [])
     assert input_tokens(tools=TOOLS) == _prompt_tokens(decoder, messages, TOOLS) > plain
-    assert input_tokens(tools=TOOLS, tool_choice="count_shapes") == _prompt_tokens(
-        decoder, messages, TOOLS[1:]
-    )
-    assert input_tokens(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "zoom"}}) == (
-        _prompt_tokens(decoder, messages, TOOLS[:1])
-    )
+    assert input_tokens(tools=TOOLS, tool_choice="auto") == _prompt_tokens(decoder, messages, TOOLS)
     assert input_tokens(tools=TOOLS, tool_choice="none") == plain
     schema = TOOLS[0].metadata.to_openai_tool()
     assert input_tokens(tools=[schema]) == _prompt_tokens(decoder, messages, TOOLS[:1])
+
+
+def _attempted_calls(response: ChatResponse) -> list[str | None]:
+    """Names of the calls the answer made, well-formed or not (the random model rarely finishes the JSON)."""
+    valid = [block.tool_name for block in response.message.blocks if isinstance(block, ToolCallBlock)]
+    invalid = [call["name"] for call in response.message.additional_kwargs.get(INVALID_TOOL_CALLS_KEY, [])]
+    return valid + invalid
+
+
+@pytest.mark.parametrize(
+    "choice, name",
+    [("count_shapes", "count_shapes"), ({"type": "function", "function": {"name": "zoom"}}, "zoom")],
+)
+def test_a_named_tool_choice_is_enforced(llm, decoder, messages, choice, name):
+    # The answer is forced to open a call to that tool; only that tool is rendered into the prompt.
+    response = llm.chat(messages, tools=TOOLS, tool_choice=choice)
+    assert _attempted_calls(response) == [name]
+    assert response.message.content == ""  # call markup is never shown as text
+    only = [tool for tool in TOOLS if tool.metadata.name == name]
+    assert response.raw["usage"]["input_tokens"] > _prompt_tokens(decoder, messages, only)
+    streamed = list(llm.stream_chat(messages, tools=TOOLS, tool_choice=choice))
+    assert "".join(chunk.delta for chunk in streamed) == ""
+    assert _attempted_calls(streamed[-1]) == [name]
+
+
+@pytest.mark.parametrize("kwargs", [{"tool_required": True}, {"tool_choice": "required"}])
+def test_a_required_call_is_enforced(llm, messages, kwargs):
+    free = llm.chat(messages, tools=TOOLS)
+    assert _attempted_calls(free) == []  # left to itself, the random model writes no call
+    forced = llm.chat(messages, tools=TOOLS, **kwargs)
+    assert len(_attempted_calls(forced)) == 1 and forced.message.content == ""
 
 
 def test_chat_with_tools_and_streaming_give_the_same_answer(llm, messages):
