@@ -241,6 +241,11 @@ class FocusDecoder:
         )
         return int(inputs["input_ids"].shape[1])
 
+    @property
+    def busy(self) -> bool:
+        """True while a request (or an unfinished stream) holds the model."""
+        return self._lock.locked()
+
     # ----------------------------------------------------------------------------------------------- internals
 
     def _conversation(

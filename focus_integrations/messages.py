@@ -96,3 +96,32 @@ def _content_item(item: Any, index: int, allow_remote: bool) -> tuple[dict[str, 
             raise InvalidOptionError(f"message {index}: an image item needs one of {', '.join(_IMAGE_KEYS)}")
         return {"type": "image"}, load_image(source, allow_remote=allow_remote)
     raise InvalidOptionError(f"message {index}: unsupported content type {kind!r} (use 'text' or 'image')")
+
+
+def append_turn(turns: list[dict[str, Any]], turn: dict[str, Any]) -> None:
+    """Append ``turn``, merging it into the previous one when both are system or both are user turns.
+
+    Several chat templates (Gemma, Llama) reject two user turns in a row; one merged turn means the same.
+    Adapters build their histories with this.
+    """
+    previous = turns[-1] if turns else None
+    if (
+        previous is None
+        or previous["role"] != turn["role"]
+        or turn["role"] not in ("system", "user")
+        or "tool_calls" in previous
+    ):
+        turns.append(turn)
+        return
+    first, second = previous["content"], turn["content"]
+    if isinstance(first, str) and isinstance(second, str):
+        previous["content"] = "\n\n".join(part for part in (first, second) if part)
+        return
+    head, tail = (
+        c if isinstance(c, list) else ([{"type": "text", "text": c}] if c else []) for c in (first, second)
+    )
+    if head and tail and head[-1]["type"] == "text" and tail[0]["type"] == "text":
+        # Templates concatenate text items with no separator: keep the two turns apart.
+        head = [*head[:-1], {"type": "text", "text": head[-1]["text"] + "\n\n" + tail[0]["text"]}]
+        tail = tail[1:]
+    previous["content"] = head + tail

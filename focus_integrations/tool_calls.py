@@ -42,6 +42,21 @@ __all__ = [
 ]
 
 QWEN_OPEN = "<tool_call>"
+
+
+def forced_call_prefix(tool_choice: str, *, markup: bool) -> str:
+    """The start an answer is forced to begin with so that it calls a tool (``tool_choice`` enforced).
+
+    ``tool_choice``: "any" (the model still picks the tool: the prefix stops before the name) or a tool name
+    (the prefix runs up to its arguments). ``markup``: the chat template writes calls as Qwen-style
+    ``<tool_call>`` blocks; otherwise the generic JSON call format is used.
+    """
+    opening = QWEN_OPEN + "\n" if markup else ""
+    if tool_choice == "any":
+        return opening + '{"name": "'
+    return opening + json.dumps({"name": tool_choice})[:-1] + ', "arguments": '
+
+
 QWEN_CLOSE = "</tool_call>"
 _FENCE = "```"
 _MISTRAL_PREFIX = "[TOOL_CALLS]"

@@ -34,6 +34,7 @@ from PIL import Image
 
 from focus_integrations.errors import ImageLoadError, InvalidOptionError
 from focus_integrations.images import REMOTE_MAX_BYTES, REMOTE_TIMEOUT_S, load_image
+from focus_integrations.messages import append_turn
 
 FileResolver = Callable[[str], Any]
 """Maps a ``file_id`` to anything ``load_image`` accepts (PIL image, path, bytes, data URI, ...)."""
@@ -212,16 +213,7 @@ def to_engine_messages(
         if tool_turns_as_text:
             entry = _tool_turn_as_text(entry)
             role = entry["role"]
-        previous = out[-1] if out else None
-        if (
-            previous is not None
-            and previous["role"] == role
-            and role in ("system", "user")
-            and "tool_calls" not in previous
-        ):
-            _merge_into(previous, entry)
-        else:
-            out.append(entry)
+        append_turn(out, entry)
     return out
 
 
@@ -252,19 +244,3 @@ def _prefix_error(content: str | list[dict[str, Any]]) -> str | list[dict[str, A
     if isinstance(content, str):
         return content if content.lower().startswith("error") else f"Error: {content}"
     return [{"type": "text", "text": "Error:"}, *content]
-
-
-def _merge_into(previous: dict[str, Any], entry: dict[str, Any]) -> None:
-    if isinstance(previous["content"], str) and isinstance(entry["content"], str):
-        previous["content"] = "\n\n".join(part for part in (previous["content"], entry["content"]) if part)
-        return
-    as_list = [
-        c if isinstance(c, list) else ([{"type": "text", "text": c}] if c else [])
-        for c in (previous["content"], entry["content"])
-    ]
-    first, second = as_list
-    if first and second and first[-1]["type"] == "text" and second[0]["type"] == "text":
-        # Templates concatenate text items with no separator: keep the two turns apart.
-        first = [*first[:-1], {"type": "text", "text": first[-1]["text"] + "\n\n" + second[0]["text"]}]
-        second = second[1:]
-    previous["content"] = first + second

@@ -33,7 +33,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.langchain._messages import FileResolver, ImagePolicy, to_engine_messages
-from focus_integrations.tool_calls import ParsedToolCalls, ToolCallStreamParser
+from focus_integrations.tool_calls import QWEN_OPEN, ParsedToolCalls, ToolCallStreamParser, forced_call_prefix
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder, TextStream
@@ -768,16 +768,9 @@ def _renders_tools(decoder: FocusDecoder) -> bool:
 
 
 def _forced_tool_call_prefix(decoder: FocusDecoder, tool_choice: str) -> str:
-    """The start of a tool call the answer must begin with: ``tool_choice`` is enforced, not only asked for.
-
-    Qwen-style templates call tools as ``<tool_call>{json}</tool_call>``; other templates get the generic JSON
-    call format from the system instruction. "any" fixes the call's start and lets the model pick the name.
-    """
+    """The start of a tool call the answer must begin with: ``tool_choice`` is enforced, not only asked for."""
     template = getattr(decoder.processor, "chat_template", None) or ""
-    markup = "<tool_call>\n" if _renders_tools(decoder) and "<tool_call>" in template else ""
-    if tool_choice == "any":
-        return markup + '{"name": "'
-    return markup + json.dumps({"name": tool_choice})[:-1] + ', "arguments": '
+    return forced_call_prefix(tool_choice, markup=_renders_tools(decoder) and QWEN_OPEN in template)
 
 
 def _tool_instruction(tools: list[dict[str, Any]]) -> str:

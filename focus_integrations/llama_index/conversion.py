@@ -29,6 +29,7 @@ from PIL import Image
 
 from focus_integrations.errors import ImageLoadError, InvalidOptionError
 from focus_integrations.images import load_image
+from focus_integrations.messages import append_turn
 
 # LlamaIndex has more roles than chat templates know: fold them onto the four of the transformers format.
 _ROLE_MAP: dict[MessageRole, str] = {
@@ -176,29 +177,8 @@ def chat_messages_to_engine(
             name = message.additional_kwargs.get("name") or message.additional_kwargs.get("tool_name")
             if name is not None:
                 entry["name"] = name
-        previous = converted[-1] if converted else None
-        if previous is not None and previous["role"] == role and role in ("system", "user"):
-            # Several chat templates (Gemma, Llama) reject two user turns in a row; one turn means the same.
-            _merge_into(previous, entry)
-        else:
-            converted.append(entry)
+        append_turn(converted, entry)
     return converted
-
-
-def _merge_into(previous: dict[str, Any], entry: dict[str, Any]) -> None:
-    first, second = previous["content"], entry["content"]
-    if isinstance(first, str) and isinstance(second, str):
-        previous["content"] = "\n\n".join(part for part in (first, second) if part)
-        return
-    items = [
-        c if isinstance(c, list) else ([{"type": "text", "text": c}] if c else []) for c in (first, second)
-    ]
-    head, tail = items
-    if head and tail and head[-1]["type"] == "text" and tail[0]["type"] == "text":
-        # Templates concatenate text items with no separator: keep the two turns apart.
-        head = [*head[:-1], {"type": "text", "text": head[-1]["text"] + "\n\n" + tail[0]["text"]}]
-        tail = tail[1:]
-    previous["content"] = head + tail
 
 
 def prompt_to_engine(

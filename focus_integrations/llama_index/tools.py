@@ -19,7 +19,12 @@ from llama_index.core.base.llms.types import ChatResponse, TextBlock, ToolCallBl
 from llama_index.core.llms.llm import ToolSelection
 
 from focus_integrations.errors import InvalidOptionError
-from focus_integrations.tool_calls import QWEN_OPEN, ParsedToolCalls, ToolCallStreamParser, parse_tool_calls
+from focus_integrations.tool_calls import (
+    ParsedToolCalls,
+    ToolCallStreamParser,
+    forced_call_prefix,
+    parse_tool_calls,
+)
 
 INVALID_TOOL_CALLS_KEY = "invalid_tool_calls"
 
@@ -70,11 +75,9 @@ def tool_request(
         return None
     if tool_choice is None or tool_choice in ("auto", "required", "any"):
         required = tool_required or tool_choice in ("required", "any")
-        return ToolRequest(schemas, QWEN_OPEN + '\n{"name": "' if required and can_force else "")
+        return ToolRequest(schemas, forced_call_prefix("any", markup=True) if required and can_force else "")
     if isinstance(tool_choice, str) and tool_choice in names:
-        prefix = (
-            QWEN_OPEN + "\n" + json.dumps({"name": tool_choice})[:-1] + ', "arguments": ' if can_force else ""
-        )
+        prefix = forced_call_prefix(tool_choice, markup=True) if can_force else ""
         return ToolRequest([schemas[names.index(tool_choice)]], prefix)
     raise InvalidOptionError(
         f"tool_choice {tool_choice!r} is not 'auto', 'required', 'none' or one of {names}"

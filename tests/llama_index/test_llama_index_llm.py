@@ -269,14 +269,14 @@ async def test_cancelling_achat_stops_the_decode(decoder, image_files):
     llm = FocusMultiModalLLM(decoder=decoder, max_new_tokens=4000, seed=0)
     task = asyncio.create_task(llm.achat(_user(*(ImageBlock(path=p) for p in image_files))))
     deadline = time.monotonic() + 60
-    while not decoder._lock.locked():
+    while not decoder.busy:
         assert time.monotonic() < deadline and not task.done(), "the decode never started"
         await asyncio.sleep(0.005)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     deadline = time.monotonic() + 10
-    while decoder._lock.locked():
+    while decoder.busy:
         assert time.monotonic() < deadline, "the cancelled decode kept running"
         await asyncio.sleep(0.01)
 
