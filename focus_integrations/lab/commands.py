@@ -189,7 +189,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     print("Short leakage lab (test split; alpha fixed as above; run `focus eval leakage` for the full one):")
     result = run_leakage_lab(
-        decoder_answer_function(decoder, max_new_tokens=4),
+        decoder_answer_function(decoder, max_new_tokens=8),
         n_values=(2, 4, 6),
         samples=args.samples,
         seed=args.seed,

@@ -23,7 +23,10 @@ class Proportion:
     def ci95(self) -> tuple[float, float]:
         return wilson_interval(self.successes, self.total)
 
-    def as_dict(self) -> dict[str, float | int | list[float]]:
+    def as_dict(self) -> dict[str, float | int | list[float] | None]:
+        """JSON-ready; an empty proportion has ``value`` and ``ci95`` None (JSON has no NaN)."""
+        if not self.total:
+            return {"value": None, "ci95": None, "successes": 0, "total": 0}
         low, high = self.ci95
         return {"value": self.value, "ci95": [low, high], "successes": self.successes, "total": self.total}
 

@@ -229,3 +229,17 @@ def test_bad_lab_settings_raise_documented_errors():
         run_leakage_lab(bound, n_values=(1, 2), samples=2)
     with pytest.raises(InvalidOptionError):
         run_leakage_lab(bound, n_values=(2,), samples=0)
+
+
+def test_an_empty_proportion_is_json_null_not_nan():
+    import json
+
+    from focus_integrations.lab.stats import Proportion
+
+    assert json.loads(json.dumps(Proportion(0, 0).as_dict())) == {
+        "value": None,
+        "ci95": None,
+        "successes": 0,
+        "total": 0,
+    }
+    assert str(Proportion(0, 0)) == "n/a"
