@@ -64,3 +64,16 @@ def test_demo_answers_vanilla_and_focus_side_by_side(capsys):
     printed = capsys.readouterr().out
     assert printed.count("vanilla:") == 4 and printed.count("focus:") == 4
     assert "Short leakage lab" in printed and "slot binding" in printed
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "idefics3"])
+def test_the_lab_runs_on_other_families(tiny_checkpoint, family, tmp_path, capsys):
+    """Model-agnostic: a tiny random checkpoint of another family goes through the same lab (its answers
+    are noise, so only the plumbing and the bookkeeping are checked)."""
+    out = tmp_path / family
+    args = ["eval", "leakage", "--model", str(tiny_checkpoint(family)), "--n", "2", "--samples", "2"]
+    assert main([*args, "--alphas", "0.1", "--max-new-tokens", "4", "--out", str(out)]) == 0
+    result = json.loads((out / "leakage.json").read_text())
+    row = result["per_n"]["2"]
+    assert row["vanilla"]["accuracy"]["total"] == 2 and row["focus"]["accuracy"]["total"] == 2
+    assert result["winoground"]["vanilla"]["image"]["total"] == 2
