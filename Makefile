@@ -21,13 +21,16 @@ $(VENV)/.base: pyproject.toml
 
 $(VENV)/.test: $(VENV)/.base
 	$(PIP) install -e ".[test]"
+	# easy-vqa is a build-time dependency (training data). Its wheel also installs a top-level `test` package
+	# that shadows the standard library's, so it lives outside the environment and only the training runs see it.
+	$(PIP) install --no-deps --target $(VENV)/build-deps easy-vqa
 	touch $@
 
 demo: $(VENV)/.base
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/focus demo
 
 test: $(VENV)/.test
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 FOCUS_BUILD_DEPS=$(abspath $(VENV)/build-deps) $(PY) -m pytest -q
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -36,3 +36,19 @@ def tiny_checkpoint() -> Callable[..., Path]:
 def family(request: pytest.FixtureRequest) -> str:
     """Each model family in turn."""
     return request.param
+
+
+@pytest.fixture
+def easy_vqa(monkeypatch: pytest.MonkeyPatch):
+    """The easy_vqa module (installed, or from $FOCUS_BUILD_DEPS appended to sys.path for this test only)."""
+    import sys
+
+    from focus_integrations.testing.build_deps import build_deps_dir, easy_vqa_available
+
+    if not easy_vqa_available():
+        pytest.skip("easy-vqa (a build-time dependency) is not installed; `make test` installs it")
+    if build_deps_dir():
+        monkeypatch.setattr(sys, "path", [*sys.path, build_deps_dir()])
+    import easy_vqa as module
+
+    return module

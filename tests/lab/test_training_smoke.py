@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,17 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from focus_integrations.testing.build_deps import easy_vqa_available, with_build_deps
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_default_model.py"
 
-# Training reads easy-vqa, a build-time dependency; look for it without importing it here.
+# Training reads easy-vqa, a build-time dependency: from the environment or from $FOCUS_BUILD_DEPS.
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("easy_vqa") is None, reason="easy-vqa (build-time dependency) not installed"
+    not easy_vqa_available(), reason="easy-vqa (build-time dependency) not installed; `make test` installs it"
 )
 
 
 def train(out: Path, *extra: str) -> Path:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = with_build_deps(dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--smoke", "--out", str(out), "--threads", "1", *extra],
         cwd=ROOT,

@@ -6,15 +6,12 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pytest
-
 from focus_integrations.store import bundled_catalog_path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_catalog.py"
 
 
-def test_catalog_matches_easy_vqa_ground_truth(tmp_path: Path) -> None:
-    easy_vqa = pytest.importorskip("easy_vqa")
+def test_catalog_matches_easy_vqa_ground_truth(tmp_path: Path, easy_vqa) -> None:
     spec = importlib.util.spec_from_file_location("build_catalog", SCRIPT)
     build_catalog = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build_catalog)
