@@ -132,7 +132,8 @@ class FocusMultiModalLLM(FunctionCallingLLM):
         default=None, description="Encode each distinct image once and share the features across rows."
     )
     share_prefix: bool | None = Field(
-        default=None, description="Rows continue from the all-noise row's KV cache up to their first clean image."
+        default=None,
+        description="Rows continue from the all-noise row's KV cache up to their first clean image.",
     )
     plausibility_beta: float | None = Field(default=None, description="VCD plausibility cutoff.")
     max_new_tokens: int | None = Field(default=None, description="Tokens to generate at most (default 256).")
