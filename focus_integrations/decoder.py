@@ -12,7 +12,13 @@ import numpy as np
 import torch
 
 from focus_integrations.decode import RowGroup, lockstep_tokens
-from focus_integrations.errors import ContextLengthError, NoImageError, PromptError, UnsupportedModelError
+from focus_integrations.errors import (
+    ContextLengthError,
+    InvalidOptionError,
+    NoImageError,
+    PromptError,
+    UnsupportedModelError,
+)
 from focus_integrations.families import FamilySpec, family_of
 from focus_integrations.logits import LogitsRule, TokenChooser, build_rule
 from focus_integrations.messages import Conversation, from_prompt, prepare
@@ -110,7 +116,14 @@ class FocusDecoder:
             trust_remote_code=trust_remote_code,
             revision=revision,
         )
-        return cls(model, processor, model_name=os.fspath(name_or_path), **defaults)
+        # A checkpoint folder may carry FOCUS settings validated for it (e.g. alpha chosen by the leakage lab);
+        # explicit arguments win.
+        return cls(
+            model,
+            processor,
+            model_name=os.fspath(name_or_path),
+            **(_checkpoint_defaults(name_or_path) | defaults),
+        )
 
     # ----------------------------------------------------------------------------------------------- public
 
@@ -382,6 +395,27 @@ class FocusDecoder:
             if isinstance(value, int) and value > 0:
                 return value
         return 1 << 30
+
+
+FOCUS_CONFIG = "focus_config.json"
+
+
+def _checkpoint_defaults(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Decoding defaults from ``focus_config.json`` in a local checkpoint folder (absent: none)."""
+    import json
+    from pathlib import Path
+
+    path = Path(name_or_path) / FOCUS_CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InvalidOptionError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(values, dict):
+        raise InvalidOptionError(f"{path} must hold a JSON object of decoding options")
+    DecodingOptions.resolve(**values)  # unknown keys or bad values: a clear error now, not at the first call
+    return values
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Any]:
