@@ -121,14 +121,14 @@ class TokenChooser:
     """Turns the combined logits into ONE token per step (the same token is appended to every row)."""
 
     def __init__(self, options: DecodingOptions, generator: torch.Generator | None = None) -> None:
-        self.do_sample = options.do_sample
+        self.sampling = options.do_sample
         self.processors = sampling_processors(options)
         self.generator = generator
 
     def __call__(self, combined: torch.Tensor, sequence: torch.Tensor) -> int:
         """``combined``: (vocab,) fp32; ``sequence``: (length,) prompt + generated ids of one row."""
         scores = self.processors(sequence[None], combined[None].clone())[0]
-        if not self.do_sample:
+        if not self.sampling:
             return int(torch.argmax(scores))
         probs = torch.softmax(scores, dim=-1)
         return int(torch.multinomial(probs, 1, generator=self.generator))
