@@ -28,7 +28,7 @@ from focus_integrations.prefix import can_share_prefix
 from focus_integrations.rows import encode_rows, mask_images
 from focus_integrations.scoring import score_candidates
 from focus_integrations.text import IncrementalDetokenizer
-from focus_integrations.vision import encode_shared, supports_shared_vision
+from focus_integrations.vision import distinct_images_inputs, encode_shared, supports_shared_vision
 
 
 @dataclass
@@ -311,43 +311,40 @@ class FocusDecoder:
         row_images = mask_images(conversation.images, rule.row_masks, options, rng)
         chunk = options.row_chunk_size or rule.n_rows
         add_special = self._add_special_tokens(prompt)
+        shared = row_images.noise is not None and options.shared_vision and self._shared_vision
+        # The processor first (no model work yet): a prompt that does not fit fails before any vision encode.
         try:
-            if row_images.noise is not None and options.shared_vision and self._shared_vision:
-                encoding = encode_shared(
-                    self.model,
-                    self.family,
-                    self.processor,
-                    prompt,
-                    row_images,
-                    add_special_tokens=add_special,
-                )
-                share = options.share_prefix and can_share_prefix(
-                    self.model, self.family, encoding, rule.row_masks
-                )
-                groups = [
-                    RowGroup(
-                        self.model, self.family, encoding.inputs(masks), (encoding, masks) if share else None
-                    )
-                    for masks in _chunks(rule.row_masks, chunk)
+            if shared:
+                encoded = [
+                    distinct_images_inputs(self.processor, prompt, row_images, add_special_tokens=add_special)
                 ]
             else:
-                groups = [
-                    RowGroup(
-                        self.model,
-                        self.family,
-                        encode_rows(self.processor, prompt, rows, add_special_tokens=add_special),
-                    )
+                encoded = [
+                    encode_rows(self.processor, prompt, rows, add_special_tokens=add_special)
                     for rows in _chunks(row_images.rows, chunk)
                 ]
         except (ValueError, TypeError, IndexError, KeyError) as err:
             raise PromptError(f"the processor could not encode this prompt and its images: {err}") from None
-        prompt_ids = groups[0].inputs["input_ids"][0]
+        prompt_ids = encoded[0]["input_ids"][0]
         prompt_length = int(prompt_ids.shape[0])
         if prompt_length >= self.context_length:
             raise ContextLengthError(
                 f"the prompt needs {prompt_length} tokens ({len(conversation.images)} images) but the model's "
                 f"context holds {self.context_length}"
             )
+        if shared:
+            encoding = encode_shared(self.model, self.family, self.tokenizer, encoded[0])
+            share = options.share_prefix and can_share_prefix(
+                self.model, self.family, encoding, rule.row_masks
+            )
+            groups = [
+                RowGroup(
+                    self.model, self.family, encoding.inputs(masks), (encoding, masks) if share else None
+                )
+                for masks in _chunks(rule.row_masks, chunk)
+            ]
+        else:
+            groups = [RowGroup(self.model, self.family, inputs) for inputs in encoded]
         max_new = min(options.max_new_tokens, self.context_length - prompt_length)
         return _Request(options, rule, groups, prompt_ids, len(conversation.images), max_new)
 

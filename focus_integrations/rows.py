@@ -53,15 +53,25 @@ def mask_images(
 
 
 def encode_rows(
-    processor: Any, prompt: str, row_images: Sequence[Sequence[Image.Image]], *, add_special_tokens: bool
+    processor: Any,
+    prompt: str,
+    row_images: Sequence[Sequence[Image.Image]],
+    *,
+    add_special_tokens: bool,
+    replacement_offsets: bool = False,
 ) -> dict[str, Any]:
-    """Processor outputs for ``len(row_images)`` copies of ``prompt``, one image list per row."""
+    """Processor outputs for ``len(row_images)`` copies of ``prompt``, one image list per row.
+
+    ``replacement_offsets``: also return where each image's placeholder expanded (to split features per slot).
+    """
     n_rows = len(row_images)
     kwargs: dict[str, Any] = {
         "text": [prompt] * n_rows,
         "return_tensors": "pt",
         "add_special_tokens": add_special_tokens,
     }
+    if replacement_offsets:
+        kwargs["return_text_replacement_offsets"] = True
     if row_images and row_images[0]:
         kwargs["images"] = [list(images) for images in row_images]
     return dict(processor(**kwargs))

@@ -17,7 +17,7 @@ import torch
 
 from focus_integrations.families import FamilySpec
 from focus_integrations.logits import RowMasks
-from focus_integrations.rows import RowImages
+from focus_integrations.rows import RowImages, encode_rows
 
 _TEXT_KEYS = ("input_ids", "attention_mask")
 
@@ -93,30 +93,31 @@ class SharedEncoding:
         return inputs | mm
 
 
+def distinct_images_inputs(
+    processor: Any, prompt: str, images: RowImages, *, add_special_tokens: bool
+) -> dict[str, Any]:
+    """Processor outputs of the prompt twice: once with the N clean images, once with the N noise images.
+
+    Each image is processed exactly as it is inside the rows; nothing has run on the model yet.
+    """
+    assert images.noise is not None, "shared vision needs one noise draw per slot"
+    return encode_rows(
+        processor,
+        prompt,
+        [images.clean, images.noise],
+        add_special_tokens=add_special_tokens,
+        replacement_offsets=True,
+    )
+
+
 @torch.inference_mode()
 def encode_shared(
-    model: torch.nn.Module,
-    spec: FamilySpec,
-    processor: Any,
-    prompt: str,
-    images: RowImages,
-    *,
-    add_special_tokens: bool,
+    model: torch.nn.Module, spec: FamilySpec, tokenizer: Any, encoded: dict[str, Any]
 ) -> SharedEncoding:
-    """Encode the N clean and N noise images once (as a two-row batch of the same prompt)."""
-    assert images.noise is not None, "shared vision needs one noise draw per slot"
-    n_slots = len(images.clean)
-    encoded = dict(
-        processor(
-            text=[prompt, prompt],
-            images=[list(images.clean), list(images.noise)],
-            return_tensors="pt",
-            add_special_tokens=add_special_tokens,
-            return_text_replacement_offsets=True,
-        )
-    )
+    """Run the vision tower once over the 2N distinct images of ``distinct_images_inputs``."""
+    n_slots = len(encoded["text_replacement_offsets"][0])
     image_token_id = _image_token_id(model)
-    token = getattr(processor, "tokenizer", processor).convert_ids_to_tokens(image_token_id)
+    token = tokenizer.convert_ids_to_tokens(image_token_id)
     counts = [item["replacement"].count(token) for row in encoded["text_replacement_offsets"] for item in row]
 
     inner = getattr(model, "model", model)

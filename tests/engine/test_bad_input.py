@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import subprocess
 import sys
@@ -93,6 +94,23 @@ def test_too_many_images_for_context(decoder, good_png) -> None:
     count = decoder.context_length // per_image + 1
     with pytest.raises(ContextLengthError, match="images"):
         decoder.generate(images=[big] * count, prompt="q", mode="vanilla")
+    # With FOCUS too, and before the vision tower has encoded a single image.
+    inner = decoder.model.model
+    encoded: list[int] = []
+    original = inner.get_image_features
+
+    @functools.wraps(original)
+    def counting(*args, **kwargs):
+        encoded.append(1)
+        return original(*args, **kwargs)
+
+    inner.get_image_features = counting
+    try:
+        with pytest.raises(ContextLengthError):
+            decoder.generate(images=[big] * count, prompt="q", mode="focus")
+    finally:
+        del inner.get_image_features
+    assert encoded == []
 
 
 @pytest.mark.parametrize(
