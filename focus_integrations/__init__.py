@@ -17,6 +17,7 @@ from focus_integrations.errors import (
     NoImageError,
     RemoteImageError,
     UnsupportedModelError,
+    VideoLoadError,
 )
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ _LAZY = {
     "Usage": "focus_integrations.outputs",
     "DecodingOptions": "focus_integrations.options",
     "default_model_path": "focus_integrations.default_model",
+    "sample_frames": "focus_integrations.video",
 }
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from focus_integrations.default_model import default_model_path
     from focus_integrations.options import DecodingOptions
     from focus_integrations.outputs import GenerationOutput, Usage
+    from focus_integrations.video import sample_frames
 
 
 def __getattr__(name: str) -> Any:
@@ -53,6 +56,7 @@ __all__ = [
     "Usage",
     "DecodingOptions",
     "default_model_path",
+    "sample_frames",
     "FocusError",
     "InvalidOptionError",
     "NoImageError",
@@ -61,4 +65,5 @@ __all__ = [
     "ContextLengthError",
     "ModelNotFoundError",
     "UnsupportedModelError",
+    "VideoLoadError",
 ]

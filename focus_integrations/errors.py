@@ -28,6 +28,10 @@ class RemoteImageError(ImageLoadError):
     """A remote (http/https) image was refused, too large, or could not be fetched in time."""
 
 
+class VideoLoadError(ImageLoadError):
+    """A video could not be read: missing file, not a video, no video stream, no decodable frame, PyAV missing."""
+
+
 class ContextLengthError(FocusError, ValueError):
     """The prompt (text plus image tokens) does not fit in the model's context window."""
 
@@ -46,6 +50,7 @@ __all__ = [
     "NoImageError",
     "ImageLoadError",
     "RemoteImageError",
+    "VideoLoadError",
     "ContextLengthError",
     "ModelNotFoundError",
     "UnsupportedModelError",
