@@ -1,0 +1,437 @@
+"""Ingest: folders and image lists into the store, incrementally and one item at a time.
+
+Files are hashed (sha256) and an image whose bytes, caption source and metadata are unchanged is skipped;
+records are upserted in batches (each batch is one Chroma write), so a process killed mid-ingest leaves every
+finished batch in place and a re-run completes the rest. Unreadable, truncated, empty or oversized images are
+skipped with a reason in :class:`IngestReport`; they never abort the ingest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import urllib.parse
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from focus_integrations.errors import ImageLoadError, InvalidOptionError
+from focus_integrations.images import load_image
+from focus_integrations.store.errors import DuplicateIdError, StoreError
+from focus_integrations.store.records import (
+    _CAPTION_BY,
+    _FORMAT,
+    _HEIGHT,
+    _ROOT,
+    _SHA,
+    _SOURCE_SHA,
+    _WIDTH,
+    Captioner,
+    ImageItem,
+    ImageSource,
+    IngestReport,
+    MetadataFn,
+    _reason,
+    _sanitize_metadata,
+    _source_fingerprint,
+    index_text,
+)
+from focus_integrations.store.sidecars import (
+    SidecarEntry,
+    caption_from_filename,
+    caption_from_text_file,
+    read_folder_sidecars,
+)
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+@dataclass
+class _Candidate:
+    """One image on its way into the store."""
+
+    id: str
+    label: str  # what a failure is reported as: the file path, or the id for in-memory images
+    path: Path | None  # file on disk (None until an in-memory image is saved)
+    data: bytes | None  # in-memory bytes (encoded image)
+    caption: str | None  # caption from the user or a sidecar; None -> captioner or file name
+    caption_source: str
+    metadata: dict[str, Any]
+    root: str | None = None  # the folder an add_folder() call indexed (lets prune find its records)
+
+
+class IngestMixin:
+    """The ingest half of :class:`~focus_integrations.store.image_store.ImageStore` (which it is mixed into)."""
+
+    # Set by ImageStore.__init__.
+    path: Path | None
+    media_dir: Path | None
+    max_pixels: int
+    max_file_bytes: int
+    batch_size: int
+    embedder: Any
+    _collection: Any
+
+    def add_folder(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        recursive: bool = True,
+        metadata_fn: MetadataFn | None = None,
+        captioner: Captioner | None = None,
+        progress: bool | None = None,
+        prune: bool = False,
+    ) -> IngestReport:
+        """Ingest every image file under ``directory`` (see :mod:`focus_integrations.store.sidecars`).
+
+        Record ids are the files' paths relative to ``directory`` (posix style) unless a sidecar gives an
+        ``id``. ``metadata_fn(path)`` may add fields (its ``caption`` and ``id`` keys, if any, take precedence).
+        ``captioner(image) -> str`` captions images that have no caption from the user or a sidecar.
+        Raises :class:`DuplicateIdError` (before writing anything) if two files map to the same id.
+        ``prune=True`` also deletes the records an earlier ingest of this folder made for files that are gone
+        (``report.deleted``); records of files that failed this time are kept.
+        """
+        root = Path(directory).expanduser()
+        if not root.is_dir():
+            raise StoreError(f"not a directory: {root}")
+        root_key = str(root.resolve())
+        candidates: list[_Candidate] = []
+        report = IngestReport()
+        sidecar_cache: dict[Path, dict[str, SidecarEntry]] = {}
+        kept: set[str] = set()
+        for file in _image_files(root, recursive=recursive, exclude=self.path):
+            relative = file.relative_to(root).as_posix()
+            try:
+                entry = _sidecar_entry(file, root, sidecar_cache)
+                caption, source = entry.caption, "sidecar"
+                if caption is None:
+                    caption = caption_from_text_file(file)
+                metadata = dict(entry.metadata)
+                record_id = entry.id or relative
+                if metadata_fn is not None:
+                    extra = dict(metadata_fn(file))
+                    caption = extra.pop("caption", caption)
+                    record_id = str(extra.pop("id", record_id))
+                    metadata.update(extra)
+                    source = "user" if "caption" in extra else source
+                if caption is None:
+                    source = "file"
+            except StoreError:
+                raise  # malformed sidecar: the user must fix it, ingesting half a catalog would mislead
+            except Exception as err:  # noqa: BLE001 - a user callback failing on one file must not stop the rest
+                report.failed.append((str(file), f"metadata_fn failed: {type(err).__name__}: {err}"))
+                kept.add(relative)  # its id is unknown: at least never prune the record of that path
+                continue
+            candidates.append(
+                _Candidate(record_id, str(file), file, None, caption, source, metadata, root_key)
+            )
+            kept.add(record_id)
+        for folder, entries in sidecar_cache.items():
+            for name in entries:
+                if not (folder / name).is_file():
+                    report.warnings.append(f"{folder}: sidecar entry {name!r} names no image file")
+        self._ingest(candidates, report, captioner=captioner, progress=progress)
+        if prune:
+            recorded = self._collection.get(where={_ROOT: root_key}, include=[])["ids"]
+            report.deleted = sorted(set(recorded) - kept)
+            self._delete_ids(report.deleted)
+        return report
+
+    def add_images(
+        self,
+        items: Iterable[ImageItem | ImageSource | Mapping[str, Any]],
+        *,
+        captioner: Captioner | None = None,
+        progress: bool | None = None,
+    ) -> IngestReport:
+        """Ingest images given one by one: paths, :class:`ImageItem` objects or dicts with the same keys.
+
+        Default ids: a file's absolute path; for an in-memory image ``sha256:<16 hex digits of its bytes>``.
+        In-memory images are saved under :attr:`media_dir` (named by content hash) so that the store keeps a
+        path to them. Raises :class:`DuplicateIdError` (before writing anything) if an id repeats.
+        """
+        candidates: list[_Candidate] = []
+        report = IngestReport()
+        for position, raw in enumerate(items):
+            item = _as_item(raw, position)
+            caption_source = "user" if item.caption is not None else "file"
+            file = _local_path(item.image)
+            if file is not None:
+                record_id = item.id if item.id is not None else file.as_posix()
+                candidates.append(
+                    _Candidate(
+                        record_id, str(file), file, None, item.caption, caption_source, dict(item.metadata)
+                    )
+                )
+                continue
+            try:
+                data = _encode_in_memory(item.image)
+            except ImageLoadError as err:
+                report.failed.append((item.id or f"item {position}", str(err)))
+                continue
+            record_id = item.id if item.id is not None else "sha256:" + hashlib.sha256(data).hexdigest()[:16]
+            candidates.append(
+                _Candidate(
+                    record_id, record_id, None, data, item.caption, caption_source, dict(item.metadata)
+                )
+            )
+        return self._ingest(candidates, report, captioner=captioner, progress=progress)
+
+    def _ingest(
+        self,
+        candidates: list[_Candidate],
+        report: IngestReport,
+        *,
+        captioner: Captioner | None,
+        progress: bool | None,
+    ) -> IngestReport:
+        _check_unique_ids(candidates)
+        if any(c.data is not None for c in candidates) and self.media_dir is None:
+            raise InvalidOptionError("in-memory images need media_dir= (a folder the store can save them in)")
+        bar = _progress_bar(len(candidates), progress)
+        try:
+            for start in range(0, len(candidates), self.batch_size):
+                batch = candidates[start : start + self.batch_size]
+                self._ingest_batch(batch, report, captioner)
+                bar.update(len(batch))
+        finally:
+            bar.close()
+        return report
+
+    def _ingest_batch(
+        self, batch: list[_Candidate], report: IngestReport, captioner: Captioner | None
+    ) -> None:
+        existing, existing_uris = self._existing_records([c.id for c in batch])
+        rows: list[tuple[_Candidate, str, Image.Image, str, dict[str, Any]]] = []
+        for candidate in batch:
+            try:
+                data = candidate.data if candidate.data is not None else self._read_file(candidate.path)
+                sha = hashlib.sha256(data).hexdigest()
+                metadata = _sanitize_metadata(candidate.metadata, candidate.label)
+                source_sha = _source_fingerprint(candidate.caption, metadata)
+                previous = existing.get(candidate.id)
+                moved = candidate.path is not None and existing_uris.get(candidate.id) != str(
+                    candidate.path.absolute()
+                )
+                if (
+                    previous is not None
+                    and previous.get(_SHA) == sha
+                    and previous.get(_SOURCE_SHA) == source_sha
+                    and not moved
+                ):
+                    report.skipped_unchanged.append(candidate.id)
+                    continue
+                image, image_format = self._decode(data, candidate.label)
+                if candidate.path is None:
+                    candidate.path = self._save_media(data, sha, image_format)
+            except (ImageLoadError, OSError, StoreError) as err:
+                report.failed.append((candidate.label, _reason(err)))
+                continue
+            caption, caption_by = candidate.caption, candidate.caption_source
+            if caption is None and captioner is not None:
+                try:
+                    caption, caption_by = str(captioner(image)).strip(), "captioner"
+                except Exception as err:  # noqa: BLE001 - a captioner failing on one image falls back, never aborts
+                    report.warnings.append(
+                        f"{candidate.label}: captioner failed ({type(err).__name__}: {err})"
+                    )
+            if not caption:
+                caption = caption_from_filename(candidate.path) if candidate.data is None else candidate.id
+                caption_by = "file"
+            metadata.update(
+                {
+                    _SHA: sha,
+                    _SOURCE_SHA: source_sha,
+                    _WIDTH: image.width,
+                    _HEIGHT: image.height,
+                    _FORMAT: image_format,
+                    _CAPTION_BY: caption_by,
+                }
+            )
+            if candidate.root is not None:
+                metadata[_ROOT] = candidate.root
+            # Chroma's upsert merges metadata: fields the new version no longer has must be cleared with None.
+            metadata.update({key: None for key in existing.get(candidate.id, {}) if key not in metadata})
+            rows.append((candidate, caption, image, str(candidate.path.absolute()), metadata))
+            (report.updated if candidate.id in existing else report.added).append(candidate.id)
+        if not rows:
+            return
+        embeddings = self._embed_records([(caption, image, meta) for _, caption, image, _, meta in rows])
+        # One upsert per batch: Chroma writes it as one unit, so a killed ingest never leaves half a batch.
+        self._collection.upsert(
+            ids=[c.id for c, *_ in rows],
+            embeddings=embeddings,
+            documents=[caption for _, caption, *_ in rows],
+            uris=[uri for *_, uri, _ in rows],
+            metadatas=[meta for *_, meta in rows],
+        )
+
+    def _existing_records(self, ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """Metadata and URI of the records among ``ids`` that the store already holds."""
+        if not ids:
+            return {}, {}
+        found = self._collection.get(ids=ids, include=["metadatas", "uris"])
+        metadata = {record_id: dict(meta or {}) for record_id, meta in zip(found["ids"], found["metadatas"])}
+        uris = {
+            record_id: uri
+            for record_id, uri in zip(found["ids"], found["uris"] or [None] * len(found["ids"]))
+        }
+        return metadata, uris
+
+    def _read_file(self, path: Path | None) -> bytes:
+        assert path is not None
+        if not path.is_file():
+            raise ImageLoadError(f"not a file: {path}")
+        size = path.stat().st_size
+        if size > self.max_file_bytes:
+            raise ImageLoadError(f"file is too large: {size} bytes > max_file_bytes={self.max_file_bytes}")
+        return path.read_bytes()
+
+    def _decode(self, data: bytes, label: str) -> tuple[Image.Image, str]:
+        if len(data) > self.max_file_bytes:
+            raise ImageLoadError(
+                f"image is too large: {len(data)} bytes > max_file_bytes={self.max_file_bytes}"
+            )
+        try:
+            # Read the header only, to refuse huge images before decoding a single pixel.
+            with Image.open(io.BytesIO(data)) as header:
+                width, height = header.size
+                image_format = (header.format or "PNG").upper()
+        except Image.DecompressionBombError as err:
+            raise ImageLoadError(f"image is too large: {err}") from None
+        except Exception:  # noqa: BLE001 - PIL raises many types for non-images
+            raise ImageLoadError("not a readable image (unknown format or corrupt header)") from None
+        if width * height > self.max_pixels:
+            raise ImageLoadError(
+                f"image is too large: {width}x{height} = {width * height} pixels > "
+                f"max_pixels={self.max_pixels}"
+            )
+        return load_image(data), image_format
+
+    def _save_media(self, data: bytes, sha: str, image_format: str) -> Path:
+        assert self.media_dir is not None
+        extension = {"JPEG": ".jpg", "TIFF": ".tif"}.get(image_format, "." + image_format.lower())
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        target = self.media_dir / f"{sha}{extension}"
+        if not target.exists():
+            # Write then rename: a killed process never leaves a half-written image under the final name.
+            partial = target.with_suffix(target.suffix + ".partial")
+            partial.write_bytes(data)
+            os.replace(partial, target)
+        return target
+
+    def _embed_records(self, records: Sequence[tuple[str, Image.Image, dict[str, Any]]]) -> list[list[float]]:
+        if self.embedder.supports_images:
+            return self.embedder.embed_images([image for _, image, _ in records])
+        return self.embedder.embed_texts([index_text(caption, meta) for caption, _, meta in records])
+
+
+def _image_files(root: Path, *, recursive: bool, exclude: Path | None) -> Iterator[Path]:
+    excluded = exclude.resolve() if exclude is not None else None
+    pattern = root.rglob("*") if recursive else root.glob("*")
+    for path in sorted(pattern):
+        relative_parts = path.relative_to(root).parts
+        if any(part.startswith(".") for part in relative_parts):
+            continue  # hidden files and folders (.git, .DS_Store, editors' temp files)
+        if excluded is not None and (path.resolve() == excluded or excluded in path.resolve().parents):
+            continue  # never index the store's own files (media/) when it lives inside the folder
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+            yield path
+
+
+def _sidecar_entry(file: Path, root: Path, cache: dict[Path, dict[str, SidecarEntry]]) -> SidecarEntry:
+    folder = file.parent
+    while True:
+        if folder not in cache:
+            cache[folder] = read_folder_sidecars(folder)
+        entry = cache[folder].get(file.relative_to(folder).as_posix())
+        if entry is not None:
+            return entry
+        if folder == root or root not in folder.parents:
+            return SidecarEntry()
+        folder = folder.parent
+
+
+def _as_item(raw: Any, position: int) -> ImageItem:
+    if isinstance(raw, ImageItem):
+        return raw
+    if isinstance(raw, Mapping):
+        if "image" not in raw:
+            raise InvalidOptionError(f"item {position}: a dict item needs an 'image' key")
+        extra = {k: v for k, v in raw.items() if k not in ("image", "id", "caption", "metadata")}
+        metadata = {**dict(raw.get("metadata") or {}), **extra}
+        record_id = raw.get("id")
+        return ImageItem(
+            raw["image"], None if record_id is None else str(record_id), raw.get("caption"), metadata
+        )
+    if isinstance(raw, (str, os.PathLike, Image.Image, bytes, bytearray, np.ndarray)):
+        return ImageItem(raw)
+    raise InvalidOptionError(f"item {position}: cannot ingest a {type(raw).__name__}")
+
+
+def _local_path(source: Any) -> Path | None:
+    """The file a path-like source names (``file://`` URLs included); None for in-memory images and URIs."""
+    if isinstance(source, os.PathLike):
+        return Path(source).expanduser().absolute()
+    if not isinstance(source, str) or source[:5].lower() == "data:":
+        return None
+    if source[:7].lower() == "file://":
+        return Path(urllib.parse.unquote(urllib.parse.urlparse(source).path)).absolute()
+    if source[:7].lower() == "http://" or source[:8].lower() == "https://":
+        return None  # load_image refuses remote URLs with a clear error
+    return Path(source).expanduser().absolute()
+
+
+def _encode_in_memory(source: Any) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    image = load_image(source)  # PIL, array, data URI: validated and converted to RGB
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _check_unique_ids(candidates: list[_Candidate]) -> None:
+    seen: dict[str, str] = {}
+    duplicates: list[str] = []
+    for candidate in candidates:
+        if not isinstance(candidate.id, str) or not candidate.id:
+            raise InvalidOptionError(f"{candidate.label}: record id must be a non-empty string")
+        if candidate.id in seen:
+            duplicates.append(f"{candidate.id!r} ({seen[candidate.id]} and {candidate.label})")
+        seen[candidate.id] = candidate.label
+    if duplicates:
+        raise DuplicateIdError(
+            "duplicate record ids in one ingest: "
+            + "; ".join(duplicates[:5])
+            + (f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else "")
+        )
+
+
+class _NullBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, progress: bool | None) -> Any:
+    """tqdm on stderr; ``None`` shows it for long ingests on a terminal only."""
+    show = progress if progress is not None else (total >= 64 and sys.stderr.isatty())
+    if not show:
+        return _NullBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        warnings.warn("install tqdm for an ingest progress bar", stacklevel=3)
+        return _NullBar()
+    return tqdm(total=total, desc="indexing images", unit="img")
