@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,13 +14,9 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.tool import invalid_tool_call as make_invalid_tool_call
-from langchain_core.messages.tool import tool_call as make_tool_call
-from langchain_core.messages.tool import tool_call_chunk as make_tool_call_chunk
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env
@@ -33,11 +26,20 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.langchain._messages import FileResolver, ImagePolicy, to_engine_messages
-from focus_integrations.tool_calls import QWEN_OPEN, ParsedToolCalls, ToolCallStreamParser, forced_call_prefix
+from focus_integrations.langchain._responses import _Outcome, _Request, chat_result, final_chunk
+from focus_integrations.langchain._shared import _shared_decoder, iterate_in_thread
+from focus_integrations.langchain._tools import (
+    _forced_tool_call_prefix,
+    _json_instruction,
+    _normalise_tool_choice,
+    _renders_tools,
+    _tool_instruction,
+    _with_system_instructions,
+)
+from focus_integrations.tool_calls import ToolCallStreamParser
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder, TextStream
-    from focus_integrations.outputs import GenerationOutput
 
 __all__ = ["ChatFocus"]
 
@@ -68,56 +70,6 @@ _CALL_KWARGS = {
 }
 # Hosted-API knobs that mean nothing for a local model; accepted so ChatFocus drops into code written for one.
 _IGNORED_KWARGS = {"stream", "parallel_tool_calls", "n", "api_key", "base_url", "max_retries", "user"}
-
-# One decoder per checkpoint and placement, shared by every ChatFocus that names it (weights load once).
-_SHARED_DECODERS: weakref.WeakValueDictionary[tuple[Any, ...], FocusDecoder] = weakref.WeakValueDictionary()
-_SHARED_LOCK = threading.Lock()
-# Whether a decoder's chat template renders the `tools` argument (probed once per decoder).
-_RENDERS_TOOLS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-
-_PROBE_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "focus_template_probe_7f3a",
-        "description": "probe",
-        "parameters": {"type": "object", "properties": {}},
-    },
-}
-
-
-def _shared_decoder(name_or_path: str, device: Any, dtype: Any, trust_remote_code: bool) -> FocusDecoder:
-    from focus_integrations.decoder import FocusDecoder
-
-    key = (name_or_path, device, dtype, trust_remote_code)
-    with _SHARED_LOCK:  # two threads asking for the same checkpoint must not load it twice
-        decoder = _SHARED_DECODERS.get(key)
-        if decoder is None:
-            decoder = FocusDecoder.from_pretrained(
-                name_or_path, device=device, dtype=dtype, trust_remote_code=trust_remote_code
-            )
-            _SHARED_DECODERS[key] = decoder
-        return decoder
-
-
-@dataclass
-class _Request:
-    """One call, prepared outside the decoder lock: images loaded, options validated, tools resolved."""
-
-    decoder: FocusDecoder
-    model_name: str
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None
-    tool_names: list[str]
-    options: dict[str, Any]
-    deadline: float | None
-    timeout: float | None
-    answer_prefix: str = ""  # forced start of the answer (enforces tool_choice)
-
-
-@dataclass
-class _Outcome:
-    output: GenerationOutput
-    parsed: ParsedToolCalls | None
 
 
 class ChatFocus(BaseChatModel):
@@ -539,69 +491,6 @@ class ChatFocus(BaseChatModel):
                 yield tail
         yield _Outcome(stream.output, parsed)
 
-    def _metadata(self, request: _Request, output: GenerationOutput) -> tuple[UsageMetadata, dict[str, Any]]:
-        usage = UsageMetadata(
-            input_tokens=output.usage.input_tokens,
-            output_tokens=output.usage.output_tokens,
-            total_tokens=output.usage.total_tokens,
-        )
-        settings = dict(output.settings)
-        response = {
-            "model_name": request.model_name,
-            "finish_reason": output.finish_reason,
-            "stop_sequence": output.stop_sequence,
-            "focus": settings,
-        }
-        return usage, response
-
-    @staticmethod
-    def _tool_fields(parsed: ParsedToolCalls | None) -> dict[str, Any]:
-        if parsed is None:
-            return {}
-        return {
-            "tool_calls": [
-                make_tool_call(name=c["name"], args=c["arguments"], id=c["id"]) for c in parsed.tool_calls
-            ],
-            "invalid_tool_calls": [
-                make_invalid_tool_call(name=c["name"], args=c["arguments"], id=c["id"], error=c["error"])
-                for c in parsed.invalid
-            ],
-        }
-
-    def _final_chunk(self, request: _Request, outcome: _Outcome, tail: str) -> ChatGenerationChunk:
-        usage, response = self._metadata(request, outcome.output)
-        chunks = []
-        if outcome.parsed is not None:
-            for index, call in enumerate(outcome.parsed.tool_calls):
-                chunks.append(
-                    make_tool_call_chunk(
-                        name=call["name"], args=json.dumps(call["arguments"]), id=call["id"], index=index
-                    )
-                )
-            offset = len(chunks)
-            for index, bad in enumerate(outcome.parsed.invalid):
-                # As a JSON string literal, so chunk merging (which parses args leniently) keeps it invalid.
-                chunks.append(
-                    make_tool_call_chunk(
-                        name=bad["name"],
-                        args=json.dumps(bad["arguments"]),
-                        id=bad["id"],
-                        index=offset + index,
-                    )
-                )
-        message = AIMessageChunk(
-            content=tail,
-            tool_call_chunks=chunks,
-            usage_metadata=usage,
-            response_metadata=response,
-            chunk_position="last",
-        )
-        return ChatGenerationChunk(
-            message=message, generation_info={"finish_reason": outcome.output.finish_reason}
-        )
-
-    # ------------------------------------------------------------------------------------ sync
-
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -618,22 +507,7 @@ class ChatFocus(BaseChatModel):
             else:
                 text.append(item)
         assert outcome is not None
-        return self._result(request, outcome, "".join(text))
-
-    def _result(self, request: _Request, outcome: _Outcome, text: str) -> ChatResult:
-        usage, response = self._metadata(request, outcome.output)
-        message = AIMessage(
-            content=text,
-            usage_metadata=usage,
-            response_metadata=response,
-            **self._tool_fields(outcome.parsed),
-        )
-        return ChatResult(
-            generations=[
-                ChatGeneration(message=message, generation_info={"finish_reason": response["finish_reason"]})
-            ],
-            llm_output={"model_name": request.model_name},
-        )
+        return chat_result(request, outcome, "".join(text))
 
     def _stream(
         self,
@@ -646,7 +520,7 @@ class ChatFocus(BaseChatModel):
         request = self._prepare(messages, stop, kwargs)
         for item in self._run(request):
             if isinstance(item, _Outcome):
-                yield self._final_chunk(request, item, "")
+                yield final_chunk(request, item, "")
             else:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=item))
 
@@ -660,9 +534,9 @@ class ChatFocus(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         request = await asyncio.to_thread(self._prepare, messages, stop, kwargs)  # image loading: off-loop
-        async for item in self._arun(request):
+        async for item in iterate_in_thread(lambda cancelled: self._run(request, cancelled)):
             if isinstance(item, _Outcome):
-                yield self._final_chunk(request, item, "")
+                yield final_chunk(request, item, "")
             else:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=item))
 
@@ -676,133 +550,10 @@ class ChatFocus(BaseChatModel):
         request = await asyncio.to_thread(self._prepare, messages, stop, kwargs)
         text: list[str] = []
         outcome: _Outcome | None = None
-        async for item in self._arun(request):
+        async for item in iterate_in_thread(lambda cancelled: self._run(request, cancelled)):
             if isinstance(item, _Outcome):
                 outcome = item
             else:
                 text.append(item)
         assert outcome is not None
-        return self._result(request, outcome, "".join(text))
-
-    async def _arun(self, request: _Request) -> AsyncIterator[str | _Outcome]:
-        """``_run`` in a worker thread, its items bridged through an asyncio queue: the loop never blocks.
-
-        If the consumer stops (cancellation, ``aclose``), the worker is told to stop at the next token and
-        closes the engine stream, which frees the decoder for other calls.
-        """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def put(kind: str, value: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                cancelled.set()
-
-        def work() -> None:
-            items = self._run(request, cancelled)
-            try:
-                for item in items:
-                    put("item", item)
-                    if cancelled.is_set():
-                        break
-            except BaseException as exc:  # re-raised on the loop side
-                put("error", exc)
-            else:
-                put("end", None)
-            finally:
-                items.close()  # closes the engine stream now, not at garbage collection
-
-        worker = threading.Thread(target=work, name="ChatFocus-decode", daemon=True)
-        worker.start()
-        try:
-            while True:
-                kind, value = await queue.get()
-                if kind == "item":
-                    yield value
-                elif kind == "error":
-                    raise value
-                else:
-                    return
-        finally:
-            cancelled.set()
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-
-def _normalise_tool_choice(choice: Any, names: list[str]) -> str | None:
-    """None (model decides), "none", "any", or one tool name."""
-    if choice is None or choice is False or choice == "auto":
-        return None
-    if choice is True or choice in ("any", "required"):
-        return "any"
-    if choice == "none":
-        return "none"
-    if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") or choice.get("name")
-        if not isinstance(name, str):
-            raise InvalidOptionError(f"tool_choice dict without a function name: {choice!r}")
-        choice = name
-    if isinstance(choice, str):
-        if choice not in names:
-            raise InvalidOptionError(f"tool_choice {choice!r} is not one of the bound tools {names}")
-        return choice
-    raise InvalidOptionError(
-        f"tool_choice must be None, 'auto', 'any', 'none' or a tool name, got {choice!r}"
-    )
-
-
-def _renders_tools(decoder: FocusDecoder) -> bool:
-    """Does the chat template show the `tools` argument to the model? (Probe once per decoder.)"""
-    known = _RENDERS_TOOLS.get(decoder)
-    if known is None:
-        try:
-            rendered = decoder.render_prompt([{"role": "user", "content": "hi"}], tools=[_PROBE_TOOL])
-            known = _PROBE_TOOL["function"]["name"] in rendered
-        except Exception:  # a template that chokes on tools does not support them
-            known = False
-        _RENDERS_TOOLS[decoder] = known
-    return known
-
-
-def _forced_tool_call_prefix(decoder: FocusDecoder, tool_choice: str) -> str:
-    """The start of a tool call the answer must begin with: ``tool_choice`` is enforced, not only asked for."""
-    template = getattr(decoder.processor, "chat_template", None) or ""
-    return forced_call_prefix(tool_choice, markup=_renders_tools(decoder) and QWEN_OPEN in template)
-
-
-def _tool_instruction(tools: list[dict[str, Any]]) -> str:
-    """For templates without tool support: describe the tools and the JSON call format in the system turn."""
-    specs = "\n".join(json.dumps(tool["function"]) for tool in tools)
-    return (
-        "You can call these tools:\n"
-        f"{specs}\n"
-        'To call a tool, answer with only a JSON object {"name": <tool name>, "arguments": <object>} '
-        "(or a list of them) and nothing else. Otherwise answer normally."
-    )
-
-
-def _json_instruction(response_format: dict[str, Any]) -> str:
-    """``{"type": "json_schema", "schema": ...}`` (ours) or OpenAI's ``{"json_schema": {"schema": ...}}``."""
-    schema = response_format.get("schema")
-    if schema is None and isinstance(response_format.get("json_schema"), dict):
-        schema = response_format["json_schema"].get("schema")
-    if response_format.get("type") == "json_schema" and schema:
-        return (
-            "Answer with only a JSON object that matches this JSON schema, and nothing else:\n"
-            + json.dumps(schema)
-        )
-    return "Answer with only a valid JSON object, and nothing else."
-
-
-def _with_system_instructions(
-    messages: list[dict[str, Any]], instructions: list[str]
-) -> list[dict[str, Any]]:
-    text = "\n\n".join(instructions)
-    if messages and messages[0]["role"] == "system" and isinstance(messages[0]["content"], str):
-        first = dict(messages[0])
-        first["content"] = f"{first['content']}\n\n{text}" if first["content"] else text
-        return [first, *messages[1:]]
-    return [{"role": "system", "content": text}, *messages]
+        return chat_result(request, outcome, "".join(text))

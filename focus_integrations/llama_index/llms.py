@@ -17,8 +17,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -40,20 +39,18 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.tools.types import BaseTool
 
 from focus_integrations.errors import FocusError, InvalidOptionError
+from focus_integrations.llama_index._responses import MessageBuilder, _Call, _ResponseMixin
 from focus_integrations.llama_index.conversion import (
     ImageDocumentLike,
     chat_messages_to_engine,
     prompt_to_engine,
 )
 from focus_integrations.llama_index.tools import (
-    ToolRequest,
-    answer_blocks,
-    invalid_calls_kwargs,
     keep_first_call,
     tool_request,
     tool_selections,
 )
-from focus_integrations.tool_calls import QWEN_OPEN, ParsedToolCalls
+from focus_integrations.tool_calls import QWEN_OPEN
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder
@@ -83,10 +80,8 @@ ENGINE_OPTION_FIELDS: tuple[str, ...] = (
 
 _LOADING_FIELDS = frozenset({"device", "dtype", "device_map", "local_files_only", "trust_remote_code"})
 
-MessageBuilder = Callable[[], list[dict[str, Any]]]
 
-
-class FocusMultiModalLLM(FunctionCallingLLM):
+class FocusMultiModalLLM(_ResponseMixin, FunctionCallingLLM):
     """A local Hugging Face vision-language model decoded with FOCUS, as a LlamaIndex chat LLM.
 
     Build it from a checkpoint (hub id or local folder) or from an existing
@@ -350,86 +345,6 @@ class FocusMultiModalLLM(FunctionCallingLLM):
         finally:
             stop.set()
 
-    # ----- responses --------------------------------------------------------------------------------------
-
-    def _raw(self, output: GenerationOutput) -> dict[str, Any]:
-        usage = output.usage
-        return {
-            "usage": {
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "total_tokens": usage.total_tokens,
-            },
-            "finish_reason": output.finish_reason,
-            "stop_sequence": output.stop_sequence,
-            "settings": dict(output.settings),
-            "model": self._decoder.model_name,
-        }
-
-    @staticmethod
-    def _token_counts(output: GenerationOutput) -> dict[str, int]:
-        return {
-            "prompt_tokens": output.usage.input_tokens,
-            "completion_tokens": output.usage.output_tokens,
-            "total_tokens": output.usage.total_tokens,
-        }
-
-    def _chat_response(
-        self,
-        text: str,
-        delta: str | None,
-        output: GenerationOutput | None,
-        parsed: ParsedToolCalls | None = None,
-    ) -> ChatResponse:
-        if parsed is not None:
-            message = ChatMessage(
-                role=MessageRole.ASSISTANT,
-                blocks=answer_blocks(parsed),
-                additional_kwargs=invalid_calls_kwargs(parsed),
-            )
-        else:
-            message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
-        return ChatResponse(
-            message=message,
-            delta=delta,
-            raw=self._raw(output) if output is not None else None,
-            additional_kwargs=self._token_counts(output) if output is not None else {},
-        )
-
-    def _chat_responses(self, call: _Call) -> Callable[[str, GenerationOutput | None], ChatResponse | None]:
-        """Turn stream items into cumulative ChatResponses; with tools, markup is held back and parsed."""
-        parser = call.tools.stream_parser() if call.tools is not None else None
-        text = ""
-
-        def push(delta: str, output: GenerationOutput | None) -> ChatResponse | None:
-            nonlocal text
-            parsed = None
-            if parser is not None:
-                if output is None:
-                    delta = parser.feed(delta)
-                    if not delta:
-                        return None  # held back: maybe the start of a tool call
-                else:
-                    delta, parsed = parser.finish()
-            text += delta
-            return self._chat_response(text, delta, output, parsed)
-
-        return push
-
-    def _final_chat_response(self, call: _Call, output: GenerationOutput) -> ChatResponse:
-        parsed = call.tools.parse(output.text) if call.tools is not None else None
-        return self._chat_response(output.text, None, output, parsed)
-
-    def _completion_response(
-        self, text: str, delta: str | None, output: GenerationOutput | None
-    ) -> CompletionResponse:
-        return CompletionResponse(
-            text=text,
-            delta=delta,
-            raw=self._raw(output) if output is not None else None,
-            additional_kwargs=self._token_counts(output) if output is not None else {},
-        )
-
     # ----- sync endpoints ---------------------------------------------------------------------------------
 
     @llm_chat_callback()
@@ -604,20 +519,6 @@ class FocusMultiModalLLM(FunctionCallingLLM):
                 f"expected at least one tool call in the response, got none: {response.message.content!r}"
             )
         return selections
-
-
-@dataclass(frozen=True)
-class _Call:
-    """One validated request: how to build its engine messages, its decoding options, the tools offered."""
-
-    build: MessageBuilder
-    options: dict[str, Any]
-    tools: ToolRequest | None
-
-    @property
-    def answer_prefix(self) -> str | None:
-        """Text the answer is forced to start with (a required tool call's opening), if any."""
-        return (self.tools.prefix or None) if self.tools is not None else None
 
 
 def _context_window(decoder: FocusDecoder) -> int:

@@ -1,0 +1,80 @@
+"""Process-wide pieces of ``ChatFocus``: one decoder per checkpoint, and the worker-thread bridge for async."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from focus_integrations.decoder import FocusDecoder
+
+T = TypeVar("T")
+
+# One decoder per checkpoint and placement, shared by every ChatFocus that names it (weights load once).
+_SHARED_DECODERS: weakref.WeakValueDictionary[tuple[Any, ...], FocusDecoder] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_decoder(name_or_path: str, device: Any, dtype: Any, trust_remote_code: bool) -> FocusDecoder:
+    from focus_integrations.decoder import FocusDecoder
+
+    key = (name_or_path, device, dtype, trust_remote_code)
+    with _SHARED_LOCK:  # two threads asking for the same checkpoint must not load it twice
+        decoder = _SHARED_DECODERS.get(key)
+        if decoder is None:
+            decoder = FocusDecoder.from_pretrained(
+                name_or_path, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+            )
+            _SHARED_DECODERS[key] = decoder
+        return decoder
+
+
+async def iterate_in_thread(
+    make_items: Callable[[threading.Event], Iterator[T]], *, name: str = "ChatFocus-decode"
+) -> AsyncIterator[T]:
+    """``make_items(cancelled)`` run in a worker thread, its items bridged through an asyncio queue: the
+    loop never blocks.
+
+    If the consumer stops (cancellation, ``aclose``), ``cancelled`` is set, the worker stops at the next item
+    and closes the iterator (which closes the engine stream and frees the decoder for other calls).
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    cancelled = threading.Event()
+
+    def put(kind: str, value: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            cancelled.set()
+
+    def work() -> None:
+        items = make_items(cancelled)
+        try:
+            for item in items:
+                put("item", item)
+                if cancelled.is_set():
+                    break
+        except BaseException as exc:  # re-raised on the loop side
+            put("error", exc)
+        else:
+            put("end", None)
+        finally:
+            items.close()  # closes the engine stream now, not at garbage collection
+
+    worker = threading.Thread(target=work, name=name, daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        cancelled.set()

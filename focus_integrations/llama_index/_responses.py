@@ -1,0 +1,117 @@
+"""How ``FocusMultiModalLLM`` turns engine outputs into LlamaIndex responses (a mixin: the methods use
+``self._decoder``), and ``_Call``, one validated request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, MessageRole
+
+from focus_integrations.llama_index.tools import ToolRequest, answer_blocks, invalid_calls_kwargs
+from focus_integrations.tool_calls import ParsedToolCalls
+
+if TYPE_CHECKING:
+    from focus_integrations.decoder import FocusDecoder
+    from focus_integrations.outputs import GenerationOutput
+
+MessageBuilder = Callable[[], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One validated request: how to build its engine messages, its decoding options, the tools offered."""
+
+    build: MessageBuilder
+    options: dict[str, Any]
+    tools: ToolRequest | None
+
+    @property
+    def answer_prefix(self) -> str | None:
+        """Text the answer is forced to start with (a required tool call's opening), if any."""
+        return (self.tools.prefix or None) if self.tools is not None else None
+
+
+class _ResponseMixin:
+    """Engine output -> ChatResponse / CompletionResponse (``raw``, token counts, tool-call blocks)."""
+
+    _decoder: FocusDecoder
+
+    def _raw(self, output: GenerationOutput) -> dict[str, Any]:
+        usage = output.usage
+        return {
+            "usage": {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "total_tokens": usage.total_tokens,
+            },
+            "finish_reason": output.finish_reason,
+            "stop_sequence": output.stop_sequence,
+            "settings": dict(output.settings),
+            "model": self._decoder.model_name,
+        }
+
+    @staticmethod
+    def _token_counts(output: GenerationOutput) -> dict[str, int]:
+        return {
+            "prompt_tokens": output.usage.input_tokens,
+            "completion_tokens": output.usage.output_tokens,
+            "total_tokens": output.usage.total_tokens,
+        }
+
+    def _chat_response(
+        self,
+        text: str,
+        delta: str | None,
+        output: GenerationOutput | None,
+        parsed: ParsedToolCalls | None = None,
+    ) -> ChatResponse:
+        if parsed is not None:
+            message = ChatMessage(
+                role=MessageRole.ASSISTANT,
+                blocks=answer_blocks(parsed),
+                additional_kwargs=invalid_calls_kwargs(parsed),
+            )
+        else:
+            message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
+        return ChatResponse(
+            message=message,
+            delta=delta,
+            raw=self._raw(output) if output is not None else None,
+            additional_kwargs=self._token_counts(output) if output is not None else {},
+        )
+
+    def _chat_responses(self, call: _Call) -> Callable[[str, GenerationOutput | None], ChatResponse | None]:
+        """Turn stream items into cumulative ChatResponses; with tools, markup is held back and parsed."""
+        parser = call.tools.stream_parser() if call.tools is not None else None
+        text = ""
+
+        def push(delta: str, output: GenerationOutput | None) -> ChatResponse | None:
+            nonlocal text
+            parsed = None
+            if parser is not None:
+                if output is None:
+                    delta = parser.feed(delta)
+                    if not delta:
+                        return None  # held back: maybe the start of a tool call
+                else:
+                    delta, parsed = parser.finish()
+            text += delta
+            return self._chat_response(text, delta, output, parsed)
+
+        return push
+
+    def _final_chat_response(self, call: _Call, output: GenerationOutput) -> ChatResponse:
+        parsed = call.tools.parse(output.text) if call.tools is not None else None
+        return self._chat_response(output.text, None, output, parsed)
+
+    def _completion_response(
+        self, text: str, delta: str | None, output: GenerationOutput | None
+    ) -> CompletionResponse:
+        return CompletionResponse(
+            text=text,
+            delta=delta,
+            raw=self._raw(output) if output is not None else None,
+            additional_kwargs=self._token_counts(output) if output is not None else {},
+        )
