@@ -5,53 +5,29 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import torch
 
 from focus_integrations.decode import RowGroup, lockstep_tokens
-from focus_integrations.errors import (
-    ContextLengthError,
-    InvalidOptionError,
-    NoImageError,
-    PromptError,
-    UnsupportedModelError,
-)
+from focus_integrations.errors import InvalidOptionError, PromptError, UnsupportedModelError
 from focus_integrations.families import FamilySpec, family_of
-from focus_integrations.logits import LogitsRule, TokenChooser, build_rule
-from focus_integrations.messages import Conversation, from_prompt, prepare
+from focus_integrations.logits import TokenChooser
+from focus_integrations.messages import Conversation, prepare
 from focus_integrations.options import DecodingOptions
 from focus_integrations.outputs import GenerationOutput, Usage
-from focus_integrations.prefix import can_share_prefix
-from focus_integrations.rows import encode_rows, mask_images
+from focus_integrations.request import (
+    PreparedRequest,
+    build_conversation,
+    prepare_request,
+    render,
+    row_groups,
+    wants_special_tokens,
+)
+from focus_integrations.rows import encode_rows
 from focus_integrations.scoring import score_candidates
 from focus_integrations.text import IncrementalDetokenizer
-from focus_integrations.vision import distinct_images_inputs, encode_shared, supports_shared_vision
-
-
-@dataclass
-class _Request:
-    """One request, prepared: the rendered prompt, its rule and its row groups (not yet run)."""
-
-    options: DecodingOptions
-    rule: LogitsRule
-    groups: list[RowGroup]
-    prompt_ids: torch.Tensor
-    n_images: int
-    max_new_tokens: int
-
-    @property
-    def prompt_length(self) -> int:
-        return int(self.prompt_ids.shape[0])
-
-    def settings(self) -> dict[str, Any]:
-        return self.options.as_settings() | {
-            "rule": self.rule.name,
-            "n_images": self.n_images,
-            "n_rows": self.rule.n_rows,
-        }
+from focus_integrations.vision import supports_shared_vision
 
 
 class FocusDecoder:
@@ -88,7 +64,7 @@ class FocusDecoder:
         self.eos_token_ids = self._eos_token_ids()
         self.banned_token_ids = self._placeholder_token_ids()
         self.context_length = self._context_length()
-        self._shared_vision = supports_shared_vision(model)
+        self.supports_shared_vision = supports_shared_vision(model)
         self._lock = threading.Lock()
 
     @classmethod
@@ -232,14 +208,14 @@ class FocusDecoder:
                 conversation,
                 tools,
                 resolved,
-                lambda request: score_candidates(request.groups, request.rule, candidate_ids),
+                lambda request, groups: score_candidates(groups, request.rule, candidate_ids),
             )
 
     def render_prompt(
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None
     ) -> str:
         """The chat template applied to ``messages`` (with a generation prompt), as text."""
-        return self._render(prepare(messages, allow_remote_images=self.allow_remote_images), tools)
+        return render(self.processor, prepare(messages, allow_remote_images=self.allow_remote_images), tools)
 
     def count_tokens(
         self, text_or_messages: str | Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None
@@ -248,9 +224,12 @@ class FocusDecoder:
         if isinstance(text_or_messages, str):
             return len(self.tokenizer(text_or_messages, add_special_tokens=False)["input_ids"])
         conversation = prepare(text_or_messages, allow_remote_images=self.allow_remote_images)
-        prompt = self._render(conversation, tools)
+        prompt = render(self.processor, conversation, tools)
         inputs = encode_rows(
-            self.processor, prompt, [conversation.images], add_special_tokens=self._add_special_tokens(prompt)
+            self.processor,
+            prompt,
+            [conversation.images],
+            add_special_tokens=wants_special_tokens(self.tokenizer, prompt),
         )
         return int(inputs["input_ids"].shape[1])
 
@@ -270,100 +249,36 @@ class FocusDecoder:
         require_images: bool = True,
         assistant_prefix: str | None = None,
     ) -> Conversation:
-        if messages is not None and (prompt is not None or images is not None):
-            raise PromptError("pass either messages, or images and prompt, not both")
-        if messages is None:
-            if prompt is None:
-                raise PromptError("pass a prompt (with images) or messages")
-            if isinstance(images, (str, bytes)) or (images is not None and not isinstance(images, Sequence)):
-                images = [images]
-            messages = from_prompt(images, prompt, system)
-        conversation = prepare(messages, allow_remote_images=self.allow_remote_images)
-        conversation.assistant_prefix = assistant_prefix or ""
-        if require_images and not conversation.images:
-            raise NoImageError(
-                "the request holds no image; FOCUS decodes questions about images "
-                "(pass require_images=False to decode text-only turns plainly)"
-            )
-        return conversation
-
-    def _render(self, conversation: Conversation, tools: Sequence[dict[str, Any]] | None) -> str:
-        kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
-        if tools:
-            kwargs["tools"] = list(tools)
-        try:
-            return (
-                self.processor.apply_chat_template(conversation.messages, **kwargs)
-                + conversation.assistant_prefix
-            )
-        except Exception as err:  # jinja errors, missing template: all mean "this chat cannot be rendered"
-            raise PromptError(f"the model's chat template could not render these messages: {err}") from None
-
-    def _add_special_tokens(self, prompt: str) -> bool:
-        # A template that already writes BOS (Gemma3) must not get a second one from the tokenizer.
-        bos = getattr(self.tokenizer, "bos_token", None)
-        return not (bos and prompt.startswith(bos))
-
-    def _request(self, conversation: Conversation, tools: Any, options: DecodingOptions) -> _Request:
-        prompt = self._render(conversation, tools)
-        rule = build_rule(options, len(conversation.images), self.banned_token_ids)
-        rng = np.random.default_rng(options.seed)
-        row_images = mask_images(conversation.images, rule.row_masks, options, rng)
-        chunk = options.row_chunk_size or rule.n_rows
-        add_special = self._add_special_tokens(prompt)
-        shared = row_images.noise is not None and options.shared_vision and self._shared_vision
-        # The processor first (no model work yet): a prompt that does not fit fails before any vision encode.
-        try:
-            if shared:
-                encoded = [
-                    distinct_images_inputs(self.processor, prompt, row_images, add_special_tokens=add_special)
-                ]
-            else:
-                encoded = [
-                    encode_rows(self.processor, prompt, rows, add_special_tokens=add_special)
-                    for rows in _chunks(row_images.rows, chunk)
-                ]
-        except (ValueError, TypeError, IndexError, KeyError) as err:
-            raise PromptError(f"the processor could not encode this prompt and its images: {err}") from None
-        prompt_ids = encoded[0]["input_ids"][0]
-        prompt_length = int(prompt_ids.shape[0])
-        if prompt_length >= self.context_length:
-            raise ContextLengthError(
-                f"the prompt needs {prompt_length} tokens ({len(conversation.images)} images) but the model's "
-                f"context holds {self.context_length}"
-            )
-        if shared:
-            encoding = encode_shared(self.model, self.family, self.tokenizer, encoded[0])
-            share = options.share_prefix and can_share_prefix(
-                self.model, self.family, encoding, rule.row_masks
-            )
-            groups = [
-                RowGroup(
-                    self.model, self.family, encoding.inputs(masks), (encoding, masks) if share else None
-                )
-                for masks in _chunks(rule.row_masks, chunk)
-            ]
-        else:
-            groups = [RowGroup(self.model, self.family, inputs) for inputs in encoded]
-        max_new = min(options.max_new_tokens, self.context_length - prompt_length)
-        return _Request(options, rule, groups, prompt_ids, len(conversation.images), max_new)
+        return build_conversation(
+            images,
+            prompt,
+            messages,
+            system,
+            allow_remote_images=self.allow_remote_images,
+            require_images=require_images,
+            assistant_prefix=assistant_prefix,
+        )
 
     def _run_with_memory_fallback(
-        self, conversation: Conversation, tools: Any, options: DecodingOptions, run: Callable[[_Request], Any]
+        self,
+        conversation: Conversation,
+        tools: Any,
+        options: DecodingOptions,
+        run: Callable[[PreparedRequest, list[RowGroup]], Any],
     ) -> Any:
-        """Build the request and run it; on out-of-memory, retry with the rows in groups half as large."""
-        chunk = options.row_chunk_size
+        """Prepare the request and run it; on out-of-memory, retry with the rows in groups half as large."""
+        request = prepare_request(self, conversation, tools, options)
+        chunk = request.chunk
         while True:
-            request = self._request(conversation, tools, replace(options, row_chunk_size=chunk))
+            groups = row_groups(self, request, chunk)
             try:
-                return run(request)
+                return run(request, groups)
             except torch.OutOfMemoryError:
-                size = request.groups[0].batch
-                if size == 1:
+                if chunk == 1:
                     raise
-                del request
-                _empty_device_cache(self.model)
-                chunk = max(1, size // 2)
+                del groups
+                empty_device_cache(self.model)
+                chunk = max(1, chunk // 2)
 
     def _eos_token_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -415,11 +330,7 @@ def _checkpoint_defaults(name_or_path: str | os.PathLike[str]) -> dict[str, Any]
     return values
 
 
-def _chunks(items: Sequence[Any], size: int) -> list[Any]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-def _empty_device_cache(model: torch.nn.Module) -> None:
+def empty_device_cache(model: torch.nn.Module) -> None:
     if next(model.parameters()).device.type == "cuda":
         torch.cuda.empty_cache()
 
@@ -462,9 +373,11 @@ class TextStream:
             generator.manual_seed(options.seed if options.seed is not None else torch.seed())
             chooser = TokenChooser(options, generator)
 
-            def start(request: _Request) -> tuple[_Request, Iterator[int]]:
+            def start(
+                request: PreparedRequest, groups: list[RowGroup]
+            ) -> tuple[PreparedRequest, Iterator[int]]:
                 tokens = lockstep_tokens(
-                    request.groups,
+                    groups,
                     request.rule,
                     chooser,
                     request.prompt_ids,
@@ -499,7 +412,7 @@ class TextStream:
                 usage=Usage(request.prompt_length, len(token_ids)),
                 finish_reason=finish_reason,
                 stop_sequence=detok.stop_sequence,
-                settings=request.settings() | {"max_new_tokens": request.max_new_tokens},
+                settings=request.settings(),
             )
 
 

@@ -150,7 +150,7 @@ def test_shared_vision_path_equals_encoding_every_row(decoder: FocusDecoder, mod
 
 
 def test_shared_vision_encodes_each_distinct_image_once(decoder: FocusDecoder) -> None:
-    if not decoder._shared_vision:
+    if not decoder.supports_shared_vision:
         pytest.skip("this transformers version has no mm_encoder_outputs: every row is encoded")
     inner = getattr(decoder.model, "model", decoder.model)
     calls: list[int] = []
