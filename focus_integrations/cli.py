@@ -3,7 +3,7 @@
     focus ask --model PATH_OR_ID --image A --image B [--mode focus|vanilla|vcd] [--alpha] [--noise]
               [--max-new-tokens] [--seed] [--stream] "question"
 
-Sub-commands of the optional parts (``index``, ``query``, ``eval``, ``demo``) register themselves when their
+Sub-commands of the optional parts (``index``, ``query``, ``eval``, ``demo``, ``serve``) register themselves when their
 modules are importable. Errors print one line (``focus: error: ...``) and exit with status 2, never a traceback.
 """
 
@@ -22,6 +22,7 @@ from focus_integrations.options import MODES
 _COMMAND_GROUPS = (
     ("focus_integrations.store.commands", "add_store_commands"),
     ("focus_integrations.lab.commands", "add_lab_commands"),
+    ("focus_integrations.server.cli", "add_serve_commands"),
 )
 
 

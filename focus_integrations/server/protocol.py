@@ -1,0 +1,519 @@
+"""OpenAI request bodies -> engine requests, and engine results -> OpenAI response bodies.
+
+Chat Completions (``/v1/chat/completions``) and the legacy Completions (``/v1/completions``). Unknown fields
+are ignored, as OpenAI-compatible servers do; FOCUS settings ride along as extra top-level fields named like
+the :class:`DecodingOptions` fields (``mode``, ``alpha``, ``noise``, ...: the ``extra_body`` of the SDKs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from focus_integrations.messages import append_turn
+from focus_integrations.options import DecodingOptions
+from focus_integrations.server.config import Limits
+from focus_integrations.server.errors import bad_request
+from focus_integrations.tool_calls import QWEN_CLOSE, QWEN_OPEN, ParsedToolCalls, ToolCallStreamParser
+from focus_integrations.tool_prompting import (
+    forced_tool_call_prefix,
+    renders_tools,
+    tool_instruction,
+    tool_turn_as_text,
+    with_system_instructions,
+)
+
+if TYPE_CHECKING:
+    from focus_integrations.decoder import FocusDecoder
+    from focus_integrations.outputs import GenerationOutput
+
+ImageLoader = Callable[[str], Image.Image]
+
+# OpenAI fields with their own meaning here; every other DecodingOptions field is a FOCUS extra.
+_OPENAI_MAPPED = {"temperature", "top_p", "stop", "seed", "max_new_tokens", "response_format"}
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
+_ROLES["function"] = "tool"
+
+
+def focus_extra_fields() -> frozenset[str]:
+    """The FOCUS settings a request may carry as extra fields (every DecodingOptions field not OpenAI's)."""
+    return frozenset(f.name for f in dataclasses.fields(DecodingOptions)) - _OPENAI_MAPPED
+
+
+def supports_response_format() -> bool:
+    """Whether the engine constrains answers to a JSON schema (``DecodingOptions.response_format``)."""
+    return any(f.name == "response_format" for f in dataclasses.fields(DecodingOptions))
+
+
+@dataclass
+class EngineRequest:
+    """One request, ready for ``engine.submit(**submit_kwargs())``."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    options: dict[str, Any]
+    n_images: int
+    stream: bool = False
+    include_usage: bool = False
+    template_tools: list[dict[str, Any]] | None = None
+    tool_names: list[str] = field(default_factory=list)
+    answer_prefix: str = ""  # forced start of the answer (enforces tool_choice); part of the tool-call text
+
+    def submit_kwargs(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "tools": self.template_tools,
+            "require_images": False,  # text-only turns (agent steps) decode plainly
+            "assistant_prefix": self.answer_prefix or None,
+            **self.options,
+        }
+
+    def tool_parser(self) -> ToolCallStreamParser | None:
+        """A parser that has seen the forced prefix already (None when no tools were offered)."""
+        if not self.tool_names:
+            return None
+        parser = ToolCallStreamParser(tool_names=self.tool_names)
+        if self.answer_prefix:
+            parser.feed(self.answer_prefix)
+        return parser
+
+
+# ---------------------------------------------------------------------------------------------- requests
+
+
+def _number(body: dict[str, Any], name: str, *, integer: bool = False) -> Any:
+    """``body[name]`` if it is a number (an integer with ``integer=True``) or absent; else a 400."""
+    value = body.get(name)
+    kinds = int if integer else (int, float)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+        raise bad_request(f"'{name}' must be {'an integer' if integer else 'a number'}", param=name)
+    return value
+
+
+def decoding_options(body: dict[str, Any], limits: Limits, *, context_length: int) -> dict[str, Any]:
+    """OpenAI sampling fields and FOCUS extras -> engine options (validated by DecodingOptions)."""
+    options: dict[str, Any] = {
+        name: body[name] for name in focus_extra_fields() if body.get(name) is not None
+    }
+    n = _number(body, "n", integer=True)
+    if n not in (None, 1):
+        raise bad_request("only n=1 is supported", param="n")
+    if body.get("logprobs") not in (None, False, 0):
+        raise bad_request("logprobs are not supported by this server", param="logprobs")
+    for name in ("frequency_penalty", "presence_penalty"):
+        value = _number(body, name)
+        if value not in (None, 0, 0.0):
+            raise bad_request(
+                f"'{name}' is not supported; use the extra field 'repetition_penalty' instead", param=name
+            )
+    max_tokens = body.get("max_completion_tokens")
+    param = "max_completion_tokens"
+    if max_tokens is None:
+        max_tokens, param = body.get("max_tokens"), "max_tokens"
+    if max_tokens is None:
+        max_tokens = limits.default_max_tokens
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise bad_request(f"'{param}' must be an integer >= 1", param=param)
+    if max_tokens > limits.max_output_tokens:
+        raise bad_request(
+            f"'{param}' is {max_tokens}; this server generates at most {limits.max_output_tokens} tokens",
+            param=param,
+        )
+    options["max_new_tokens"] = min(max_tokens, max(1, context_length - 1))
+    temperature = _number(body, "temperature")
+    if temperature is not None:
+        if temperature < 0:
+            raise bad_request("'temperature' must be >= 0", param="temperature")
+        if temperature > 0:  # 0 means greedy, as with hosted APIs
+            options.setdefault("do_sample", True)
+            options["temperature"] = float(temperature)
+    if body.get("top_p") is not None:
+        options["top_p"] = body["top_p"]
+    stop = body.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise bad_request("'stop' must be a string or a list of strings", param="stop")
+        if stops:
+            options["stop"] = tuple(stops)
+    if body.get("seed") is not None:
+        options["seed"] = body["seed"]
+    response_format = body.get("response_format")
+    if response_format is not None:
+        if not isinstance(response_format, dict) or response_format.get("type") not in (
+            "text",
+            "json_object",
+            "json_schema",
+        ):
+            raise bad_request(
+                "'response_format' must be {'type': 'text' | 'json_object' | 'json_schema', ...}",
+                param="response_format",
+            )
+        if response_format["type"] != "text":
+            if not supports_response_format():
+                raise bad_request(
+                    "response_format json_object / json_schema needs constrained decoding, which this "
+                    "installation of focus-integrations does not have yet; use a forced tool call "
+                    "(tool_choice) for structured answers",
+                    param="response_format",
+                    code="response_format_unsupported",
+                )
+            options["response_format"] = response_format
+    try:
+        DecodingOptions.resolve(**options)
+    except ValueError as err:
+        raise bad_request(str(err), code="invalid_option") from None
+    return options
+
+
+def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """Validated tools and the tool_choice as None (auto), "none", "any" or a tool name."""
+    tools = body.get("tools") or []
+    if not isinstance(tools, list):
+        raise bad_request("'tools' must be a list", param="tools")
+    schemas: list[dict[str, Any]] = []
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if (
+            not isinstance(tool, dict)
+            or tool.get("type", "function") != "function"
+            or not isinstance(function, dict)
+            or not isinstance(function.get("name"), str)
+            or not function["name"]
+        ):
+            raise bad_request(
+                f"tools[{index}] must be {{'type': 'function', 'function': {{'name': ..., 'parameters': ...}}}}",
+                param=f"tools[{index}]",
+            )
+        schemas.append({"type": "function", "function": function})
+    names = [s["function"]["name"] for s in schemas]
+    if len(set(names)) != len(names):
+        raise bad_request(f"tool names must be unique, got {names}", param="tools")
+    choice = body.get("tool_choice")
+    if choice is None or choice == "auto":
+        return schemas, None
+    if choice in ("none", "required"):
+        return schemas, "none" if choice == "none" else "any"
+    if isinstance(choice, dict):
+        name = (
+            (choice.get("function") or {}).get("name") if isinstance(choice.get("function"), dict) else None
+        )
+        if not isinstance(name, str):
+            raise bad_request(
+                "tool_choice must name a function: {'type': 'function', 'function': {'name': ...}}"
+            )
+        if name not in names:
+            raise bad_request(
+                f"tool_choice names {name!r}, which is not one of the tools {names}", param="tool_choice"
+            )
+        return schemas, name
+    raise bad_request(
+        "tool_choice must be 'none', 'auto', 'required' or a named function", param="tool_choice"
+    )
+
+
+def _content(
+    content: Any, where: str, load_image: ImageLoader, images: list[Image.Image], limits: Limits
+) -> str | list[dict[str, Any]]:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise bad_request(f"{where}: content must be a string or a list of content parts", param=where)
+    items: list[dict[str, Any]] = []
+    for position, part in enumerate(content):
+        here = f"{where}.content[{position}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("text", "input_text"):
+            if not isinstance(part.get("text"), str):
+                raise bad_request(f"{here}: a text part needs a string 'text'", param=here)
+            items.append({"type": "text", "text": part["text"]})
+        elif kind in ("image_url", "input_image"):
+            url = part.get("image_url")
+            url = (
+                url.get("url") if isinstance(url, dict) else url
+            )  # {"url": ..., "detail": ...}: detail ignored
+            if len(images) >= limits.max_images_per_request:
+                raise bad_request(
+                    f"too many images: this server accepts at most {limits.max_images_per_request} per request",
+                    param=here,
+                    code="too_many_images",
+                )
+            images.append(load_image(url))
+            items.append({"type": "image", "image": images[-1]})
+        elif kind == "refusal":
+            continue
+        else:
+            raise bad_request(
+                f"{here}: unsupported content part type {kind!r} (text and image_url only)", param=here
+            )
+    return items
+
+
+def _text_only(content: str | list[dict[str, Any]], where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if any(item["type"] == "image" for item in content):
+        raise bad_request(f"{where}: images are only allowed in user and tool messages", param=where)
+    return "\n".join(item["text"] for item in content)
+
+
+def chat_messages(
+    raw: Any, load_image: ImageLoader, limits: Limits, *, tools_as_text: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """OpenAI messages -> engine messages (images loaded) and the number of images."""
+    if not isinstance(raw, list) or not raw:
+        raise bad_request("'messages' must be a non-empty list", param="messages")
+    images: list[Image.Image] = []
+    call_names: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for index, message in enumerate(raw):
+        where = f"messages[{index}]"
+        role = _ROLES.get(message.get("role")) if isinstance(message, dict) else None
+        if role is None:
+            raise bad_request(f"{where}: role must be one of {', '.join(_ROLES)}", param=where)
+        content = _content(message.get("content"), where, load_image, images, limits)
+        entry: dict[str, Any] = {"role": role}
+        if role in ("system", "assistant"):
+            entry["content"] = _text_only(content, where)
+        else:
+            entry["content"] = content
+        if role == "assistant" and message.get("tool_calls"):
+            entry["tool_calls"] = [
+                _history_call(call, f"{where}.tool_calls[{i}]", call_names)
+                for i, call in enumerate(message["tool_calls"])
+            ]
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id:
+                entry["tool_call_id"] = str(call_id)
+            name = message.get("name") or call_names.get(str(call_id))
+            if name:
+                entry["name"] = name
+            if isinstance(content, list) and not any(item["type"] == "image" for item in content):
+                entry["content"] = _text_only(content, where)  # tool-aware templates print strings verbatim
+        if tools_as_text:
+            entry = tool_turn_as_text(entry)
+        append_turn(out, entry)
+    return out, len(images)
+
+
+def _history_call(call: Any, where: str, call_names: dict[str, str]) -> dict[str, Any]:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise bad_request(f"{where}: a tool call needs function.name", param=where)
+    arguments = function.get("arguments") or {}
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError:
+            arguments = {"_raw": arguments}  # a malformed earlier call is replayed, not refused
+    call_id = str(call.get("id") or "")
+    if call_id:
+        call_names[call_id] = function["name"]
+    return {"type": "function", "id": call_id, "function": {"name": function["name"], "arguments": arguments}}
+
+
+def chat_request(
+    body: dict[str, Any], decoder: FocusDecoder, limits: Limits, load_image: ImageLoader, model: str
+) -> EngineRequest:
+    """A ``/v1/chat/completions`` body -> an engine request (images loaded, tools put to the model)."""
+    options = decoding_options(body, limits, context_length=decoder.context_length)
+    tools, choice = _tools(body)
+    if choice == "none":
+        tools = []
+    template_renders = renders_tools(decoder) if tools else True
+    messages, n_images = chat_messages(
+        body.get("messages"), load_image, limits, tools_as_text=bool(tools) and not template_renders
+    )
+    instructions: list[str] = []
+    if tools:
+        if not template_renders:
+            instructions.append(tool_instruction(tools))
+        if choice == "any":
+            instructions.append("You must answer with a call to one of the tools.")
+        elif choice:
+            instructions.append(f"You must answer with a call to the tool `{choice}`.")
+    if instructions:
+        messages = with_system_instructions(messages, instructions)
+    prefix = forced_tool_call_prefix(decoder, choice) if tools and choice else ""
+    if choice not in (None, "any") and prefix.startswith(QWEN_OPEN):
+        # A named tool_choice asks for exactly one call: stop when it closes instead of writing on.
+        options["stop"] = (*options.get("stop", ()), QWEN_CLOSE)
+    stream_options = body.get("stream_options") or {}
+    return EngineRequest(
+        model=model,
+        messages=messages,
+        options=options,
+        n_images=n_images,
+        stream=bool(body.get("stream")),
+        include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
+        template_tools=tools if tools and template_renders else None,
+        tool_names=[t["function"]["name"] for t in tools],
+        answer_prefix=prefix,
+    )
+
+
+def completion_request(
+    body: dict[str, Any], decoder: FocusDecoder, limits: Limits, model: str
+) -> EngineRequest:
+    """A ``/v1/completions`` body: the prompt is one user turn through the chat template, text only."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise bad_request(
+            "'prompt' must be a string (token-id prompts and batches are not supported)", param="prompt"
+        )
+    if body.get("echo"):
+        raise bad_request("'echo' is not supported", param="echo")
+    if body.get("suffix"):
+        raise bad_request("'suffix' is not supported", param="suffix")
+    if body.get("best_of") not in (None, 1):
+        raise bad_request("only best_of=1 is supported", param="best_of")
+    options = decoding_options(body, limits, context_length=decoder.context_length)
+    stream_options = body.get("stream_options") or {}
+    return EngineRequest(
+        model=model,
+        messages=[{"role": "user", "content": prompt}],
+        options=options,
+        n_images=0,
+        stream=bool(body.get("stream")),
+        include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- responses
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage_body(output: GenerationOutput) -> dict[str, int]:
+    return {
+        "prompt_tokens": output.usage.input_tokens,
+        "completion_tokens": output.usage.output_tokens,
+        "total_tokens": output.usage.total_tokens,
+    }
+
+
+def openai_tool_calls(parsed: ParsedToolCalls, tool_names: list[str]) -> list[dict[str, Any]]:
+    """Parsed calls to offered tools as OpenAI ``tool_calls`` (arguments as a JSON string).
+
+    A malformed call to an offered tool keeps its raw arguments text (OpenAI's ``arguments`` is a string that
+    clients parse, and LangChain files a bad one under ``invalid_tool_calls``); a call to a tool that was not
+    offered is dropped.
+    """
+    calls = [
+        {
+            "id": c["id"],
+            "type": "function",
+            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+        }
+        for c in parsed.tool_calls
+        if c["name"] in tool_names
+    ]
+    calls += [
+        {
+            "id": c["id"],
+            "type": "function",
+            "function": {"name": c["name"], "arguments": c["arguments"] or ""},
+        }
+        for c in parsed.invalid
+        if c["name"] in tool_names
+    ]
+    return calls
+
+
+def finish_reason(output: GenerationOutput, calls: list[dict[str, Any]]) -> str:
+    return "tool_calls" if calls else output.finish_reason
+
+
+def chat_completion_body(
+    request: EngineRequest, output: GenerationOutput, text: str, calls: list[dict[str, Any]], response_id: str
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    return {
+        "id": response_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.model,
+        "system_fingerprint": None,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(output, calls)}
+        ],
+        "usage": usage_body(output),
+        "focus": output.settings,
+    }
+
+
+def chat_chunk(
+    request: EngineRequest,
+    response_id: str,
+    created: int,
+    delta: dict[str, Any] | None,
+    finish: str | None = None,
+    usage: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    chunk: dict[str, Any] = {
+        "id": response_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": request.model,
+        "system_fingerprint": None,
+        "choices": []
+        if delta is None
+        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    if request.include_usage:
+        chunk["usage"] = usage  # null on every chunk but the last, as OpenAI sends it
+    return chunk
+
+
+def completion_body(request: EngineRequest, output: GenerationOutput, response_id: str) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": request.model,
+        "system_fingerprint": None,
+        "choices": [
+            {"index": 0, "text": output.text, "logprobs": None, "finish_reason": output.finish_reason}
+        ],
+        "usage": usage_body(output),
+        "focus": output.settings,
+    }
+
+
+def completion_chunk(
+    request: EngineRequest,
+    response_id: str,
+    created: int,
+    text: str | None,
+    finish: str | None = None,
+    usage: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    chunk: dict[str, Any] = {
+        "id": response_id,
+        "object": "text_completion",
+        "created": created,
+        "model": request.model,
+        "system_fingerprint": None,
+        "choices": []
+        if text is None
+        else [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+    }
+    if request.include_usage:
+        chunk["usage"] = usage
+    return chunk

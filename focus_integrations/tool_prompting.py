@@ -1,0 +1,120 @@
+"""How tools, ``tool_choice`` and JSON answers are put to a model, whatever its chat template supports.
+
+Framework-free; the LangChain adapter and the OpenAI-compatible server share it.
+
+* A template that renders the ``tools`` argument (Qwen, Llama, ...) gets the tools through
+  ``apply_chat_template(tools=...)``. One that does not (LLaVA, the bundled default model) gets them as a
+  system instruction describing the JSON call format, and its tool turns rewritten as plain text
+  (:func:`tool_turn_as_text`), so no template drops or rejects them.
+* A required call (``tool_choice`` "any" or a tool name) is enforced, not only asked for: the answer is
+  forced to start with the call's opening text (:func:`forced_tool_call_prefix`, the engine's
+  ``assistant_prefix``).
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from focus_integrations.tool_calls import QWEN_OPEN, forced_call_prefix
+
+if TYPE_CHECKING:
+    from focus_integrations.decoder import FocusDecoder
+
+__all__ = [
+    "renders_tools",
+    "forced_tool_call_prefix",
+    "tool_instruction",
+    "json_instruction",
+    "with_system_instructions",
+    "tool_turn_as_text",
+]
+
+# Whether a decoder's chat template renders the `tools` argument (probed once per decoder).
+_RENDERS_TOOLS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+_PROBE_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "focus_template_probe_7f3a",
+        "description": "probe",
+        "parameters": {"type": "object", "properties": {}},
+    },
+}
+
+
+def renders_tools(decoder: FocusDecoder) -> bool:
+    """Does the chat template show the ``tools`` argument to the model? (Probed once per decoder.)"""
+    known = _RENDERS_TOOLS.get(decoder)
+    if known is None:
+        try:
+            rendered = decoder.render_prompt([{"role": "user", "content": "hi"}], tools=[_PROBE_TOOL])
+            known = _PROBE_TOOL["function"]["name"] in rendered
+        except Exception:  # a template that chokes on tools does not support them
+            known = False
+        _RENDERS_TOOLS[decoder] = known
+    return known
+
+
+def forced_tool_call_prefix(decoder: FocusDecoder, tool_choice: str) -> str:
+    """The start of a tool call the answer must begin with (``tool_choice``: "any" or a tool name)."""
+    template = getattr(decoder.processor, "chat_template", None) or ""
+    return forced_call_prefix(tool_choice, markup=renders_tools(decoder) and QWEN_OPEN in template)
+
+
+def tool_instruction(tools: list[dict[str, Any]]) -> str:
+    """For templates without tool support: describe the tools and the JSON call format in the system turn."""
+    specs = "\n".join(json.dumps(tool["function"]) for tool in tools)
+    return (
+        "You can call these tools:\n"
+        f"{specs}\n"
+        'To call a tool, answer with only a JSON object {"name": <tool name>, "arguments": <object>} '
+        "(or a list of them) and nothing else. Otherwise answer normally."
+    )
+
+
+def json_instruction(response_format: dict[str, Any]) -> str:
+    """``{"type": "json_schema", "schema": ...}`` or OpenAI's ``{"json_schema": {"schema": ...}}``."""
+    schema = response_format.get("schema")
+    if schema is None and isinstance(response_format.get("json_schema"), dict):
+        schema = response_format["json_schema"].get("schema")
+    if response_format.get("type") == "json_schema" and schema:
+        return (
+            "Answer with only a JSON object that matches this JSON schema, and nothing else:\n"
+            + json.dumps(schema)
+        )
+    return "Answer with only a valid JSON object, and nothing else."
+
+
+def with_system_instructions(messages: list[dict[str, Any]], instructions: list[str]) -> list[dict[str, Any]]:
+    """``messages`` with ``instructions`` appended to the first system turn (or a new one in front)."""
+    text = "\n\n".join(instructions)
+    if messages and messages[0]["role"] == "system" and isinstance(messages[0]["content"], str):
+        first = dict(messages[0])
+        first["content"] = f"{first['content']}\n\n{text}" if first["content"] else text
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
+
+
+def tool_turn_as_text(entry: dict[str, Any]) -> dict[str, Any]:
+    """For templates with no tool syntax: an assistant's calls become its text, a tool result a user turn."""
+    if entry["role"] == "assistant" and entry.get("tool_calls"):
+        calls = [
+            {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
+            for call in entry["tool_calls"]
+        ]
+        call_text = json.dumps(calls[0] if len(calls) == 1 else calls)
+        return {
+            "role": "assistant",
+            "content": f"{entry['content']}\n{call_text}" if entry["content"] else call_text,
+        }
+    if entry["role"] == "tool":
+        label = f"Result of tool {entry['name']}" if entry.get("name") else "Tool result"
+        if entry.get("tool_call_id"):
+            label += f" (call {entry['tool_call_id']})"
+        content = entry["content"]
+        if isinstance(content, str):
+            return {"role": "user", "content": f"{label}:\n{content}"}
+        return {"role": "user", "content": [{"type": "text", "text": f"{label}:\n"}, *content]}
+    return entry
