@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ from PIL import Image
 from focus_integrations.errors import ImageLoadError, InvalidOptionError
 from focus_integrations.images import REMOTE_MAX_BYTES, REMOTE_TIMEOUT_S, load_image
 from focus_integrations.messages import append_turn
+from focus_integrations.tool_prompting import tool_turn_as_text as _tool_turn_as_text
 
 FileResolver = Callable[[str], Any]
 """Maps a ``file_id`` to anything ``load_image`` accepts (PIL image, path, bytes, data URI, ...)."""
@@ -215,28 +215,6 @@ def to_engine_messages(
             role = entry["role"]
         append_turn(out, entry)
     return out
-
-
-def _tool_turn_as_text(entry: dict[str, Any]) -> dict[str, Any]:
-    if entry["role"] == "assistant" and entry.get("tool_calls"):
-        calls = [
-            {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
-            for call in entry["tool_calls"]
-        ]
-        call_text = json.dumps(calls[0] if len(calls) == 1 else calls)
-        return {
-            "role": "assistant",
-            "content": f"{entry['content']}\n{call_text}" if entry["content"] else call_text,
-        }
-    if entry["role"] == "tool":
-        label = f"Result of tool {entry['name']}" if entry.get("name") else "Tool result"
-        if entry.get("tool_call_id"):
-            label += f" (call {entry['tool_call_id']})"
-        content = entry["content"]
-        if isinstance(content, str):
-            return {"role": "user", "content": f"{label}:\n{content}"}
-        return {"role": "user", "content": [{"type": "text", "text": f"{label}:\n"}, *content]}
-    return entry
 
 
 def _prefix_error(content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:

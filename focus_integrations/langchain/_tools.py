@@ -3,27 +3,25 @@ without tool support, and the forced start of a required call."""
 
 from __future__ import annotations
 
-import json
-import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from focus_integrations.errors import InvalidOptionError
-from focus_integrations.tool_calls import QWEN_OPEN, forced_call_prefix
 
-if TYPE_CHECKING:
-    from focus_integrations.decoder import FocusDecoder
+# Template probing, instructions and the forced call start are framework-free (the server uses them too).
+from focus_integrations.tool_prompting import forced_tool_call_prefix as _forced_tool_call_prefix
+from focus_integrations.tool_prompting import json_instruction as _json_instruction
+from focus_integrations.tool_prompting import renders_tools as _renders_tools
+from focus_integrations.tool_prompting import tool_instruction as _tool_instruction
+from focus_integrations.tool_prompting import with_system_instructions as _with_system_instructions
 
-# Whether a decoder's chat template renders the `tools` argument (probed once per decoder).
-_RENDERS_TOOLS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-
-_PROBE_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "focus_template_probe_7f3a",
-        "description": "probe",
-        "parameters": {"type": "object", "properties": {}},
-    },
-}
+__all__ = [
+    "_normalise_tool_choice",
+    "_forced_tool_call_prefix",
+    "_json_instruction",
+    "_renders_tools",
+    "_tool_instruction",
+    "_with_system_instructions",
+]
 
 
 def _normalise_tool_choice(choice: Any, names: list[str]) -> str | None:
@@ -46,57 +44,3 @@ def _normalise_tool_choice(choice: Any, names: list[str]) -> str | None:
     raise InvalidOptionError(
         f"tool_choice must be None, 'auto', 'any', 'none' or a tool name, got {choice!r}"
     )
-
-
-def _renders_tools(decoder: FocusDecoder) -> bool:
-    """Does the chat template show the `tools` argument to the model? (Probe once per decoder.)"""
-    known = _RENDERS_TOOLS.get(decoder)
-    if known is None:
-        try:
-            rendered = decoder.render_prompt([{"role": "user", "content": "hi"}], tools=[_PROBE_TOOL])
-            known = _PROBE_TOOL["function"]["name"] in rendered
-        except Exception:  # a template that chokes on tools does not support them
-            known = False
-        _RENDERS_TOOLS[decoder] = known
-    return known
-
-
-def _forced_tool_call_prefix(decoder: FocusDecoder, tool_choice: str) -> str:
-    """The start of a tool call the answer must begin with: ``tool_choice`` is enforced, not only asked for."""
-    template = getattr(decoder.processor, "chat_template", None) or ""
-    return forced_call_prefix(tool_choice, markup=_renders_tools(decoder) and QWEN_OPEN in template)
-
-
-def _tool_instruction(tools: list[dict[str, Any]]) -> str:
-    """For templates without tool support: describe the tools and the JSON call format in the system turn."""
-    specs = "\n".join(json.dumps(tool["function"]) for tool in tools)
-    return (
-        "You can call these tools:\n"
-        f"{specs}\n"
-        'To call a tool, answer with only a JSON object {"name": <tool name>, "arguments": <object>} '
-        "(or a list of them) and nothing else. Otherwise answer normally."
-    )
-
-
-def _json_instruction(response_format: dict[str, Any]) -> str:
-    """``{"type": "json_schema", "schema": ...}`` (ours) or OpenAI's ``{"json_schema": {"schema": ...}}``."""
-    schema = response_format.get("schema")
-    if schema is None and isinstance(response_format.get("json_schema"), dict):
-        schema = response_format["json_schema"].get("schema")
-    if response_format.get("type") == "json_schema" and schema:
-        return (
-            "Answer with only a JSON object that matches this JSON schema, and nothing else:\n"
-            + json.dumps(schema)
-        )
-    return "Answer with only a valid JSON object, and nothing else."
-
-
-def _with_system_instructions(
-    messages: list[dict[str, Any]], instructions: list[str]
-) -> list[dict[str, Any]]:
-    text = "\n\n".join(instructions)
-    if messages and messages[0]["role"] == "system" and isinstance(messages[0]["content"], str):
-        first = dict(messages[0])
-        first["content"] = f"{first['content']}\n\n{text}" if first["content"] else text
-        return [first, *messages[1:]]
-    return [{"role": "system", "content": text}, *messages]

@@ -5,7 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
-FRAMEWORKS = ("langchain_core", "langchain", "llama_index", "chromadb")
+FRAMEWORKS = (
+    "langchain_core",
+    "langchain",
+    "llama_index",
+    "chromadb",
+    "fastapi",
+    "uvicorn",
+    "ray",
+    "prometheus_client",
+)
 
 
 def _imported_after(code: str) -> set[str]:

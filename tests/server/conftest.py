@@ -33,7 +33,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_process(args: list[str], *, env: dict[str, str] | None = None, timeout: float = 180) -> Iterator[str]:
+def serve_process(
+    args: list[str], *, env: dict[str, str] | None = None, timeout: float = 180
+) -> Iterator[str]:
     """Run ``focus serve ARGS --port <free>`` and yield its base URL once /health answers; stop it after."""
     port = free_port()
     environment = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -51,7 +53,9 @@ def serve_process(args: list[str], *, env: dict[str, str] | None = None, timeout
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"focus serve exited with {process.returncode}:\n{stderr_path.read_text()}")
+                raise RuntimeError(
+                    f"focus serve exited with {process.returncode}:\n{stderr_path.read_text()}"
+                )
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break

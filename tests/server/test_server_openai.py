@@ -47,7 +47,9 @@ def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
     assert client.models.retrieve(MODEL_ID).id == MODEL_ID
 
 
-def test_chat_with_two_images_equals_the_direct_focus_decode(client: openai.OpenAI, reference_decoder) -> None:
+def test_chat_with_two_images_equals_the_direct_focus_decode(
+    client: openai.OpenAI, reference_decoder
+) -> None:
     response = client.chat.completions.create(model=MODEL_ID, messages=_two_images(), max_tokens=8, seed=0)
     expected = _direct(reference_decoder, max_new_tokens=8, seed=0)
     choice = response.choices[0]
@@ -64,14 +66,22 @@ def test_focus_settings_as_extra_body_fields(client: openai.OpenAI, reference_de
         model=MODEL_ID, messages=_two_images(), max_completion_tokens=6, extra_body={"mode": "vanilla"}
     )
     assert response.model_extra["focus"]["rule"] == "vanilla"
-    assert response.choices[0].message.content == _direct(reference_decoder, max_new_tokens=6, mode="vanilla").text
+    assert (
+        response.choices[0].message.content
+        == _direct(reference_decoder, max_new_tokens=6, mode="vanilla").text
+    )
     alpha = client.chat.completions.create(
-        model=MODEL_ID, messages=_two_images(), max_tokens=6, seed=0, extra_body={"alpha": 0.7, "noise": "gray"}
+        model=MODEL_ID,
+        messages=_two_images(),
+        max_tokens=6,
+        seed=0,
+        extra_body={"alpha": 0.7, "noise": "gray"},
     )
     assert alpha.model_extra["focus"]["alpha"] == 0.7 and alpha.model_extra["focus"]["noise"] == "gray"
-    assert alpha.choices[0].message.content == _direct(
-        reference_decoder, max_new_tokens=6, seed=0, alpha=0.7, noise="gray"
-    ).text
+    assert (
+        alpha.choices[0].message.content
+        == _direct(reference_decoder, max_new_tokens=6, seed=0, alpha=0.7, noise="gray").text
+    )
 
 
 def test_stream_sends_the_same_text_and_a_usage_chunk(client: openai.OpenAI) -> None:
@@ -115,10 +125,17 @@ def test_file_urls_only_inside_the_media_folder(client: openai.OpenAI, media_dir
             ],
         }
     ]
-    assert client.chat.completions.create(model=MODEL_ID, messages=inside, max_tokens=2).model_extra["focus"][
-        "n_images"
-    ] == 2
-    for url in ("file:///etc/hostname", (media_dir / ".." / "elsewhere.png").as_uri(), "https://example.com/a.png"):
+    assert (
+        client.chat.completions.create(model=MODEL_ID, messages=inside, max_tokens=2).model_extra["focus"][
+            "n_images"
+        ]
+        == 2
+    )
+    for url in (
+        "file:///etc/hostname",
+        (media_dir / ".." / "elsewhere.png").as_uri(),
+        "https://example.com/a.png",
+    ):
         outside = [{"role": "user", "content": [image_part(url), {"type": "text", "text": "?"}]}]
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(model=MODEL_ID, messages=outside, max_tokens=2)
@@ -146,7 +163,12 @@ def test_forced_tool_call_names_the_tool(client: openai.OpenAI) -> None:
     assert message.tool_calls[0].id.startswith("call_")
     streamed = list(
         client.chat.completions.create(
-            model=MODEL_ID, messages=_two_images(), max_tokens=12, tools=tools, tool_choice=choice, stream=True
+            model=MODEL_ID,
+            messages=_two_images(),
+            max_tokens=12,
+            tools=tools,
+            tool_choice=choice,
+            stream=True,
         )
     )
     calls = [tc for c in streamed if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
@@ -169,7 +191,10 @@ def test_structured_output(client: openai.OpenAI) -> None:
         "required": ["cheaper"],
         "additionalProperties": False,
     }
-    response_format = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": schema, "strict": True},
+    }
     if not supports_response_format():
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(
@@ -190,7 +215,9 @@ def test_completions_endpoint(client: openai.OpenAI, reference_decoder) -> None:
     )
     assert response.choices[0].text == expected.text
     assert response.usage.completion_tokens == 5
-    streamed = list(client.completions.create(model=MODEL_ID, prompt="Name a colour.", max_tokens=5, stream=True))
+    streamed = list(
+        client.completions.create(model=MODEL_ID, prompt="Name a colour.", max_tokens=5, stream=True)
+    )
     assert "".join(c.choices[0].text for c in streamed if c.choices) == expected.text
 
 
@@ -219,20 +246,30 @@ def test_unknown_openai_fields_are_ignored(client: openai.OpenAI) -> None:
         ({"model": "gpt-4o"}, 404, "not served"),
     ],
 )
-def test_bad_requests_get_openai_errors(client: openai.OpenAI, kwargs: dict, status: int, needle: str) -> None:
+def test_bad_requests_get_openai_errors(
+    client: openai.OpenAI, kwargs: dict, status: int, needle: str
+) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
-        client.chat.completions.create(**({"model": MODEL_ID, "messages": _two_images(), "max_tokens": 2} | kwargs))
+        client.chat.completions.create(
+            **({"model": MODEL_ID, "messages": _two_images(), "max_tokens": 2} | kwargs)
+        )
     assert caught.value.status_code == status
     assert needle in caught.value.message
 
 
 def test_image_limits(client: openai.OpenAI) -> None:
-    too_many = [{"role": "user", "content": [image_part(data_uri("red"))] * 9 + [{"type": "text", "text": "?"}]}]
+    too_many = [
+        {"role": "user", "content": [image_part(data_uri("red"))] * 9 + [{"type": "text", "text": "?"}]}
+    ]
     with pytest.raises(openai.BadRequestError, match="at most 8"):
         client.chat.completions.create(model=MODEL_ID, messages=too_many, max_tokens=2)
-    huge = [{"role": "user", "content": [image_part(data_uri("red", (600, 500))), {"type": "text", "text": "?"}]}]
+    huge = [
+        {"role": "user", "content": [image_part(data_uri("red", (600, 500))), {"type": "text", "text": "?"}]}
+    ]
     with pytest.raises(openai.BadRequestError, match="250000"):
         client.chat.completions.create(model=MODEL_ID, messages=huge, max_tokens=2)
-    broken = [{"role": "user", "content": [image_part("data:image/png;base64,AAAA"), {"type": "text", "text": "?"}]}]
+    broken = [
+        {"role": "user", "content": [image_part("data:image/png;base64,AAAA"), {"type": "text", "text": "?"}]}
+    ]
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL_ID, messages=broken, max_tokens=2)
