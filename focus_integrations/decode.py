@@ -10,13 +10,12 @@ the same as one big batch.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from focus_integrations.families import FamilySpec, clear_rope_deltas, rope_deltas_of, step_position_ids
-from focus_integrations.logits import LogitsRule, RowMasks, TokenChooser
+from focus_integrations.logits import RowMasks
 from focus_integrations.prefix import prefill_sharing_prefix
 
 if TYPE_CHECKING:
@@ -111,25 +110,12 @@ class RowGroup:
         return logits if all_positions else logits[:, -1, :]
 
 
-def lockstep_tokens(
-    groups: list[RowGroup],
-    rule: LogitsRule,
-    chooser: TokenChooser,
-    prompt_ids: torch.Tensor,
-    eos_token_ids: set[int],
-    max_new_tokens: int,
-) -> Iterator[int]:
-    """Yield generated token ids one at a time; stops after an EOS token or ``max_new_tokens``.
+def prefill_logits(groups: list[RowGroup]) -> torch.Tensor:
+    """Prefill every group; the rows' last-position fp32 logits, in row order ``(rows, vocab)``."""
+    return torch.cat([group.prefill() for group in groups], dim=0)
 
-    The caller may stop iterating early (stop strings); no forward pass is run for a token nobody asked for.
-    """
-    logits = torch.cat([group.prefill() for group in groups], dim=0)
-    sequence = prompt_ids.to(logits.device)
-    for index in range(max_new_tokens):
-        token = chooser(rule.combine(logits), sequence)
-        yield token
-        if token in eos_token_ids or index == max_new_tokens - 1:
-            return
-        token_tensor = torch.tensor([token], device=sequence.device)
-        sequence = torch.cat([sequence, token_tensor])
-        logits = torch.cat([group.step(token_tensor) for group in groups], dim=0)
+
+def step_logits(groups: list[RowGroup], token: int) -> torch.Tensor:
+    """Append ``token`` to every row of every group; the rows' next fp32 logits ``(rows, vocab)``."""
+    token_tensor = torch.tensor([token], device=groups[0].device)
+    return torch.cat([group.step(token_tensor) for group in groups], dim=0)

@@ -9,13 +9,14 @@ from typing import Any
 
 import torch
 
-from focus_integrations.decode import RowGroup, lockstep_tokens
+from focus_integrations.answer import Answer
+from focus_integrations.decode import RowGroup, prefill_logits, step_logits
 from focus_integrations.errors import InvalidOptionError, PromptError, UnsupportedModelError
 from focus_integrations.families import FamilySpec, family_of
 from focus_integrations.logits import TokenChooser
 from focus_integrations.messages import Conversation, prepare
 from focus_integrations.options import DecodingOptions
-from focus_integrations.outputs import GenerationOutput, Usage
+from focus_integrations.outputs import GenerationOutput
 from focus_integrations.request import (
     PreparedRequest,
     build_conversation,
@@ -26,7 +27,6 @@ from focus_integrations.request import (
 )
 from focus_integrations.rows import encode_rows
 from focus_integrations.scoring import score_candidates
-from focus_integrations.text import IncrementalDetokenizer
 from focus_integrations.vision import supports_shared_vision
 
 
@@ -65,6 +65,7 @@ class FocusDecoder:
         self.banned_token_ids = self._placeholder_token_ids()
         self.context_length = self._context_length()
         self.supports_shared_vision = supports_shared_vision(model)
+        self.device = next(model.parameters()).device
         self._lock = threading.Lock()
 
     @classmethod
@@ -280,6 +281,15 @@ class FocusDecoder:
                 empty_device_cache(self.model)
                 chunk = max(1, chunk // 2)
 
+    def _chooser(self, options: DecodingOptions) -> TokenChooser:
+        """A fresh per-request token chooser with its own generator (seeded: reproducible)."""
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(options.seed if options.seed is not None else torch.seed())
+        return TokenChooser(options, generator)
+
+    def _answer(self, request: PreparedRequest, chooser: TokenChooser) -> Answer:
+        return Answer(request, chooser, self.tokenizer, self.eos_token_ids, self.device)
+
     def _eos_token_ids(self) -> set[int]:
         ids: set[int] = set()
         config = getattr(self.model, "generation_config", None)
@@ -367,62 +377,25 @@ class TextStream:
         return self._output
 
     def _run(self) -> Iterator[str]:
-        decoder, options = self._decoder, self._options
+        decoder = self._decoder
         with decoder._lock:
-            generator = torch.Generator(device=next(decoder.model.parameters()).device)
-            generator.manual_seed(options.seed if options.seed is not None else torch.seed())
-            chooser = TokenChooser(options, generator)
+            chooser = decoder._chooser(self._options)
 
-            def start(
-                request: PreparedRequest, groups: list[RowGroup]
-            ) -> tuple[PreparedRequest, Iterator[int]]:
-                tokens = lockstep_tokens(
-                    groups,
-                    request.rule,
-                    chooser,
-                    request.prompt_ids,
-                    decoder.eos_token_ids,
-                    request.max_new_tokens,
-                )
-                return request, _primed(tokens)
+            def start(request: PreparedRequest, groups: list[RowGroup]) -> tuple[Answer, list[RowGroup], Any]:
+                # The prefill runs inside the fallback: memory peaks there.
+                return decoder._answer(request, chooser), groups, prefill_logits(groups)
 
-            request, token_iter = decoder._run_with_memory_fallback(
-                self._conversation, self._tools, options, start
+            answer, groups, logits = decoder._run_with_memory_fallback(
+                self._conversation, self._tools, self._options, start
             )
-            detok = IncrementalDetokenizer(decoder.tokenizer, options.stop)
-            token_ids: list[int] = []
-            finish_reason = "length"
-            for token in token_iter:
-                token_ids.append(token)
-                if token in decoder.eos_token_ids:
-                    finish_reason = "stop"
-                    break
-                delta = detok.push(token)
+            while True:
+                delta = answer.push(answer.choose(logits))
                 if delta:
                     yield delta
-                if detok.stopped:
-                    finish_reason = "stop"
+                if answer.finished:
                     break
-            tail = detok.flush()
+                logits = step_logits(groups, answer.last_token)
+            tail = answer.flush()
             if tail:
                 yield tail
-            self._output = GenerationOutput(
-                text=detok.text,
-                token_ids=token_ids,
-                usage=Usage(request.prompt_length, len(token_ids)),
-                finish_reason=finish_reason,
-                stop_sequence=detok.stop_sequence,
-                settings=request.settings(),
-            )
-
-
-def _primed(iterator: Iterator[int]) -> Iterator[int]:
-    """Run the prefill (the first ``next``) now, so an out-of-memory error surfaces inside the fallback."""
-    first = next(iterator, None)
-
-    def chain() -> Iterator[int]:
-        if first is not None:
-            yield first
-        yield from iterator
-
-    return chain()
+            self._output = answer.output()
