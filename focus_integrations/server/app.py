@@ -204,6 +204,8 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, err: APIError) -> JSONResponse:
+        if request.url.path.startswith("/v1/"):
+            state.metrics.requests.labels(request.url.path, str(err.status)).inc()
         return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
     @app.exception_handler(FocusError)
