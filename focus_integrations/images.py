@@ -1,7 +1,9 @@
 """Turn every image form users hand us into an RGB ``PIL.Image``, or fail with :class:`ImageLoadError`.
 
 Accepted: ``PIL.Image.Image``, a filesystem path (``str`` or ``os.PathLike``), ``file://`` URLs, ``data:`` URIs,
-raw ``bytes``, numpy arrays (HxW, HxWx1/3/4; uint8, or float in [0, 1]). Remote ``http(s)://`` URLs are
+raw ``bytes``, base64 text (what transformers' ``load_image`` accepts), numpy arrays and torch tensors (HxW,
+HxWx1/3/4 or CxHxW; uint8, or float in [0, 1]). The EXIF orientation tag is applied, as transformers'
+``load_image`` does (``ImageOps.exif_transpose``): a phone photo tagged "rotate 90" comes out upright. Remote ``http(s)://`` URLs are
 refused unless the caller passes ``allow_remote=True``, and then fetched with a size cap and a timeout.
 """
 
@@ -11,12 +13,13 @@ import base64
 import binascii
 import io
 import os
+import re
 import urllib.parse
 import urllib.request
 from typing import Any, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from focus_integrations.errors import ImageLoadError, RemoteImageError
 
@@ -39,6 +42,8 @@ def load_image(
         return _validated(source, "PIL image")
     if isinstance(source, np.ndarray):
         return _validated(_from_array(source), "numpy array")
+    if _is_torch_tensor(source):
+        return _validated(_from_array(_tensor_to_array(source)), "torch tensor")
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _decode(bytes(source), "bytes")
     if isinstance(source, os.PathLike):
@@ -67,6 +72,8 @@ def _from_string(text: str, *, allow_remote: bool, max_bytes: int, timeout: floa
                 "to fetch remote images)"
             )
         return _decode(_fetch(text, max_bytes=max_bytes, timeout=timeout), text[:80])
+    if not os.path.exists(text) and _looks_like_base64(text):
+        return _decode(decode_base64_image(text), "base64 text")
     return _read_path(text)
 
 
@@ -145,10 +152,69 @@ def _check_size(size: tuple[int, int], origin: str) -> None:
 
 def _validated(img: Image.Image, origin: str) -> Image.Image:
     _check_size(img.size, origin)
+    img = upright(img)
     try:
         return img.convert("RGB")
     except (OSError, ValueError) as err:
         raise ImageLoadError(f"cannot convert image to RGB ({origin}): {err}") from None
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` as it is meant to be seen: its EXIF orientation applied (``ImageOps.exif_transpose``).
+
+    Images without an orientation tag (or tagged 1, "as stored") are returned as they are, without a copy. A
+    damaged EXIF block leaves the pixels as stored: it must not make a readable picture unreadable.
+    """
+    try:
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - PIL raises many types for malformed EXIF
+        return img
+    if orientation in (None, 1):
+        return img
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001
+        return img
+
+
+def decode_base64_image(data: str | bytes) -> bytes:
+    """The bytes of base64 image data, with or without a ``data:image/...;base64,`` prefix (line breaks allowed)."""
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = bytes(data).decode("ascii")
+        except UnicodeDecodeError:
+            raise ImageLoadError("base64 image data holds non-ASCII bytes") from None
+    if not isinstance(data, str):
+        raise ImageLoadError(f"base64 image data must be a string, got {type(data).__name__}")
+    if data[:5].lower() == "data:":
+        return _decode_data_uri(data)
+    payload = "".join(data.split())
+    try:
+        return base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise ImageLoadError(f"image data is not valid base64: {err}") from None
+
+
+_EXIF_ORIENTATION = 0x0112
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]+")
+
+
+def _looks_like_base64(text: str) -> bool:
+    # Long text of the base64 alphabet only that names no file: transformers' load_image decodes it as base64.
+    return len(text) >= 64 and _BASE64_TEXT.fullmatch(text) is not None
+
+
+def _is_torch_tensor(source: Any) -> bool:
+    return type(source).__module__.startswith("torch") and hasattr(source, "detach")
+
+
+def _tensor_to_array(tensor: Any) -> np.ndarray:
+    """A torch image tensor as an HxW(xC) array; channel-first (CxHxW, as torchvision makes them) is moved last."""
+    tensor = tensor.detach().to("cpu")
+    array = (tensor.float() if tensor.is_floating_point() else tensor).numpy()
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)
+    return array
 
 
 def image_to_data_uri(img: Image.Image, fmt: str = "PNG") -> str:

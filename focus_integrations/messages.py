@@ -1,7 +1,8 @@
 """Chat messages -> (conversation for the processor's chat template, images in prompt order).
 
-Input follows the transformers chat format. Images may sit anywhere in user and tool turns; each becomes a
-``{"type": "image"}`` placeholder in the conversation and is loaded (``images.load_image``) into the returned
+Input follows the transformers chat format, in every form ``chat_format`` lists (message objects, the
+``image`` / ``url`` / ``path`` / ``base64`` keys, OpenAI's ``image_url`` parts, the ``developer`` role). Images
+may sit anywhere in user and tool turns; each becomes a ``{"type": "image"}`` placeholder in the conversation and is loaded (``images.load_image``) into the returned
 list, so image k of the prompt is ``images[k]``.
 """
 
@@ -13,11 +14,11 @@ from typing import Any
 
 from PIL import Image
 
+from focus_integrations.chat_format import as_content_item, as_message, as_message_list, image_source
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.images import load_image
 
 ROLES = ("system", "user", "assistant", "tool")
-_IMAGE_KEYS = ("image", "url", "path")
 _PASSTHROUGH_KEYS = ("tool_calls", "tool_call_id", "name")
 
 
@@ -45,13 +46,13 @@ def from_prompt(images: Sequence[Any] | None, prompt: str, system: str | None = 
 
 def prepare(messages: Sequence[dict[str, Any]], *, allow_remote_images: bool = False) -> Conversation:
     """Validate ``messages``, load their images, and replace them with placeholders."""
+    messages = as_message_list(messages)
     if isinstance(messages, (str, dict)) or not messages:
         raise InvalidOptionError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
     out: list[dict[str, Any]] = []
     images: list[Image.Image] = []
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or "role" not in message:
-            raise InvalidOptionError(f"message {index} must be a dict with 'role' and 'content'")
+        message = as_message(message, index)
         role = message["role"]
         if role not in ROLES:
             raise InvalidOptionError(f"message {index}: unknown role {role!r}; use one of {', '.join(ROLES)}")
@@ -80,8 +81,7 @@ def prepare(messages: Sequence[dict[str, Any]], *, allow_remote_images: bool = F
 
 
 def _content_item(item: Any, index: int, allow_remote: bool) -> tuple[dict[str, Any], Image.Image | None]:
-    if isinstance(item, str):
-        return {"type": "text", "text": item}, None
+    item = as_content_item(item, index)
     if not isinstance(item, dict) or "type" not in item:
         raise InvalidOptionError(f"message {index}: content items must be dicts with a 'type'")
     kind = item["type"]
@@ -91,10 +91,7 @@ def _content_item(item: Any, index: int, allow_remote: bool) -> tuple[dict[str, 
             raise InvalidOptionError(f"message {index}: a text item needs a string 'text'")
         return {"type": "text", "text": text}, None
     if kind == "image":
-        source = next((item[k] for k in _IMAGE_KEYS if item.get(k) is not None), None)
-        if source is None:
-            raise InvalidOptionError(f"message {index}: an image item needs one of {', '.join(_IMAGE_KEYS)}")
-        return {"type": "image"}, load_image(source, allow_remote=allow_remote)
+        return {"type": "image"}, load_image(image_source(item, index), allow_remote=allow_remote)
     raise InvalidOptionError(f"message {index}: unsupported content type {kind!r} (use 'text' or 'image')")
 
 

@@ -1,0 +1,52 @@
+"""FocusMultiModalLLM decodes phone photos upright, from every LlamaIndex image carrier."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
+from llama_index.core.schema import ImageDocument, ImageNode, NodeWithScore
+
+from focus_integrations.llama_index.conversion import chat_messages_to_engine, prompt_to_engine
+from focus_integrations.testing.exif import exif_rotated_jpeg, looks_upright, quadrant_picture
+
+UPRIGHT = quadrant_picture()
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Path]:
+    data = exif_rotated_jpeg(UPRIGHT, 6)
+    path = tmp_path_factory.mktemp("li-exif") / "phone.jpg"
+    path.write_bytes(data)
+    return data, path
+
+
+def test_image_blocks_and_documents_are_decoded_upright(photo) -> None:
+    data, path = photo
+    uri = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+    blocks = [ImageBlock(image=data), ImageBlock(path=path), ImageBlock(url=uri)]
+    for block in blocks:
+        engine = chat_messages_to_engine(
+            [ChatMessage(role=MessageRole.USER, blocks=[block, TextBlock(text="q")])]
+        )
+        assert looks_upright(engine[0]["content"][0]["image"], UPRIGHT)
+    documents = [
+        ImageDocument(image_path=str(path)),
+        ImageNode(image=base64.b64encode(data).decode()),
+        NodeWithScore(node=ImageNode(image_path=str(path)), score=1.0),
+    ]
+    engine = prompt_to_engine("q", documents)
+    images = [item["image"] for item in engine[0]["content"] if item["type"] == "image"]
+    assert len(images) == 3 and all(looks_upright(image, UPRIGHT) for image in images)
+
+
+def test_developer_role_is_a_system_turn() -> None:
+    engine = chat_messages_to_engine(
+        [
+            ChatMessage(role=MessageRole.DEVELOPER, content="Be brief."),
+            ChatMessage(role=MessageRole.USER, content="hi"),
+        ]
+    )
+    assert engine[0] == {"role": "system", "content": "Be brief."}
