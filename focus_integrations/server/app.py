@@ -14,6 +14,8 @@ import contextlib
 import hmac
 import json
 import math
+import os
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -187,6 +189,24 @@ class _CleanupStreamingResponse(StreamingResponse):
             self._cleanup()
 
 
+class _HeaderMiddleware:
+    """Adds one response header (plain ASGI: streaming and disconnects pass through untouched)."""
+
+    def __init__(self, app: Any, name: bytes, value: bytes) -> None:
+        self.app, self.header = app, (name, value)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
 # ---------------------------------------------------------------------------------------------- the app
 
 
@@ -201,6 +221,10 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
 
     app = FastAPI(title="focus-integrations", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.focus = state
+    # Which process answered (several replicas behind one proxy: Ray Serve, a load balancer).
+    served_by = f"{socket.gethostname()}:{os.getpid()}"
+
+    app.add_middleware(_HeaderMiddleware, name=b"x-focus-served-by", value=served_by.encode())
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, err: APIError) -> JSONResponse:
