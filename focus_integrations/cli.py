@@ -23,7 +23,20 @@ _COMMAND_GROUPS = (
     ("focus_integrations.store.commands", "add_store_commands"),
     ("focus_integrations.lab.commands", "add_lab_commands"),
     ("focus_integrations.server.cli", "add_serve_commands"),
+    ("focus_integrations.harness.commands", "add_harness_commands"),
 )
+
+
+def command_group(
+    subparsers: argparse._SubParsersAction, name: str, *, help: str, dest: str
+) -> argparse._SubParsersAction:
+    """The sub-command group ``name`` (e.g. ``eval``), created on first use, so that several optional
+    parts can add their commands to it (``eval leakage`` from the lab, ``eval <benchmark>`` from the harness)."""
+    parser = subparsers.choices.get(name)
+    if parser is None:
+        parser = subparsers.add_parser(name, help=help)
+        parser.set_defaults(_command_group=parser.add_subparsers(dest=dest, required=True))
+    return parser.get_default("_command_group")
 
 
 def _add_ask(subparsers: argparse._SubParsersAction) -> None:

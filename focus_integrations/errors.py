@@ -62,3 +62,11 @@ class PromptError(FocusError, ValueError):
 
 
 __all__ += ["PromptError"]
+
+
+class DatasetLayoutError(FocusError, ValueError):
+    """A local benchmark copy is missing, or its folder is not in the layout the hub publishes (the message
+    names the expected one). The evaluation harness never downloads data."""
+
+
+__all__ += ["DatasetLayoutError"]

@@ -23,8 +23,9 @@ DEMO_IMAGE_COUNTS = (2, 3, 4, 5)
 
 def add_lab_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``eval leakage`` and ``demo`` on the ``focus`` parser."""
-    evaluate = subparsers.add_parser("eval", help="evaluations")
-    evals = evaluate.add_subparsers(dest="eval_command", required=True)
+    from focus_integrations.cli import command_group
+
+    evals = command_group(subparsers, "eval", help="evaluations", dest="eval_command")
     leak = evals.add_parser(
         "leakage",
         help="measure cross-image leakage and FOCUS's preconditions for a model",

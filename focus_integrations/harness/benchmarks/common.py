@@ -1,0 +1,106 @@
+"""Pieces several benchmark tables share: generation settings, image preparation, pair scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from focus_integrations.harness.parsing import ReferenceLetter, StrictLetter
+from focus_integrations.harness.spec import Metric, Protocol, Query, RowContext
+
+# The reference runners: do_sample=True, temperature=0.2, max_new_tokens=512 (seed 42 via the harness), fresh
+# noise for every row and image (the engine's default shares one draw per slot across rows).
+REFERENCE_GENERATION = {"do_sample": True, "temperature": 0.2, "max_new_tokens": 512, "fresh_noise": True}
+# Strict: greedy, short answers (lmms-eval's MuirBench/MIRB use 16/64 greedy tokens).
+STRICT_GENERATION = {"do_sample": False, "max_new_tokens": 64}
+
+AB_WORD = r"\b([ab])\b"
+ABCD_UNBOUNDED = r"\(?([abcd])\)?"
+
+PAIR_METRICS_IMAGE = {
+    "text": Metric(("text_0", "text_1"), "all"),
+    "image": Metric(("image_0", "image_1"), "all"),
+    "group": Metric(("text_0", "text_1", "image_0", "image_1"), "all"),
+}
+
+STRICT_AB = StrictLetter("ab")
+REFERENCE_AB_FALLBACK_A = ReferenceLetter(AB_WORD, "a")
+
+QUIRK_FALLBACK_A = "an answer without a standalone a/b reads as 'a' (the reference fallback): a free hit on every A-gold query"
+QUIRK_SAMPLING = (
+    "sampling at temperature 0.2 (512 tokens); FOCUS sums N rows, so its effective temperature is about 0.2/N"
+)
+QUIRK_SEED = (
+    "seeded per question (seed, example id, query) instead of once per process, so shards and resumed runs "
+    "draw the same noise and samples as one uninterrupted run"
+)
+QUIRK_LLAVA_OV = (
+    "not reproduced: the reference's LLaVA-OneVision baseline tiles each image (anyres) while its FOCUS rows get "
+    "base resolution only; here every mode feeds the processor the same way (a fair comparison)"
+)
+REFERENCE_COMMON_QUIRKS = (QUIRK_SAMPLING, QUIRK_SEED, QUIRK_LLAVA_OV)
+
+
+def rgb(image: Any, resize: tuple[int, int] | None = None) -> Image.Image:
+    """A dataset image as RGB (the runners' ``.convert("RGB")``), resized where the protocol resizes."""
+    if not isinstance(image, Image.Image):
+        from focus_integrations.images import load_image
+
+        image = load_image(image)
+    image = image.convert("RGB")
+    return image.resize(resize) if resize else image
+
+
+def prepare(images: Sequence[Any], protocol: Protocol) -> list[Image.Image]:
+    return [rgb(image, protocol.resize) for image in images]
+
+
+def pair_queries(
+    ctx: RowContext,
+    protocol: Protocol,
+    first: list[Image.Image],
+    second: list[Image.Image],
+    captions: tuple[str, str],
+    *,
+    image_key: str = "image",
+    breakdown: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[Query]:
+    """Winoground-style queries: ``text_k`` = the captions asked of item k alone (gold a, b); ``image_k`` =
+    both items, which one shows caption k (gold a, b). ``first``/``second`` are each item's images (one image,
+    or a video's frames)."""
+    caption_0, caption_1 = captions
+    templates = protocol.templates
+    fields = {"caption_0": caption_0, "caption_1": caption_1, "n": len(first)} | (extra or {})
+    text_prompt = templates["text"].format(**fields)
+    image_choices = tuple(protocol.templates.get("image_choices", "A B").split())
+    queries = []
+    for k, (images, gold) in enumerate(((first, "a"), (second, "b"))):
+        queries.append(
+            Query(
+                ctx.example_id,
+                f"text_{k}",
+                images,
+                text_prompt,
+                gold,
+                system=protocol.system,
+                choices=("A", "B"),
+                breakdown=dict(breakdown or {}),
+            )
+        )
+    for k, (caption, gold) in enumerate(((caption_0, "a"), (caption_1, "b"))):
+        queries.append(
+            Query(
+                ctx.example_id,
+                f"{image_key}_{k}",
+                first + second,
+                templates["image"].format(**(fields | {"caption": caption})),
+                gold,
+                system=protocol.system,
+                choices=image_choices,
+                breakdown=dict(breakdown or {}),
+            )
+        )
+    return queries

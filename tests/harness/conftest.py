@@ -1,0 +1,43 @@
+"""Fixture datasets (synthetic, in each benchmark's real on-disk layout), built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("datasets")
+
+from focus_integrations.testing import benchmark_data  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def bench_data(tmp_path_factory: pytest.TempPathFactory):
+    """``bench_data("winoground") -> Path`` of that benchmark's fixture folder (built on first use)."""
+    root = tmp_path_factory.mktemp("bench")
+    os.environ.setdefault("HF_DATASETS_CACHE", str(root / "hf-cache"))
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    import datasets
+
+    datasets.disable_progress_bars()
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = getattr(benchmark_data, name)(root / name)
+        return built[name]
+
+    return get
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread while a harness test runs (restored after): on the shared 2-core machine, two
+    spinning torch threads made the tiny model's forwards about 15x slower in wall-clock time."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

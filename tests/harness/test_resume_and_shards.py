@@ -1,0 +1,114 @@
+"""A run killed with SIGKILL resumes to the same summary as an uninterrupted run; merged shards equal one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from focus_integrations.cli import main
+
+ARGS = ["--alpha", "0.1", "--max-new-tokens", "4", "--val", "none"]
+
+
+def _records(out: Path) -> list[dict]:
+    lines = (out / "records.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _comparable(records: list[dict]) -> list[tuple]:
+    return sorted(
+        (r["split"], r["mode"], r["alpha"], r["id"], r["raw"], r["parsed"], r["correct"]) for r in records
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(bench_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("full") / "run"
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert (
+            main(["eval", "winoground", "--data", str(bench_data("winoground")), "--out", str(out), *ARGS])
+            == 0
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_resume_after_sigkill_gives_the_same_summary(bench_data, uninterrupted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    env = os.environ | {
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "focus_integrations.cli",
+        "eval",
+        "winoground",
+        "--data",
+        str(bench_data("winoground")),
+        "--out",
+        str(out),
+        *ARGS,
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = out / "records.jsonl"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if records.is_file() and records.read_bytes().count(b"\n") >= 5:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the run finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not (out / "summary.json").exists()
+    written = records.read_bytes().count(b"\n")
+    # a write torn by the kill: the resumed run must drop it, not choke on it or keep it
+    with records.open("ab") as handle:
+        handle.write(b'{"split": "test", "mode": "vanil')
+    assert (
+        main(["eval", "winoground", "--data", str(bench_data("winoground")), "--out", str(out), *ARGS]) == 0
+    )
+    resumed = _records(out)
+    assert len(resumed) == len({(r["split"], r["mode"], r["id"]) for r in resumed}) == 24  # nothing twice
+    assert len(resumed) - written == 24 - written  # only the missing ones were computed
+    assert _comparable(resumed) == _comparable(_records(uninterrupted))
+    assert (out / "summary.json").read_text() == (uninterrupted / "summary.json").read_text().replace(
+        str(uninterrupted), str(out)
+    )
+
+
+def test_merged_shards_equal_one_run(bench_data, uninterrupted: Path, tmp_path: Path) -> None:
+    data = str(bench_data("winoground"))
+    shards = [tmp_path / "shard0", tmp_path / "shard1"]
+    for index, shard in enumerate(shards):
+        assert (
+            main(["eval", "winoground", "--data", data, "--out", str(shard), "--shard", f"{index}/2", *ARGS])
+            == 0
+        )
+    counts = [len(_records(s)) for s in shards]
+    assert counts == [16, 8]  # rows 0, 2 and row 1, 4 queries x 2 modes each
+    merged = tmp_path / "merged"
+    assert main(["eval", "merge", *map(str, shards), "--out", str(merged)]) == 0
+    assert _comparable(_records(merged)) == _comparable(_records(uninterrupted))
+    assert json.loads((merged / "summary.json").read_text()) == json.loads(
+        (uninterrupted / "summary.json").read_text()
+    )
