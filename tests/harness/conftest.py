@@ -29,15 +29,3 @@ def bench_data(tmp_path_factory: pytest.TempPathFactory):
         return built[name]
 
     return get
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread while a harness test runs (restored after): on the shared 2-core machine, two
-    spinning torch threads made the tiny model's forwards about 15x slower in wall-clock time."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

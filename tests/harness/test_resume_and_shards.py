@@ -49,7 +49,6 @@ def test_resume_after_sigkill_gives_the_same_summary(bench_data, uninterrupted: 
     out = tmp_path / "killed"
     env = os.environ | {
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-        "OMP_NUM_THREADS": "1",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
