@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,50 +64,18 @@ def serve_child(args: argparse.Namespace) -> None:
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def server_process(args: argparse.Namespace, engine: str, queue: int, port: int):
+    """The server child for ``engine`` on ``port`` (a context manager: ready on entry, stopped on exit)."""
+    from focus_integrations.testing.http_process import http_process
 
-
-class ServerProcess:
-    def __init__(self, args: argparse.Namespace, engine: str, queue: int) -> None:
-        self.engine = engine
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, __file__, "--serve-child", "--engine", engine, "--port", str(self.port)]
-        command += ["--model-path", args.model_path, "--queue", str(queue), "--tokens", str(args.tokens)]
-        for flag in ("threads", "device", "dtype", "max_rows"):
-            value = getattr(args, flag)
-            if value is not None:
-                command += [f"--{flag.replace('_', '-')}", str(value)]
-        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def wait_ready(self, timeout: float = 300) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.engine} server exited: {self.process.stderr.read().decode()[-3000:]}"
-                )
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.engine} server did not start in {timeout} s")
-            time.sleep(0.3)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+    command = [sys.executable, __file__, "--serve-child", "--engine", engine, "--port", str(port)]
+    command += ["--model-path", args.model_path, "--queue", str(queue), "--tokens", str(args.tokens)]
+    for flag in ("threads", "device", "dtype", "max_rows"):
+        value = getattr(args, flag)
+        if value is not None:
+            command += [f"--{flag.replace('_', '-')}", str(value)]
+    env = {"PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return http_process(command, f"http://127.0.0.1:{port}/health", env=env, timeout=300)
 
 
 # ---------------------------------------------------------------------------------------------- requests
@@ -246,10 +213,14 @@ def run(args: argparse.Namespace) -> dict:
     )
     engines = [e for e in ENGINES if e == "serial" or batched_engine_available()]
     queue = max(args.check_clients, max(args.clients)) + 8
-    servers = {engine: ServerProcess(args, engine, queue) for engine in engines}
-    try:
-        for server in servers.values():
-            server.wait_ready()
+    from focus_integrations.testing.http_process import free_port
+
+    urls = {}
+    with contextlib.ExitStack() as stack:
+        for engine in engines:
+            port = free_port()
+            stack.enter_context(server_process(args, engine, queue, port))
+            urls[engine] = f"http://127.0.0.1:{port}"
         variants = [
             body(request_images(i, args.images, args.image_size), args.tokens, i)
             for i in range(args.check_clients)
@@ -266,22 +237,19 @@ def run(args: argparse.Namespace) -> dict:
             count = max(4, clients)
             payloads = [variants[i % len(variants)] for i in range(count)]
             for engine in engines:  # interleaved: serial, batched, serial, ...
-                result = asyncio.run(level(servers[engine].url, payloads, clients, args.level_timeout))
+                result = asyncio.run(level(urls[engine], payloads, clients, args.level_timeout))
                 result.pop("answers")
                 report["levels"].append({"engine": engine, **result})
                 print(_row(engine, result), file=sys.stderr, flush=True)
         check_payloads = [body(_images_of(v), args.check_tokens, i) for i, v in enumerate(variants)]
         for engine in engines:
             report["check"][engine] = asyncio.run(
-                check_answers(servers[engine].url, check_payloads, args.level_timeout)
+                check_answers(urls[engine], check_payloads, args.level_timeout)
             )
             report["overload"][engine] = asyncio.run(
-                overload(servers[engine].url, check_payloads[0], 3 * queue, args.level_timeout)
+                overload(urls[engine], check_payloads[0], 3 * queue, args.level_timeout)
             )
         return report
-    finally:
-        for server in servers.values():
-            server.stop()
 
 
 def _images_of(payload: dict) -> list[str]:

@@ -9,27 +9,21 @@ from __future__ import annotations
 import base64
 import io
 import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 import torch
 from PIL import Image
 
+from focus_integrations.testing.http_process import free_port, http_process
+
+__all__ = ["free_port", "serve_process", "data_uri", "image_part", "MODEL_ID"]
+
 REPO = Path(__file__).resolve().parents[2]
 MODEL_ID = "tiny-qwen"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -38,41 +32,11 @@ def serve_process(
 ) -> Iterator[str]:
     """Run ``focus serve ARGS --port <free>`` and yield its base URL once /health answers; stop it after."""
     port = free_port()
-    environment = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    environment.update(env or {})
-    stderr_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"focus-serve-{port}.log"
-    with open(stderr_path, "wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "focus_integrations.cli", "serve", "--port", str(port), *args],
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    environment = {"PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(env or {})}
+    command = [sys.executable, "-m", "focus_integrations.cli", "serve", "--port", str(port), *args]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"focus serve exited with {process.returncode}:\n{stderr_path.read_text()}"
-                )
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"focus serve did not start in {timeout} s:\n{stderr_path.read_text()}")
-            time.sleep(0.2)
+    with http_process(command, f"{url}/health", env=environment, timeout=timeout):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        stderr_path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
