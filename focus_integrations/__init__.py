@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from focus_integrations.errors import (
     ContextLengthError,
+    EngineClosedError,
     FocusError,
     ImageLoadError,
     InvalidOptionError,
@@ -63,6 +64,7 @@ __all__ = [
     "ImageLoadError",
     "RemoteImageError",
     "ContextLengthError",
+    "EngineClosedError",
     "ModelNotFoundError",
     "UnsupportedModelError",
     "VideoLoadError",

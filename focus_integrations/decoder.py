@@ -66,7 +66,8 @@ class FocusDecoder:
         self.context_length = self._context_length()
         self.supports_shared_vision = supports_shared_vision(model)
         self.device = next(model.parameters()).device
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the model: one request (or one batched step) at a time
+        self.processor_lock = threading.Lock()  # fast tokenizers are not safe to call from two threads
 
     @classmethod
     def from_pretrained(
@@ -153,6 +154,56 @@ class FocusDecoder:
         conversation = self._conversation(images, prompt, messages, system, require_images, assistant_prefix)
         return TextStream(self, conversation, tools, resolved)
 
+    def generate_batch(
+        self,
+        requests: Sequence[dict[str, Any]],
+        *,
+        max_rows: int | None = None,
+        join: str = "step",
+        return_exceptions: bool = False,
+    ) -> list[GenerationOutput]:
+        """Decode several requests together, one forward pass per step for all of them.
+
+        Each request is a dict of ``generate`` keyword arguments (``images``, ``prompt`` or ``messages``,
+        options, ...); each gets exactly the answer ``generate`` gives it alone. ``max_rows`` caps the rows
+        decoded at once (default ``batching.DEFAULT_MAX_ROWS``): requests wait for room, and one larger than
+        the cap runs alone in row groups. Requests are prepared when they start, so a large batch does not
+        hold every request's pixels at once. The first request that fails raises its error (the others are
+        cancelled); with ``return_exceptions=True`` its error takes its place in the list instead.
+        """
+        from focus_integrations.batching import DEFAULT_MAX_ROWS, BatchRunner, Sink
+
+        class Collect(Sink):
+            def __init__(self) -> None:
+                self.result: Any = None
+
+            def done(self, output: GenerationOutput) -> None:
+                self.result = output
+
+            def fail(self, error: BaseException) -> None:
+                self.result = error
+                failures.append(error)
+
+        failures: list[BaseException] = []
+        jobs = []
+        for index, request in enumerate(requests):
+            if not isinstance(request, dict):
+                raise PromptError(f"request {index} must be a dict of generate() arguments, got {request!r}")
+            kwargs = dict(request)
+            jobs.append(
+                self._batch_job(kwargs.pop("images", None), kwargs.pop("prompt", None), kwargs, Collect())
+            )
+        runner = BatchRunner(self, max_rows=max_rows or DEFAULT_MAX_ROWS, join=join)
+        for job in jobs:
+            runner.add(job)
+        with self._lock:
+            while runner.has_work:
+                runner.run_once()
+                if failures and not return_exceptions:
+                    runner.shutdown(failures[0])
+                    raise failures[0]
+        return [job.sink.result for job in jobs]
+
     def score(
         self,
         images: Sequence[Any] | None = None,
@@ -223,15 +274,17 @@ class FocusDecoder:
     ) -> int:
         """Tokens of a text, or of a whole chat prompt including its image tokens."""
         if isinstance(text_or_messages, str):
-            return len(self.tokenizer(text_or_messages, add_special_tokens=False)["input_ids"])
+            with self.processor_lock:
+                return len(self.tokenizer(text_or_messages, add_special_tokens=False)["input_ids"])
         conversation = prepare(text_or_messages, allow_remote_images=self.allow_remote_images)
         prompt = render(self.processor, conversation, tools)
-        inputs = encode_rows(
-            self.processor,
-            prompt,
-            [conversation.images],
-            add_special_tokens=wants_special_tokens(self.tokenizer, prompt),
-        )
+        with self.processor_lock:
+            inputs = encode_rows(
+                self.processor,
+                prompt,
+                [conversation.images],
+                add_special_tokens=wants_special_tokens(self.tokenizer, prompt),
+            )
         return int(inputs["input_ids"].shape[1])
 
     @property
@@ -286,6 +339,29 @@ class FocusDecoder:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(options.seed if options.seed is not None else torch.seed())
         return TokenChooser(options, generator)
+
+    def _batch_job(self, images: Any, prompt: str | None, kwargs: dict[str, Any], sink: Any = None) -> Any:
+        """A ``batching.Job`` for the arguments of ``stream``; options are checked now, the rest on ``prepare``."""
+        from focus_integrations.batching import Job
+
+        known = ("messages", "system", "tools", "require_images", "assistant_prefix")
+        call = {key: kwargs.pop(key) for key in known if key in kwargs}
+        options = DecodingOptions.resolve(**(self.defaults | kwargs))
+        tools = call.get("tools")
+
+        def prepare() -> tuple[PreparedRequest, Answer]:
+            conversation = self._conversation(
+                images,
+                prompt,
+                call.get("messages"),
+                call.get("system"),
+                call.get("require_images", True),
+                call.get("assistant_prefix"),
+            )
+            request = prepare_request(self, conversation, tools, options)
+            return request, self._answer(request, self._chooser(options))
+
+        return Job(prepare, sink)
 
     def _answer(self, request: PreparedRequest, chooser: TokenChooser) -> Answer:
         return Answer(request, chooser, self.tokenizer, self.eos_token_ids, self.device)

@@ -70,3 +70,10 @@ class DatasetLayoutError(FocusError, ValueError):
 
 
 __all__ += ["DatasetLayoutError"]
+
+
+class EngineClosedError(FocusError, RuntimeError):
+    """A batch engine was closed: it takes no new request, and the requests it still held were cancelled."""
+
+
+__all__ += ["EngineClosedError"]

@@ -86,3 +86,17 @@ def step_position_ids(
     if rope_deltas is not None:
         positions = positions + rope_deltas.to(device).view(-1, 1)
     return positions.unsqueeze(0).expand(3, batch, n_new)
+
+
+def row_position_ids(
+    spec: FamilySpec, lengths: torch.Tensor, rope_deltas: torch.Tensor | None
+) -> torch.Tensor:
+    """Positions of one new token per row when rows of different lengths share a left-padded cache.
+
+    Each row's position is its own count of real tokens (what it would be alone), plus its rope offset for
+    3-D (mrope) positions; shape ``(rows, 1)``, or ``(3, rows, 1)`` for mrope families.
+    """
+    positions = lengths.view(-1, 1)
+    if rope_deltas is not None:
+        positions = positions + rope_deltas.view(-1, 1)
+    return positions.unsqueeze(0).expand(3, -1, 1) if spec.mrope else positions

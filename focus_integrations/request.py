@@ -150,6 +150,13 @@ def _processor_outputs(decoder: FocusDecoder, request: PreparedRequest, chunk: i
     key = 0 if request.shared_vision else chunk
     if key in request.encoded:
         return request.encoded[key]
+    with decoder.processor_lock:
+        return _run_processor(decoder, request, chunk, key)
+
+
+def _run_processor(
+    decoder: FocusDecoder, request: PreparedRequest, chunk: int, key: int
+) -> list[dict[str, Any]]:
     try:
         if request.shared_vision:
             encoded = [
