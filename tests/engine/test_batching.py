@@ -19,15 +19,6 @@ from focus_integrations.batching import BatchRunner, Sink
 from focus_integrations.testing import FAMILIES, tiny_checkpoint
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one torch thread. Two threads on a shared 2-core machine mostly spin (about 10x the CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _images(n: int, seed: int) -> list[Image.Image]:
     rng = np.random.default_rng(seed)
     sizes = [(40, 30), (33, 47), (50, 50), (29, 41), (36, 36), (44, 31)]
