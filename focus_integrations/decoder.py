@@ -14,6 +14,7 @@ from focus_integrations.decode import RowGroup, prefill_logits, step_logits
 from focus_integrations.errors import InvalidOptionError, PromptError, UnsupportedModelError
 from focus_integrations.families import FamilySpec, family_of
 from focus_integrations.logits import TokenChooser
+from focus_integrations.media import VideoSampling
 from focus_integrations.messages import Conversation, prepare
 from focus_integrations.options import DecodingOptions
 from focus_integrations.outputs import GenerationOutput
@@ -110,6 +111,7 @@ class FocusDecoder:
         images: Sequence[Any] | None = None,
         prompt: str | None = None,
         *,
+        videos: Sequence[Any] | None = None,
         messages: Sequence[dict[str, Any]] | None = None,
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
@@ -119,6 +121,10 @@ class FocusDecoder:
     ) -> GenerationOutput:
         """Decode a full answer. See :class:`DecodingOptions` for ``options``.
 
+        ``images=[a, b]`` with ``prompt`` is one user turn ``[image]*N + [text]``; a nested list is one image
+        group (``images=[[a1, a2], [b1]]``: FOCUS separates groups, not images); ``videos=[clip, ...]`` adds
+        videos (paths, bytes or lists of frames), sampled to ``num_frames`` frames each.
+
         ``require_images=False`` decodes text-only turns plainly instead of raising ``NoImageError``.
         ``assistant_prefix`` is text the answer is forced to start with (e.g. ``"<tool_call>"``); decoding
         continues from it and it is not part of ``output.text``.
@@ -126,6 +132,7 @@ class FocusDecoder:
         stream = self.stream(
             images,
             prompt,
+            videos=videos,
             messages=messages,
             system=system,
             tools=tools,
@@ -142,6 +149,7 @@ class FocusDecoder:
         images: Sequence[Any] | None = None,
         prompt: str | None = None,
         *,
+        videos: Sequence[Any] | None = None,
         messages: Sequence[dict[str, Any]] | None = None,
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
@@ -151,7 +159,9 @@ class FocusDecoder:
     ) -> TextStream:
         """Like ``generate``, as an iterator of text deltas; ``.output`` holds the result once exhausted."""
         resolved = DecodingOptions.resolve(**(self.defaults | options))
-        conversation = self._conversation(images, prompt, messages, system, require_images, assistant_prefix)
+        conversation = self._conversation(
+            images, prompt, videos, messages, system, require_images, assistant_prefix, resolved
+        )
         return TextStream(self, conversation, tools, resolved)
 
     def generate_batch(
@@ -210,6 +220,7 @@ class FocusDecoder:
         prompt: str | None = None,
         *,
         candidates: Sequence[str],
+        videos: Sequence[Any] | None = None,
         messages: Sequence[dict[str, Any]] | None = None,
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
@@ -223,6 +234,7 @@ class FocusDecoder:
             for t in self.score_tokens(
                 images,
                 prompt,
+                videos=videos,
                 candidates=candidates,
                 messages=messages,
                 system=system,
@@ -239,6 +251,7 @@ class FocusDecoder:
         prompt: str | None = None,
         *,
         candidates: Sequence[str],
+        videos: Sequence[Any] | None = None,
         messages: Sequence[dict[str, Any]] | None = None,
         system: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
@@ -254,7 +267,9 @@ class FocusDecoder:
             if not ids:
                 raise PromptError(f"candidate {text!r} tokenises to nothing")
         resolved = DecodingOptions.resolve(**(self.defaults | options))
-        conversation = self._conversation(images, prompt, messages, system, require_images, assistant_prefix)
+        conversation = self._conversation(
+            images, prompt, videos, messages, system, require_images, assistant_prefix, resolved
+        )
         with self._lock:
             return self._run_with_memory_fallback(
                 conversation,
@@ -267,7 +282,7 @@ class FocusDecoder:
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None
     ) -> str:
         """The chat template applied to ``messages`` (with a generation prompt), as text."""
-        return render(self.processor, prepare(messages, allow_remote_images=self.allow_remote_images), tools)
+        return render(self.processor, self._prepare(messages), tools)
 
     def count_tokens(
         self, text_or_messages: str | Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None
@@ -276,7 +291,7 @@ class FocusDecoder:
         if isinstance(text_or_messages, str):
             with self.processor_lock:
                 return len(self.tokenizer(text_or_messages, add_special_tokens=False)["input_ids"])
-        conversation = prepare(text_or_messages, allow_remote_images=self.allow_remote_images)
+        conversation = self._prepare(text_or_messages)
         prompt = render(self.processor, conversation, tools)
         with self.processor_lock:
             inputs = encode_rows(
@@ -294,20 +309,29 @@ class FocusDecoder:
 
     # ----------------------------------------------------------------------------------------------- internals
 
+    def _prepare(self, messages: Any) -> Conversation:
+        """Messages with the decoder's defaults for video sampling (render_prompt, count_tokens)."""
+        video = VideoSampling.from_options(DecodingOptions.resolve(**self.defaults))
+        return prepare(messages, allow_remote_images=self.allow_remote_images, video=video)
+
     def _conversation(
         self,
         images: Any,
         prompt: str | None,
+        videos: Any,
         messages: Any,
         system: str | None,
-        require_images: bool = True,
-        assistant_prefix: str | None = None,
+        require_images: bool,
+        assistant_prefix: str | None,
+        options: DecodingOptions,
     ) -> Conversation:
         return build_conversation(
             images,
             prompt,
             messages,
             system,
+            videos=videos,
+            video=VideoSampling.from_options(options),
             allow_remote_images=self.allow_remote_images,
             require_images=require_images,
             assistant_prefix=assistant_prefix,
@@ -344,7 +368,7 @@ class FocusDecoder:
         """A ``batching.Job`` for the arguments of ``stream``; options are checked now, the rest on ``prepare``."""
         from focus_integrations.batching import Job
 
-        known = ("messages", "system", "tools", "require_images", "assistant_prefix")
+        known = ("videos", "messages", "system", "tools", "require_images", "assistant_prefix")
         call = {key: kwargs.pop(key) for key in known if key in kwargs}
         options = DecodingOptions.resolve(**(self.defaults | kwargs))
         tools = call.get("tools")
@@ -353,10 +377,12 @@ class FocusDecoder:
             conversation = self._conversation(
                 images,
                 prompt,
+                call.get("videos"),
                 call.get("messages"),
                 call.get("system"),
                 call.get("require_images", True),
                 call.get("assistant_prefix"),
+                options,
             )
             request = prepare_request(self, conversation, tools, options)
             return request, self._answer(request, self._chooser(options))

@@ -6,6 +6,10 @@ combines the rows' fp32 logits ``z`` of shape ``(rows, vocab)`` into one vector 
 - ``vanilla``: one row, every image clean.
 - ``focus``:   row 0 all noise, row k only image k clean; ``sum_k z_k - alpha * N * z_0`` (a SUM, as in the
   reference code, not a mean). With fewer than two images there is nothing to separate: plain decoding.
+  With image groups (groups.py), N counts groups and row k keeps every image of group k clean.
+- ``focus-n-calibrated`` (``alpha="n-calibrated"``): the same rows, ``z_0 + sum_k (z_k - z_0)``, which is the
+  FOCUS rule at alpha = (N-1)/N for every N: each row adds only what its clean image changes relative to the
+  all-noise row (a product of experts over the noise prior).
 - ``vcd``:     row 0 clean, row 1 all images noised; ``(1 + alpha) * z_clean - alpha * z_noised``.
 
 No plausibility cutoff is applied unless ``plausibility_beta`` is set (VCD's rule: keep only tokens whose
@@ -15,6 +19,7 @@ combined vector afterwards, so ``-inf - -inf = NaN`` cannot arise inside the con
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +31,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from focus_integrations.options import DecodingOptions
+from focus_integrations.options import N_CALIBRATED, DecodingOptions
 
 RowMasks = tuple[tuple[bool, ...], ...]
 
@@ -35,6 +40,18 @@ def focus_combine(logits: torch.Tensor, alpha: float) -> torch.Tensor:
     """FOCUS: ``sum_{k=1..N} z_k - alpha * N * z_0``; row 0 is the all-noise reference."""
     n_images = logits.shape[0] - 1
     return logits[1:].sum(dim=0) - alpha * n_images * logits[0]
+
+
+def calibrated_focus_combine(logits: torch.Tensor) -> torch.Tensor:
+    """N-calibrated FOCUS: ``z_0 + sum_k (z_k - z_0)`` = ``sum_k z_k - (N-1) * z_0``, FOCUS at alpha = (N-1)/N.
+
+    As log-probabilities (up to a constant per row), ``log p_0 + sum_k (log p_k - log p_0)``: the noise prior
+    once, plus each row's evidence relative to it. A row whose own image says nothing about the question
+    (it answers like the all-noise row) adds nothing, whatever N is; the faithful rule with a fixed alpha
+    counts the prior ``N * (1 - alpha)`` times, so the same alpha means a different rule at each N.
+    """
+    reference = logits[0]
+    return reference + (logits[1:] - reference).sum(dim=0)
 
 
 def vcd_combine(logits: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -60,6 +77,8 @@ class LogitsRule:
         """``logits``: fp32 ``(n_rows, vocab)`` -> combined fp32 ``(vocab,)``."""
         if self.name == "focus":
             combined = focus_combine(logits, self.alpha)
+        elif self.name == "focus-n-calibrated":
+            combined = calibrated_focus_combine(logits)
         elif self.name == "vcd":
             combined = vcd_combine(logits, self.alpha)
         else:
@@ -75,7 +94,7 @@ class LogitsRule:
 
     def uncontrasted(self, logits: torch.Tensor) -> torch.Tensor:
         """What the model says from the clean rows alone: the reference for the plausibility cutoff."""
-        if self.name == "focus":
+        if self.name.startswith("focus"):
             return logits[1:].mean(dim=0)
         return logits[0]
 
@@ -87,18 +106,37 @@ def plausibility_cutoff(combined: torch.Tensor, reference: torch.Tensor, beta: f
     return combined.masked_fill(~keep, float("-inf"))
 
 
-def build_rule(options: DecodingOptions, n_images: int, banned_token_ids: tuple[int, ...] = ()) -> LogitsRule:
-    """The rule for ``options.mode`` over ``n_images`` image slots (prompt order)."""
+def build_rule(
+    options: DecodingOptions,
+    n_images: int,
+    banned_token_ids: tuple[int, ...] = (),
+    *,
+    groups: Sequence[int] | None = None,
+) -> LogitsRule:
+    """The rule for ``options.mode`` over ``n_images`` image slots (prompt order).
+
+    ``groups``: the group number (0..N-1) of each slot; ``None`` means each image is its own group.
+    """
     all_clean = (True,) * n_images
     all_noise = (False,) * n_images
-    if options.mode == "focus" and n_images >= 2:
-        masks = (all_noise,) + tuple(tuple(j == k for j in range(n_images)) for k in range(n_images))
-        return LogitsRule("focus", float(options.alpha), masks, options.plausibility_beta, banned_token_ids)
+    groups = tuple(range(n_images)) if groups is None else tuple(groups)
+    if len(groups) != n_images:
+        raise ValueError(f"{len(groups)} group numbers for {n_images} images")
+    n_groups = len(set(groups))
+    if options.mode == "focus" and n_groups >= 2:
+        masks = (all_noise,) + tuple(tuple(g == k for g in groups) for k in range(n_groups))
+        name = "focus-n-calibrated" if options.alpha == N_CALIBRATED else "focus"
+        alpha = options.alpha_for(n_groups)
+        return LogitsRule(name, alpha, masks, options.plausibility_beta, banned_token_ids)
     if options.mode == "vcd" and n_images >= 1:
         return LogitsRule(
-            "vcd", float(options.alpha), (all_clean, all_noise), options.plausibility_beta, banned_token_ids
+            "vcd",
+            options.alpha_for(n_images),
+            (all_clean, all_noise),
+            options.plausibility_beta,
+            banned_token_ids,
         )
-    # vanilla, and FOCUS with a single image (the reference code skips FOCUS then).
+    # vanilla, and FOCUS with a single image or group (the reference code skips FOCUS then).
     return LogitsRule("vanilla", 0.0, (all_clean,), None, banned_token_ids)
 
 

@@ -3,20 +3,24 @@
 Input follows the transformers chat format, in every form ``chat_format`` lists (message objects, the
 ``image`` / ``url`` / ``path`` / ``base64`` keys, OpenAI's ``image_url`` parts, the ``developer`` role). Images
 may sit anywhere in user and tool turns; each becomes a ``{"type": "image"}`` placeholder in the conversation and is loaded (``images.load_image``) into the returned
-list, so image k of the prompt is ``images[k]``.
+list, so image k of the prompt is ``images[k]``. An image item may carry a ``"group"`` key (groups.py); a
+``{"type": "video", "video": ...}`` item becomes its sampled frames, one image placeholder each (the reference
+protocol: every frame is an image), grouped per frame or per video (media.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
 from focus_integrations.chat_format import as_content_item, as_message, as_message_list, image_source
 from focus_integrations.errors import InvalidOptionError
+from focus_integrations.groups import group_indices, group_key
 from focus_integrations.images import load_image
+from focus_integrations.media import VideoSampling, is_video_item, shorthand_media_items, video_frames
 
 ROLES = ("system", "user", "assistant", "tool")
 _PASSTHROUGH_KEYS = ("tool_calls", "tool_call_id", "name")
@@ -29,28 +33,51 @@ class Conversation:
     messages: list[dict[str, Any]]
     images: list[Image.Image]
     assistant_prefix: str = ""  # text the answer starts with (after the generation prompt); not in the output
+    group_keys: list[Hashable] = field(default_factory=list)  # per image; empty: each image its own group
+
+    @property
+    def groups(self) -> tuple[int, ...]:
+        """Group number (0..N-1, by first appearance) of each image; ungrouped images are groups of one."""
+        if not self.group_keys:
+            return tuple(range(len(self.images)))
+        return group_indices(self.group_keys)
 
 
-def from_prompt(images: Sequence[Any] | None, prompt: str, system: str | None = None) -> list[dict[str, Any]]:
-    """The paper's protocol: an optional system turn, then one user turn ``[image] * N + [text]``."""
+def from_prompt(
+    images: Sequence[Any] | None,
+    prompt: str,
+    system: str | None = None,
+    videos: Sequence[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The paper's protocol: an optional system turn, then one user turn ``[image] * N + [video] * M + [text]``.
+
+    A list inside ``images`` is one image group (``images=[[a1, a2], [b1]]``).
+    """
     if not isinstance(prompt, str):
         raise InvalidOptionError(f"prompt must be a string, got {type(prompt).__name__}")
     messages: list[dict[str, Any]] = []
     if system:
         messages.append({"role": "system", "content": system})
-    content = [{"type": "image", "image": img} for img in images or ()]
+    content = shorthand_media_items(images, videos)
     content.append({"type": "text", "text": prompt})
     messages.append({"role": "user", "content": content})
     return messages
 
 
-def prepare(messages: Sequence[dict[str, Any]], *, allow_remote_images: bool = False) -> Conversation:
-    """Validate ``messages``, load their images, and replace them with placeholders."""
+def prepare(
+    messages: Sequence[dict[str, Any]],
+    *,
+    allow_remote_images: bool = False,
+    video: VideoSampling | None = None,
+) -> Conversation:
+    """Validate ``messages``, load their images (and video frames, sampled as ``video`` says), and replace
+    them with placeholders."""
     messages = as_message_list(messages)
     if isinstance(messages, (str, dict)) or not messages:
         raise InvalidOptionError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
     out: list[dict[str, Any]] = []
     images: list[Image.Image] = []
+    keys: list[Hashable] = []
     for index, message in enumerate(messages):
         message = as_message(message, index)
         role = message["role"]
@@ -64,20 +91,31 @@ def prepare(messages: Sequence[dict[str, Any]], *, allow_remote_images: bool = F
         elif isinstance(content, (list, tuple)):
             items = []
             for item in content:
+                item = as_content_item(item, index)
+                if is_video_item(item):
+                    _check_media_role(role, index)
+                    for frame, key in video_frames(item, index, video or VideoSampling()):
+                        images.append(frame)
+                        keys.append(key)
+                        items.append({"type": "image"})
+                    continue
                 placeholder, image = _content_item(item, index, allow_remote_images)
                 if image is not None:
-                    if role not in ("user", "tool"):
-                        raise InvalidOptionError(
-                            f"message {index}: images are only allowed in user and tool turns"
-                        )
+                    _check_media_role(role, index)
                     images.append(image)
+                    keys.append(group_key(item, index))
                 items.append(placeholder)
         else:
             raise InvalidOptionError(f"message {index}: content must be a string or a list of content items")
         prepared = {"role": role, "content": items}
         prepared.update({k: message[k] for k in _PASSTHROUGH_KEYS if k in message})
         out.append(prepared)
-    return Conversation(out, images)
+    return Conversation(out, images, group_keys=keys)
+
+
+def _check_media_role(role: str, index: int) -> None:
+    if role not in ("user", "tool"):
+        raise InvalidOptionError(f"message {index}: images are only allowed in user and tool turns")
 
 
 def _content_item(item: Any, index: int, allow_remote: bool) -> tuple[dict[str, Any], Image.Image | None]:
@@ -92,7 +130,9 @@ def _content_item(item: Any, index: int, allow_remote: bool) -> tuple[dict[str, 
         return {"type": "text", "text": text}, None
     if kind == "image":
         return {"type": "image"}, load_image(image_source(item, index), allow_remote=allow_remote)
-    raise InvalidOptionError(f"message {index}: unsupported content type {kind!r} (use 'text' or 'image')")
+    raise InvalidOptionError(
+        f"message {index}: unsupported content type {kind!r} (use 'text', 'image' or 'video')"
+    )
 
 
 def append_turn(turns: list[dict[str, Any]], turn: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ Two phases, so a scheduler can do the CPU work when a request arrives and the mo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ import torch
 from focus_integrations.decode import RowGroup
 from focus_integrations.errors import ContextLengthError, NoImageError, PromptError
 from focus_integrations.logits import LogitsRule, build_rule
+from focus_integrations.media import VideoSampling
 from focus_integrations.messages import Conversation, from_prompt, prepare
 from focus_integrations.options import DecodingOptions
 from focus_integrations.prefix import can_share_prefix
@@ -42,6 +44,7 @@ class PreparedRequest:
     shared_vision: bool  # vision features once per distinct image (needs one noise draw per slot)
     prompt_ids: torch.Tensor
     n_images: int
+    n_groups: int  # FOCUS's N: image groups (each image its own group unless the request groups them)
     max_new_tokens: int
     # Processor outputs: the distinct-images encoding (shared vision), or the rows' inputs per group size.
     encoded: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
@@ -63,7 +66,9 @@ class PreparedRequest:
     def settings(self) -> dict[str, Any]:
         return self.options.as_settings() | {
             "rule": self.rule.name,
+            "alpha": self.rule.alpha,  # the contrast weight applied to this request (per-N tables resolved)
             "n_images": self.n_images,
+            "n_groups": self.n_groups,
             "n_rows": self.rule.n_rows,
             "max_new_tokens": self.max_new_tokens,
         }
@@ -78,17 +83,18 @@ def build_conversation(
     allow_remote_images: bool,
     require_images: bool = True,
     assistant_prefix: str | None = None,
+    videos: Any = None,
+    video: VideoSampling | None = None,
 ) -> Conversation:
-    """The engine input (``messages``, or ``images`` + ``prompt``) as a conversation with loaded images."""
-    if messages is not None and (prompt is not None or images is not None):
-        raise PromptError("pass either messages, or images and prompt, not both")
+    """The engine input (``messages``, or ``images``/``videos`` + ``prompt``) as a conversation with loaded
+    images; video items become their sampled frames (``video``)."""
+    if messages is not None and (prompt is not None or images is not None or videos is not None):
+        raise PromptError("pass either messages, or images/videos and prompt, not both")
     if messages is None:
         if prompt is None:
             raise PromptError("pass a prompt (with images) or messages")
-        if isinstance(images, (str, bytes)) or (images is not None and not isinstance(images, Sequence)):
-            images = [images]
-        messages = from_prompt(images, prompt, system)
-    conversation = prepare(messages, allow_remote_images=allow_remote_images)
+        messages = from_prompt(_as_list(images), prompt, system, _as_list(videos))
+    conversation = prepare(messages, allow_remote_images=allow_remote_images, video=video)
     conversation.assistant_prefix = assistant_prefix or ""
     if require_images and not conversation.images:
         raise NoImageError(
@@ -96,6 +102,15 @@ def build_conversation(
             "(pass require_images=False to decode text-only turns plainly)"
         )
     return conversation
+
+
+def _as_list(media: Any) -> list[Any] | None:
+    """One image or video given bare (a path, bytes, a PIL image) -> a list of one."""
+    if media is None:
+        return None
+    if isinstance(media, (str, bytes, bytearray, os.PathLike)) or not isinstance(media, Sequence):
+        return [media]
+    return list(media)
 
 
 def render(processor: Any, conversation: Conversation, tools: Sequence[dict[str, Any]] | None) -> str:
@@ -119,7 +134,8 @@ def prepare_request(
 ) -> PreparedRequest:
     """The CPU work of a request; raises ``PromptError`` / ``ContextLengthError`` before any model work."""
     prompt = render(decoder.processor, conversation, tools)
-    rule = build_rule(options, len(conversation.images), decoder.banned_token_ids)
+    image_groups = conversation.groups
+    rule = build_rule(options, len(conversation.images), decoder.banned_token_ids, groups=image_groups)
     rng = np.random.default_rng(options.seed)
     row_images = mask_images(conversation.images, rule.row_masks, options, rng)
     shared = row_images.noise is not None and options.shared_vision and decoder.supports_shared_vision
@@ -132,6 +148,7 @@ def prepare_request(
         shared_vision=shared,
         prompt_ids=torch.empty(0, dtype=torch.long),
         n_images=len(conversation.images),
+        n_groups=len(set(image_groups)),
         max_new_tokens=options.max_new_tokens,
     )
     encoded = _processor_outputs(decoder, request, request.chunk)

@@ -13,14 +13,18 @@ import torch
 from focus_integrations.noise import make_noise
 
 
-def row_images(images, seed, noise="imagenet+uniform", scale=1.0):
-    """Row 0 all noise, row k image k clean: one noise draw per slot, drawn in slot order from ``seed``."""
+def row_images(images, seed, noise="imagenet+uniform", scale=1.0, groups=None):
+    """Row 0 all noise, row k image k clean: one noise draw per slot, drawn in slot order from ``seed``.
+
+    ``groups`` (group number per image, numbered by first appearance): row k keeps every image of group k
+    clean instead."""
     rng = np.random.default_rng(seed)
     noise_imgs = [make_noise(img, noise, scale, rng) for img in images]
     n = len(images)
+    groups = list(range(n)) if groups is None else list(groups)
     rows = [list(noise_imgs)]
-    for k in range(n):
-        rows.append([images[j] if j == k else noise_imgs[j] for j in range(n)])
+    for k in range(max(groups) + 1):
+        rows.append([images[j] if groups[j] == k else noise_imgs[j] for j in range(n)])
     return rows
 
 
@@ -63,10 +67,14 @@ def focus_by_hand(z, alpha, banned=()):
     return total
 
 
-def reference_focus_greedy(model, processor, images, prompt, *, alpha, seed, max_new_tokens, banned=()):
+def reference_focus_greedy(
+    model, processor, images, prompt, *, alpha, seed, max_new_tokens, banned=(), groups=None
+):
     """Greedy FOCUS decode, the slow way. Returns (token ids, combined logits per step)."""
     text, add_special = render(processor, images, prompt)
-    rows = [encode_one_row(processor, text, imgs, add_special) for imgs in row_images(images, seed)]
+    rows = [
+        encode_one_row(processor, text, imgs, add_special) for imgs in row_images(images, seed, groups=groups)
+    ]
     generated: list[int] = []
     steps = []
     for _ in range(max_new_tokens):
@@ -77,10 +85,14 @@ def reference_focus_greedy(model, processor, images, prompt, *, alpha, seed, max
     return generated, steps
 
 
-def reference_focus_logprob(model, processor, images, prompt, answer_ids, *, alpha, seed, banned=()):
+def reference_focus_logprob(
+    model, processor, images, prompt, answer_ids, *, alpha, seed, banned=(), groups=None
+):
     """log p_FOCUS(answer) by teacher forcing, the slow way."""
     text, add_special = render(processor, images, prompt)
-    rows = [encode_one_row(processor, text, imgs, add_special) for imgs in row_images(images, seed)]
+    rows = [
+        encode_one_row(processor, text, imgs, add_special) for imgs in row_images(images, seed, groups=groups)
+    ]
     total = 0.0
     for t, token in enumerate(answer_ids):
         z = [uncached_last_logits(model, row, list(answer_ids[:t])) for row in rows]

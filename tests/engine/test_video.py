@@ -111,3 +111,71 @@ print("ok", len(variants))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ok")
+
+
+# ------------------------------------------------------------------------------------ video in requests
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    from focus_integrations import FocusDecoder
+    from focus_integrations.testing.tiny_models import tiny_checkpoint
+
+    return FocusDecoder.from_pretrained(tiny_checkpoint("qwen2_5_vl"), dtype="float32")
+
+
+def test_video_items_are_their_sampled_frames(decoder, tmp_path) -> None:
+    """Per frame (the reference, default): every frame its own image; per video: one group per video."""
+    first, second = tmp_path / "a.mp4", tmp_path / "b.mkv"
+    make_test_video(first, num_frames=12)
+    make_test_video(second, num_frames=9, container="matroska")
+    frames_a = sample_frames(str(first), num_frames=2)
+    frames_b = sample_frames(str(second), num_frames=2)
+    prompt = "Which video shows the brighter clip?"
+    kwargs = dict(seed=4, max_new_tokens=3, num_frames=2)
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "video", "video": str(first)},
+                {"type": "video", "path": second},
+                {"type": "text", "text": prompt},
+            ],
+        }
+    ]
+    per_frame = decoder.generate(messages=messages, **kwargs)
+    as_images = decoder.generate(images=frames_a + frames_b, prompt=prompt, **kwargs)
+    assert per_frame.token_ids == as_images.token_ids
+    assert (per_frame.settings["n_images"], per_frame.settings["n_groups"]) == (4, 4)
+
+    per_video = decoder.generate(messages=messages, video_masking="video", **kwargs)
+    as_groups = decoder.generate(images=[frames_a, frames_b], prompt=prompt, **kwargs)
+    assert per_video.token_ids == as_groups.token_ids
+    assert (per_video.settings["n_groups"], per_video.settings["n_rows"]) == (2, 3)
+    shorthand = decoder.generate(
+        videos=[str(first), frames_b], prompt=prompt, video_masking="video", **kwargs
+    )
+    assert shorthand.token_ids == as_groups.token_ids  # a list of frames is a video too
+
+
+def test_video_options_and_errors(decoder, tmp_path) -> None:
+    clip = tmp_path / "clip.mp4"
+    make_test_video(clip, num_frames=20, fps=10)
+    out = decoder.generate(videos=str(clip), prompt="q", max_new_tokens=1, num_frames=2)
+    assert out.settings["n_images"] == 2 and out.settings["num_frames"] == 2
+    out = decoder.generate(videos=[str(clip)], prompt="q", max_new_tokens=1, fps=2)  # 4 frames at 2 fps
+    assert out.settings["n_images"] == 4
+    with pytest.raises(VideoLoadError):
+        decoder.generate(videos=[b"not a video"], prompt="q")
+    for bad in ({"num_frames": 0}, {"fps": 0}, {"video_masking": "clip"}):
+        with pytest.raises(InvalidOptionError):
+            decoder.generate(videos=[str(clip)], prompt="q", **bad)
+    with pytest.raises(InvalidOptionError, match="video item needs"):
+        decoder.generate(messages=[{"role": "user", "content": [{"type": "video"}, "q"]}])
+    with pytest.raises(InvalidOptionError, match="only allowed"):
+        decoder.generate(
+            messages=[
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "video", "video": str(clip)}]},
+            ]
+        )
