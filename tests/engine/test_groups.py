@@ -91,7 +91,7 @@ def test_one_group_per_image_equals_ungrouped(decoder: FocusDecoder) -> None:
 
 def test_groups_share_vision_and_prefix(decoder: FocusDecoder) -> None:
     """One vision pass; row k starts from row 0's cache at the first image of group k."""
-    if not decoder._shared_vision:
+    if not decoder.supports_shared_vision:
         pytest.skip("this transformers version has no mm_encoder_outputs")
     a1, a2, b1 = _images(3, seed=6)
     inner = getattr(decoder.model, "model", decoder.model)
