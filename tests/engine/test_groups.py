@@ -197,3 +197,21 @@ def test_bad_groups_are_clear_errors() -> None:
     bad_key = [{"role": "user", "content": [{"type": "image", "image": images[0], "group": [1]}, "q"]}]
     with pytest.raises(InvalidOptionError, match="group"):
         decoder.generate(messages=bad_key)
+
+
+def test_grouped_and_video_requests_batch_like_they_decode_alone(tmp_path) -> None:
+    from focus_integrations.testing.videos import make_test_video
+
+    decoder = FocusDecoder.from_pretrained(tiny_checkpoint("qwen2_vl"), dtype="float32")
+    a1, a2, b1 = _images(3, seed=2)
+    clip = tmp_path / "clip.mp4"
+    make_test_video(clip, num_frames=6)
+    requests = [
+        dict(images=[[a1, a2], [b1]], prompt=PROMPT, seed=1, max_new_tokens=3),
+        dict(images=[a1, b1], prompt=PROMPT, seed=2, max_new_tokens=3, alpha="n-calibrated"),
+        dict(videos=[str(clip)], images=[a2], prompt=PROMPT, num_frames=2, max_new_tokens=3),
+    ]
+    batched = decoder.generate_batch(requests)
+    alone = [decoder.generate(**request) for request in requests]
+    assert [out.token_ids for out in batched] == [out.token_ids for out in alone]
+    assert [out.settings["n_groups"] for out in batched] == [2, 2, 3]
