@@ -74,6 +74,7 @@ def write_run_plots(summary: Mapping[str, Any], out: Path) -> list[Path]:
                     label=name,
                 )
             ax.set_xlabel("number of images in the query")
+            ax.set_ylim(-0.02, 1.02)
             ax.set_ylabel(f"{primary} (95% interval)")
             ax.set_title(title, fontsize=9)
             ax.legend(fontsize=8)
@@ -102,6 +103,7 @@ def write_run_plots(summary: Mapping[str, Any], out: Path) -> list[Path]:
         if chosen is not None:
             ax.axvline(chosen, color="tab:red", ls=":", label=f"chosen alpha {chosen:g}")
         ax.set_xlabel("alpha")
+        ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel(f"{primary} on val (95% interval)")
         ax.set_title(f"{title}\nval: {summary['validation']['split']}", fontsize=9)
         ax.legend(fontsize=8)

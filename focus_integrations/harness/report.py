@@ -40,45 +40,45 @@ def format_report(summaries: list[tuple[Path, dict[str, Any]]]) -> str:
                 else f"val: {val.get('description', 'n/a')}"
             )
             lines.append(f"{s['benchmark']} | {s['model']} | {run} | {alpha} | {s['test']['rows']} rows")
-            modes = s["test"]["modes"]
-            if not modes:
-                continue
-            metrics = list(next(iter(modes.values()))["metrics"])
-            deltas = list(next(iter(modes.values())).get("deltas", {}))
-            lines.append(
-                "  "
-                + f"{'mode':<14}"
-                + "".join(f"{m:>26}" for m in (*metrics, *deltas))
-                + f"{'n':>6}  McNemar p (vs vanilla, per metric)"
-            )
-            for name, entry in modes.items():
-                cells = [_cell(entry["metrics"][m]) for m in metrics] + [
-                    _cell(entry["deltas"][d]) for d in deltas
-                ]
-                n = max((entry["metrics"][m]["n"] for m in metrics), default=0)
-                vs = entry.get("vs_vanilla") or {}
-                ps = ", ".join(
-                    f"{m} {vs[m]['mcnemar']['p_value']:.3g}" for m in metrics if "mcnemar" in vs.get(m, {})
-                )
-                lines.append("  " + f"{name:<14}" + "".join(f"{c:>26}" for c in cells) + f"{n:>6}  {ps}")
-                check = entry.get("check")
-                if check:
-                    lines.append(
-                        f"  {'':<14}self-check: {'ok' if check['ok'] else 'FAILED'}: {check['message']}"
-                    )
+            lines.extend(_mode_lines(s["test"]["modes"]))
             for quirk in s.get("quirks_reproduced", []):
                 lines.append(f"  reference quirk reproduced: {quirk}")
-            revision = s.get("data", {})
-            if revision.get("revision_known_bad"):
+            data = s.get("data", {})
+            if data.get("revision_known_bad"):
+                lines.append(f"  WARNING: data revision {data['revision']} is known to carry wrong labels")
+            if data.get("revision_matches_pin") is False:
                 lines.append(
-                    f"  WARNING: data revision {revision['revision']} is known to carry wrong labels"
-                )
-            if revision.get("revision_matches_pin") is False:
-                lines.append(
-                    f"  WARNING: data revision {revision['revision']} is not the pinned {revision['pinned_revision']}"
+                    f"  WARNING: data revision {data['revision']} is not the pinned {data['pinned_revision']}"
                 )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _mode_lines(modes: dict[str, Any]) -> list[str]:
+    """One line per mode: every metric and delta with its interval, n, McNemar p against vanilla."""
+    if not modes:
+        return []
+    lines: list[str] = []
+    metrics = list(next(iter(modes.values()))["metrics"])
+    deltas = list(next(iter(modes.values())).get("deltas", {}))
+    lines.append(
+        "  "
+        + f"{'mode':<14}"
+        + "".join(f"{m:>26}" for m in (*metrics, *deltas))
+        + f"{'n':>6}  McNemar p (vs vanilla, per metric)"
+    )
+    for name, entry in modes.items():
+        cells = [_cell(entry["metrics"][m]) for m in metrics] + [_cell(entry["deltas"][d]) for d in deltas]
+        n = max((entry["metrics"][m]["n"] for m in metrics), default=0)
+        vs = entry.get("vs_vanilla") or {}
+        ps = ", ".join(
+            f"{m} {vs[m]['mcnemar']['p_value']:.3g}" for m in metrics if "mcnemar" in vs.get(m, {})
+        )
+        lines.append("  " + f"{name:<14}" + "".join(f"{c:>26}" for c in cells) + f"{n:>6}  {ps}")
+        check = entry.get("check")
+        if check:
+            lines.append(f"  {'':<14}self-check: {'ok' if check['ok'] else 'FAILED'}: {check['message']}")
+    return lines
 
 
 def write_report_plot(summaries: list[tuple[Path, dict[str, Any]]], path: Path) -> Path | None:

@@ -199,3 +199,25 @@ def test_cli_parser_imports_no_dataset_or_plot_library() -> None:
         ).stdout.split()
     )
     assert not loaded & {"datasets", "pyarrow", "matplotlib", "rouge_score"}
+
+
+def test_known_bad_vismin_revision_is_flagged(tmp_path: Path, bench_data) -> None:
+    import shutil
+
+    from focus_integrations.harness.report import format_report
+    from focus_integrations.harness.runner import data_info
+
+    snapshot = tmp_path / "datasets--mair-lab--vismin-bench" / "snapshots" / "b791454deadbeef"
+    shutil.copytree(bench_data("vismin"), snapshot)
+    table = get_benchmark("vismin")
+    info = data_info(table, load_local(table, snapshot.parent.parent))
+    assert info["revision_known_bad"] and info["revision_matches_pin"] is False
+    summary = {
+        "protocol": "strict",
+        "benchmark": "vismin",
+        "model": "m",
+        "validation": {},
+        "test": {"rows": 0, "modes": {}},
+        "data": info,
+    }
+    assert "known to carry wrong labels" in format_report([(tmp_path, summary)])

@@ -111,3 +111,59 @@ def test_merged_shards_equal_one_run(bench_data, uninterrupted: Path, tmp_path: 
     assert json.loads((merged / "summary.json").read_text()) == json.loads(
         (uninterrupted / "summary.json").read_text()
     )
+
+
+@pytest.mark.slow
+def test_sharded_alpha_search_in_two_phases(bench_data, tmp_path: Path) -> None:
+    """--phase val on every shard, merge -> chosen alpha, --phase test --alpha A on every shard, merge."""
+    data = str(bench_data("mantis"))
+    common = ["--alpha-grid", "0.1", "0.5", "--val-fraction", "0.67", "--max-new-tokens", "4"]
+    shards = [tmp_path / f"shard{i}" for i in range(2)]
+    for index, shard in enumerate(shards):
+        assert (
+            main(
+                [
+                    "eval",
+                    "mantis",
+                    "--data",
+                    data,
+                    "--out",
+                    str(shard),
+                    "--shard",
+                    f"{index}/2",
+                    "--phase",
+                    "val",
+                    *common,
+                ]
+            )
+            == 0
+        )
+    assert main(["eval", "merge", *map(str, shards), "--out", str(tmp_path / "val")]) == 0
+    chosen = json.loads((tmp_path / "val" / "summary.json").read_text())["validation"]["chosen_alpha"]
+    for index, shard in enumerate(shards):
+        assert (
+            main(
+                [
+                    "eval",
+                    "mantis",
+                    "--data",
+                    data,
+                    "--out",
+                    str(shard),
+                    "--shard",
+                    f"{index}/2",
+                    "--phase",
+                    "test",
+                    "--alpha",
+                    str(chosen),
+                    *common,
+                ]
+            )
+            == 0
+        )
+    assert main(["eval", "merge", *map(str, shards), "--out", str(tmp_path / "all")]) == 0
+    merged = json.loads((tmp_path / "all" / "summary.json").read_text())
+    one = tmp_path / "one"
+    assert main(["eval", "mantis", "--data", data, "--out", str(one), *common]) == 0
+    assert merged == json.loads((one / "summary.json").read_text())
+    assert merged["validation"]["chosen_alpha"] == chosen and f"focus@{chosen:g}" in merged["test"]["modes"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,10 +10,14 @@ from PIL import Image
 
 from focus_integrations.harness.parsing import ReferenceLetter, StrictLetter
 from focus_integrations.harness.spec import Metric, Protocol, Query, RowContext
+from focus_integrations.options import DecodingOptions
 
 # The reference runners: do_sample=True, temperature=0.2, max_new_tokens=512 (seed 42 via the harness), fresh
 # noise for every row and image (the engine's default shares one draw per slot across rows).
 REFERENCE_GENERATION = {"do_sample": True, "temperature": 0.2, "max_new_tokens": 512, "fresh_noise": True}
+# The runners' NoiseProcessor(severity=3) (used by shot / impulse / speckle noise), once the engine has the option.
+if "noise_severity" in {f.name for f in dataclasses.fields(DecodingOptions)}:
+    REFERENCE_GENERATION["noise_severity"] = 3
 # Strict: greedy, short answers (lmms-eval's MuirBench/MIRB use 16/64 greedy tokens).
 STRICT_GENERATION = {"do_sample": False, "max_new_tokens": 64}
 
