@@ -62,6 +62,67 @@ def prepare(images: Sequence[Any], protocol: Protocol) -> list[Image.Image]:
     return [rgb(image, protocol.resize) for image in images]
 
 
+def single_query(
+    ctx: RowContext,
+    images: list[Image.Image],
+    prompt: str,
+    gold: str,
+    *,
+    breakdown: dict[str, str],
+    letters: str = "",
+    content: list[dict[str, Any]] | None = None,
+    parser: Any = None,
+) -> list[Query]:
+    """The one query of a one-question row. ``letters`` (e.g. ``"ABCD"``) makes it multiple choice: the
+    score reading compares those letters and, unless ``parser`` is given, the strict letter parser reads them."""
+    if letters and parser is None:
+        parser = StrictLetter(letters.lower())
+    return [
+        Query(
+            ctx.example_id,
+            "q",
+            images,
+            prompt,
+            gold,
+            choices=tuple(letters.upper()),
+            breakdown=breakdown,
+            content=content,
+            parser=parser,
+        )
+    ]
+
+
+def interleave(text: str, images: list[Any]) -> list[dict[str, Any]]:
+    """User content with images at each ``<image>`` of the text; images without a placeholder go first."""
+    pieces = text.split("<image>")
+    placed = min(len(pieces) - 1, len(images))
+    extra = images[: len(images) - placed]
+    content: list[dict[str, Any]] = [{"type": "image", "image": im} for im in extra]
+    slots = images[len(extra) :]
+    for i, piece in enumerate(pieces):
+        if piece:
+            content.append({"type": "text", "text": piece})
+        if i < len(slots):
+            content.append({"type": "image", "image": slots[i]})
+    return content
+
+
+def ab_protocols(templates: dict[str, str], system: str) -> dict[str, Protocol]:
+    """The A/B pair protocols (Winoground, Vinoground): the authors' prompt under both; strict changes only
+    the decoding and the reading (these benchmarks have no official LVLM prompt)."""
+    return {
+        "reference": Protocol(
+            "reference",
+            templates,
+            REFERENCE_AB_FALLBACK_A,
+            system=system,
+            generation=REFERENCE_GENERATION,
+            quirks=(QUIRK_FALLBACK_A, *REFERENCE_COMMON_QUIRKS),
+        ),
+        "strict": Protocol("strict", templates, STRICT_AB, system=system, generation=STRICT_GENERATION),
+    }
+
+
 def pair_queries(
     ctx: RowContext,
     protocol: Protocol,

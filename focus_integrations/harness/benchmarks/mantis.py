@@ -12,7 +12,9 @@ from focus_integrations.harness.benchmarks.common import (
     REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
     STRICT_GENERATION,
+    interleave,
     prepare,
+    single_query,
 )
 from focus_integrations.harness.parsing import (
     MANTIS_CUES,
@@ -45,21 +47,6 @@ def official_options(options: list[str]) -> str:
     return "".join(parts)
 
 
-def interleave(question: str, images: list[Any]) -> list[dict[str, Any]]:
-    """User content with images at each ``<image>`` of the text; images without a placeholder go first."""
-    pieces = question.split("<image>")
-    placed = min(len(pieces) - 1, len(images))
-    extra = images[: len(images) - placed]
-    content: list[dict[str, Any]] = [{"type": "image", "image": im} for im in extra]
-    slots = images[len(extra) :]
-    for i, piece in enumerate(pieces):
-        if piece:
-            content.append({"type": "text", "text": piece})
-        if i < len(slots):
-            content.append({"type": "image", "image": slots[i]})
-    return content
-
-
 def queries(row: Mapping[str, Any], protocol: Protocol, ctx: RowContext) -> list[Query]:
     images = prepare(row["images"], protocol)
     kind = row["question_type"]
@@ -70,39 +57,19 @@ def queries(row: Mapping[str, Any], protocol: Protocol, ctx: RowContext) -> list
         text = question.replace("<image>", "")
         # The options are written as the Python list repr, e.g. "['(A) red', '(B) blue']".
         prompt = protocol.templates[kind].format(question=text, options=str(options))
-        return [
-            Query(ctx.example_id, "q", images, prompt, reference_gold(row["answer"]), breakdown=breakdown)
-        ]
+        return single_query(ctx, images, prompt, reference_gold(row["answer"]), breakdown=breakdown)
     # strict: the official prompt, images at their <image> placeholders
     if kind == "multi-choice":
         text = protocol.templates[kind].format(question=question, options=official_options(options))
         letters = LETTERS[: len(options)]
-        return [
-            Query(
-                ctx.example_id,
-                "q",
-                images,
-                text,
-                reference_gold(row["answer"]),
-                choices=tuple(letters),
-                breakdown=breakdown,
-                content=interleave(text, images),
-                parser=StrictLetter(letters.lower()),
-            )
-        ]
-    text = protocol.templates[kind].format(question=question)
-    return [
-        Query(
-            ctx.example_id,
-            "q",
-            images,
-            text,
-            normalize_answer(row["answer"]),
-            breakdown=breakdown,
-            content=interleave(text, images),
-            parser=StrictExact(),
+        gold = reference_gold(row["answer"])
+        return single_query(
+            ctx, images, text, gold, breakdown=breakdown, letters=letters, content=interleave(text, images)
         )
-    ]
+    text = protocol.templates[kind].format(question=question)
+    gold = normalize_answer(row["answer"])
+    content = interleave(text, images)
+    return single_query(ctx, images, text, gold, breakdown=breakdown, content=content, parser=StrictExact())
 
 
 BENCHMARK = Benchmark(

@@ -11,11 +11,11 @@ from focus_integrations.harness.benchmarks.common import (
     REFERENCE_GENERATION,
     STRICT_GENERATION,
     prepare,
+    single_query,
 )
 from focus_integrations.harness.parsing import (
     ReferenceExact,
     StrictExact,
-    StrictLetter,
     normalize_answer,
     reference_gold,
 )
@@ -61,31 +61,12 @@ def queries(row: Mapping[str, Any], protocol: Protocol, ctx: RowContext) -> list
     prompt = INSTRUCTIONS[subset] + row["questions"]
     answer = str(row["answers"])
     if protocol.name == "reference":
-        return [Query(ctx.example_id, "q", images, prompt, reference_gold(answer), breakdown=breakdown)]
+        return single_query(ctx, images, prompt, reference_gold(answer), breakdown=breakdown)
     if subset in OPTION_SUBSETS:
-        return [
-            Query(
-                ctx.example_id,
-                "q",
-                images,
-                prompt,
-                reference_gold(answer),
-                choices=tuple("ABCDE"),
-                breakdown=breakdown,
-                parser=StrictLetter("abcde"),
-            )
-        ]
-    return [
-        Query(
-            ctx.example_id,
-            "q",
-            images,
-            prompt,
-            normalize_answer(answer),
-            breakdown=breakdown,
-            parser=StrictExact(),
-        )
-    ]
+        return single_query(ctx, images, prompt, reference_gold(answer), breakdown=breakdown, letters="ABCDE")
+    return single_query(
+        ctx, images, prompt, normalize_answer(answer), breakdown=breakdown, parser=StrictExact()
+    )
 
 
 BENCHMARK = Benchmark(

@@ -24,8 +24,8 @@ from focus_integrations.harness.benchmarks.common import (
     REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
     STRICT_GENERATION,
+    interleave,
 )
-from focus_integrations.harness.benchmarks.mantis import interleave
 from focus_integrations.harness.spec import Benchmark, Layout, Protocol, Query, RowContext
 
 _FORMAT = "Write your answer in the following format:\nAnswer: [answer]\n\n{context}\n\nQuestion: {question}"

@@ -11,9 +11,11 @@ from focus_integrations.harness.benchmarks.common import (
     REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
     STRICT_GENERATION,
+    interleave,
     prepare,
+    single_query,
 )
-from focus_integrations.harness.benchmarks.mantis import LETTERS, interleave
+from focus_integrations.harness.benchmarks.mantis import LETTERS
 from focus_integrations.harness.parsing import ReferenceLetter, StrictLetter, reference_gold
 from focus_integrations.harness.spec import Benchmark, Layout, Protocol, Query, RowContext
 
@@ -48,26 +50,16 @@ def queries(row: Mapping[str, Any], protocol: Protocol, ctx: RowContext) -> list
             + choices_text(reference_choices(question, options))
             + t["hint"]
         )
-        return [Query(ctx.example_id, "q", images, prompt, gold, breakdown=breakdown)]
+        return single_query(ctx, images, prompt, gold, breakdown=breakdown)
     # strict: the official prompt; images at each <image> of the question and options (VLMEvalKit's
     # split_MUIR), the rest first.
     prompt = "\n".join(
         [t["question"].format(question=row["question"]), choices_text(options), t["hint"], t["answer"]]
     )
     letters = LETTERS[: len(options)]
-    return [
-        Query(
-            ctx.example_id,
-            "q",
-            images,
-            prompt,
-            gold,
-            choices=tuple(letters),
-            breakdown=breakdown,
-            content=interleave(prompt, images),
-            parser=StrictLetter(letters.lower()),
-        )
-    ]
+    return single_query(
+        ctx, images, prompt, gold, breakdown=breakdown, letters=letters, content=interleave(prompt, images)
+    )
 
 
 BENCHMARK = Benchmark(

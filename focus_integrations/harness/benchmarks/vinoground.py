@@ -16,12 +16,7 @@ from PIL import Image
 
 from focus_integrations.errors import DatasetLayoutError
 from focus_integrations.harness.benchmarks.common import (
-    QUIRK_FALLBACK_A,
-    REFERENCE_AB_FALLBACK_A,
-    REFERENCE_COMMON_QUIRKS,
-    REFERENCE_GENERATION,
-    STRICT_AB,
-    STRICT_GENERATION,
+    ab_protocols,
     pair_queries,
     prepare,
 )
@@ -86,17 +81,7 @@ BENCHMARK = Benchmark(
         "{index}_neg.mp4 (unzip vinoground_videos.zip) or vinoground_frames/{index}_pos/*.jpg",
         ("index", "pos_cap", "neg_cap"),
     ),
-    protocols={
-        "reference": Protocol(
-            "reference",
-            TEMPLATES,
-            REFERENCE_AB_FALLBACK_A,
-            system=SYSTEM,
-            generation=REFERENCE_GENERATION,
-            quirks=(QUIRK_FALLBACK_A, *REFERENCE_COMMON_QUIRKS),
-        ),
-        "strict": Protocol("strict", TEMPLATES, STRICT_AB, system=SYSTEM, generation=STRICT_GENERATION),
-    },
+    protocols=ab_protocols(TEMPLATES, SYSTEM),
     queries=queries,
     primary="group",
     metrics={

@@ -7,12 +7,7 @@ from typing import Any
 
 from focus_integrations.harness.benchmarks.common import (
     PAIR_METRICS_IMAGE,
-    QUIRK_FALLBACK_A,
-    REFERENCE_AB_FALLBACK_A,
-    REFERENCE_COMMON_QUIRKS,
-    REFERENCE_GENERATION,
-    STRICT_AB,
-    STRICT_GENERATION,
+    ab_protocols,
     pair_queries,
     prepare,
 )
@@ -48,19 +43,7 @@ BENCHMARK = Benchmark(
         "--local-dir DIR, after accepting the conditions)",
         ("id", "image_0", "image_1", "caption_0", "caption_1"),
     ),
-    protocols={
-        "reference": Protocol(
-            "reference",
-            TEMPLATES,
-            REFERENCE_AB_FALLBACK_A,
-            system=SYSTEM,
-            generation=REFERENCE_GENERATION,
-            quirks=(QUIRK_FALLBACK_A, *REFERENCE_COMMON_QUIRKS),
-        ),
-        # Winoground has no official LVLM prompt (its own metric compares similarity scores): strict keeps
-        # the authors' prompt and changes the decoding and the reading.
-        "strict": Protocol("strict", TEMPLATES, STRICT_AB, system=SYSTEM, generation=STRICT_GENERATION),
-    },
+    protocols=ab_protocols(TEMPLATES, SYSTEM),
     queries=queries,
     primary="group",
     metrics=PAIR_METRICS_IMAGE,
