@@ -9,15 +9,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from focus_integrations.errors import (
+    ConstraintError,
     ContextLengthError,
     EngineClosedError,
     FocusError,
     ImageLoadError,
+    IncompleteOutputError,
     InvalidOptionError,
     ModelNotFoundError,
     NoImageError,
     RemoteImageError,
     UnsupportedModelError,
+    UnsupportedSchemaError,
+    UnsupportedTokenizerError,
     VideoLoadError,
 )
 
@@ -31,9 +35,11 @@ _LAZY = {
     "DecodingOptions": "focus_integrations.options",
     "default_model_path": "focus_integrations.default_model",
     "sample_frames": "focus_integrations.video",
+    "ResponseFormat": "focus_integrations.constraints",
 }
 
 if TYPE_CHECKING:
+    from focus_integrations.constraints import ResponseFormat
     from focus_integrations.decoder import FocusDecoder, TextStream
     from focus_integrations.default_model import default_model_path
     from focus_integrations.options import DecodingOptions
@@ -68,4 +74,9 @@ __all__ = [
     "ModelNotFoundError",
     "UnsupportedModelError",
     "VideoLoadError",
+    "ResponseFormat",
+    "ConstraintError",
+    "UnsupportedTokenizerError",
+    "UnsupportedSchemaError",
+    "IncompleteOutputError",
 ]

@@ -50,7 +50,8 @@ class Answer:
 
     def choose(self, logits: torch.Tensor) -> int:
         """``logits``: fp32 ``(rows, vocab)`` of this request's rows, in rule order -> its next token."""
-        return self.chooser(self.request.rule.combine(logits), self.sequence)
+        # A grammar constraint restricts the plausibility cutoff's reference to the tokens it allows.
+        return self.chooser(self.request.rule.combine(logits, self.chooser.allowed()), self.sequence)
 
     def push(self, token: int) -> str:
         """Record ``token``; return the text that became final (possibly empty)."""
@@ -60,7 +61,7 @@ class Answer:
             self.finish_reason = "stop"
             return ""
         delta = self.detok.push(token)
-        if self.detok.stopped:
+        if self.detok.stopped or self.chooser.finished:  # a complete grammar accepts nothing more
             self.finish_reason = "stop"
         elif len(self.token_ids) >= self.request.max_new_tokens:
             self.finish_reason = "length"
@@ -79,4 +80,13 @@ class Answer:
             finish_reason=self.finish_reason,
             stop_sequence=self.detok.stop_sequence,
             settings=self.request.settings(),
+            constraint_satisfied=self.constraint_satisfied,
         )
+
+    @property
+    def constraint_satisfied(self) -> bool | None:
+        """None without a constraint; else whether the text is a complete answer of its grammar."""
+        constraint = self.chooser.constraint
+        if constraint is None:
+            return None
+        return constraint.satisfied and self.detok.stop_sequence is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,6 +29,9 @@ from focus_integrations.request import (
 from focus_integrations.rows import encode_rows
 from focus_integrations.scoring import score_candidates
 from focus_integrations.vision import supports_shared_vision
+
+if TYPE_CHECKING:
+    from focus_integrations.constraints import GrammarConstraint, ResponseFormat
 
 
 class FocusDecoder:
@@ -162,7 +165,9 @@ class FocusDecoder:
         conversation = self._conversation(
             images, prompt, videos, messages, system, require_images, assistant_prefix, resolved
         )
-        return TextStream(self, conversation, tools, resolved)
+        # Built now, so an unsupported tokenizer or schema fails at the call, before any decoding.
+        constraint = self._constraint(resolved.response_format)
+        return TextStream(self, conversation, tools, resolved, constraint)
 
     def generate_batch(
         self,
@@ -358,11 +363,24 @@ class FocusDecoder:
                 empty_device_cache(self.model)
                 chunk = max(1, chunk // 2)
 
-    def _chooser(self, options: DecodingOptions) -> TokenChooser:
-        """A fresh per-request token chooser with its own generator (seeded: reproducible)."""
+    def _chooser(self, options: DecodingOptions, constraint: GrammarConstraint | None = None) -> TokenChooser:
+        """A fresh per-request token chooser with its own generator (seeded: reproducible) and, when the
+        options carry a ``response_format``, its own grammar constraint (``constraint``: one built already)."""
         generator = torch.Generator(device=self.device)
         generator.manual_seed(options.seed if options.seed is not None else torch.seed())
-        return TokenChooser(options, generator)
+        if constraint is None:
+            constraint = self._constraint(options.response_format)
+        return TokenChooser(options, generator, constraint)
+
+    def _constraint(self, response_format: ResponseFormat | None) -> GrammarConstraint | None:
+        """A fresh per-request grammar constraint for ``response_format`` (None: unconstrained)."""
+        if response_format is None:
+            return None
+        from focus_integrations.constraints import vocabulary_for
+
+        vocab_size = self.model.get_output_embeddings().weight.shape[0]
+        vocabulary = vocabulary_for(self.tokenizer, vocab_size, self.eos_token_ids, self.model_name)
+        return vocabulary.constraint(response_format)
 
     def _batch_job(self, images: Any, prompt: str | None, kwargs: dict[str, Any], sink: Any = None) -> Any:
         """A ``batching.Job`` for the arguments of ``stream``; options are checked now, the rest on ``prepare``."""
@@ -454,9 +472,15 @@ class TextStream:
     """
 
     def __init__(
-        self, decoder: FocusDecoder, conversation: Conversation, tools: Any, options: DecodingOptions
+        self,
+        decoder: FocusDecoder,
+        conversation: Conversation,
+        tools: Any,
+        options: DecodingOptions,
+        constraint: GrammarConstraint | None = None,
     ) -> None:
         self._decoder = decoder
+        self._constraint = constraint
         self._conversation = conversation
         self._tools = tools
         self._options = options
@@ -481,7 +505,7 @@ class TextStream:
     def _run(self) -> Iterator[str]:
         decoder = self._decoder
         with decoder._lock:
-            chooser = decoder._chooser(self._options)
+            chooser = decoder._chooser(self._options, self._constraint)
 
             def start(request: PreparedRequest, groups: list[RowGroup]) -> tuple[Answer, list[RowGroup], Any]:
                 # The prefill runs inside the fallback: memory peaks there.

@@ -77,3 +77,22 @@ class EngineClosedError(FocusError, RuntimeError):
 
 
 __all__ += ["EngineClosedError"]
+
+
+class ConstraintError(FocusError, ValueError):
+    """Constrained decoding (``response_format``, forced tool calls) could not be applied as asked."""
+
+
+class UnsupportedTokenizerError(ConstraintError):
+    """The model's tokenizer cannot spell constrained output (e.g. a word-level vocabulary without ``{``)."""
+
+
+class UnsupportedSchemaError(ConstraintError):
+    """The JSON schema, regex or choice list cannot be compiled into a grammar (unsupported keyword, bad regex)."""
+
+
+class IncompleteOutputError(FocusError, ValueError):
+    """A structured answer was cut off (``max_new_tokens`` ran out) before its grammar was complete."""
+
+
+__all__ += ["ConstraintError", "UnsupportedTokenizerError", "UnsupportedSchemaError", "IncompleteOutputError"]

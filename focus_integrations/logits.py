@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import (
@@ -31,7 +32,11 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from focus_integrations.errors import ConstraintError
 from focus_integrations.options import N_CALIBRATED, DecodingOptions
+
+if TYPE_CHECKING:
+    from focus_integrations.constraints import GrammarConstraint
 
 RowMasks = tuple[tuple[bool, ...], ...]
 
@@ -73,8 +78,12 @@ class LogitsRule:
     def n_rows(self) -> int:
         return len(self.row_masks)
 
-    def combine(self, logits: torch.Tensor) -> torch.Tensor:
-        """``logits``: fp32 ``(n_rows, vocab)`` -> combined fp32 ``(vocab,)``."""
+    def combine(self, logits: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """``logits``: fp32 ``(n_rows, vocab)`` -> combined fp32 ``(vocab,)``.
+
+        ``allowed`` (bool ``(vocab,)``, from a grammar constraint) restricts the plausibility cutoff's reference
+        to the tokens the grammar allows, so the cutoff always keeps at least one of them.
+        """
         if self.name == "focus":
             combined = focus_combine(logits, self.alpha)
         elif self.name == "focus-n-calibrated":
@@ -84,7 +93,9 @@ class LogitsRule:
         else:
             combined = logits[0]
         if self.plausibility_beta is not None:
-            combined = plausibility_cutoff(combined, self.uncontrasted(logits), self.plausibility_beta)
+            combined = plausibility_cutoff(
+                combined, self.uncontrasted(logits), self.plausibility_beta, allowed
+            )
         if self.banned_token_ids:
             # Image placeholders are input-only: generating one would corrupt the next turn's prompt.
             combined = combined.index_fill(
@@ -99,8 +110,13 @@ class LogitsRule:
         return logits[0]
 
 
-def plausibility_cutoff(combined: torch.Tensor, reference: torch.Tensor, beta: float) -> torch.Tensor:
-    """Set to -inf every token whose probability under ``reference`` is below ``beta`` times the largest."""
+def plausibility_cutoff(
+    combined: torch.Tensor, reference: torch.Tensor, beta: float, allowed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Set to -inf every token whose probability under ``reference`` is below ``beta`` times the largest
+    (the largest among the ``allowed`` tokens when a grammar restricts them)."""
+    if allowed is not None:
+        reference = reference.masked_fill(~allowed.to(reference.device), float("-inf"))
     probs = torch.softmax(reference, dim=-1)
     keep = probs >= beta * probs.max()
     return combined.masked_fill(~keep, float("-inf"))
@@ -156,17 +172,55 @@ def sampling_processors(options: DecodingOptions) -> LogitsProcessorList:
 
 
 class TokenChooser:
-    """Turns the combined logits into ONE token per step (the same token is appended to every row)."""
+    """Turns the combined logits of ONE request into ONE token per step (appended to every row of it).
 
-    def __init__(self, options: DecodingOptions, generator: torch.Generator | None = None) -> None:
+    With a ``constraint`` (a per-request :class:`~focus_integrations.constraints.GrammarConstraint`), the
+    grammar masks the combined vector FIRST, then the processors (repetition penalty, temperature, top-k,
+    top-p) act on the allowed tokens only: top-k/top-p keep the best ALLOWED tokens, so no warper can leave
+    nothing to choose. Should a processor still remove every allowed token (a ban, a minimum length while
+    the grammar only allows EOS), the grammar wins and the masked scores are used as they were. The chosen
+    token advances the constraint; ``finished`` then says the grammar is complete and decoding stops.
+    """
+
+    def __init__(
+        self,
+        options: DecodingOptions,
+        generator: torch.Generator | None = None,
+        constraint: GrammarConstraint | None = None,
+    ) -> None:
         self.sampling = options.do_sample
         self.processors = sampling_processors(options)
         self.generator = generator
+        self.constraint = constraint
+
+    def allowed(self) -> torch.Tensor | None:
+        """The tokens the constraint allows at this step (None: unconstrained); see ``LogitsRule.combine``."""
+        return self.constraint.allowed() if self.constraint is not None else None
+
+    @property
+    def finished(self) -> bool:
+        """The constraint is complete: no token may follow."""
+        return self.constraint is not None and self.constraint.finished
 
     def __call__(self, combined: torch.Tensor, sequence: torch.Tensor) -> int:
         """``combined``: (vocab,) fp32; ``sequence``: (length,) prompt + generated ids of one row."""
-        scores = self.processors(sequence[None], combined[None].clone())[0]
+        scores = combined[None].clone()
+        if self.constraint is not None:
+            scores = self.constraint.mask(scores)
+            if not torch.isfinite(scores).any():
+                raise ConstraintError(
+                    f"no token the {self.constraint.response_format.type} constraint allows can be generated "
+                    "here (every allowed token is banned)"
+                )
+        processed = self.processors(sequence[None], scores)
+        if self.constraint is not None and not torch.isfinite(processed).any():
+            processed = scores
+        processed = processed[0]
         if not self.sampling:
-            return int(torch.argmax(scores))
-        probs = torch.softmax(scores, dim=-1)
-        return int(torch.multinomial(probs, 1, generator=self.generator))
+            token = int(torch.argmax(processed))
+        else:
+            probs = torch.softmax(processed, dim=-1)
+            token = int(torch.multinomial(probs, 1, generator=self.generator))
+        if self.constraint is not None:
+            self.constraint.advance(token)
+        return token

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from focus_integrations.constraints import ResponseFormat
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.noise import DEFAULT_NOISE, check_noise_mode
 
@@ -64,6 +65,8 @@ class DecodingOptions:
     num_frames: int | None = None
     fps: float | None = None
     video_masking: str | None = None
+    # What the answer must look like (JSON schema, JSON object, regex, choice, tool call): see constraints.py.
+    response_format: ResponseFormat | None = None
 
     @classmethod
     def resolve(cls, base: DecodingOptions | None = None, **overrides: Any) -> DecodingOptions:
@@ -75,6 +78,8 @@ class DecodingOptions:
                 f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         values = dataclasses.asdict(base) if base is not None else {}
+        if base is not None:  # asdict would flatten it into a plain dict of its fields
+            values["response_format"] = base.response_format
         values.update(
             {k: v for k, v in overrides.items() if v is not None or k in ("top_k", "top_p", "seed")}
         )
@@ -89,6 +94,7 @@ class DecodingOptions:
                 values[key] = default
         if "alpha" in values:
             values["alpha"] = normalize_alpha(values["alpha"], mode)
+        values["response_format"] = ResponseFormat.parse(values.get("response_format"))
         options = cls(**values)
         options._validate()
         return options
@@ -137,6 +143,9 @@ class DecodingOptions:
 
     def as_settings(self) -> dict[str, Any]:
         values = dataclasses.asdict(self) | {"stop": list(self.stop)}
+        values["response_format"] = (
+            self.response_format.to_dict() if self.response_format is not None else None
+        )
         if isinstance(self.alpha, tuple):
             values["alpha"] = dict(self.alpha)
         return values

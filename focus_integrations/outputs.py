@@ -22,9 +22,12 @@ class Usage:
 class GenerationOutput:
     """What one decode produced.
 
-    ``finish_reason`` is ``"stop"`` when the model emitted an end token or a stop string matched
-    (then ``stop_sequence`` holds it), ``"length"`` when ``max_new_tokens`` ran out. ``settings`` records the
-    options actually used, plus ``n_images`` and ``n_rows``.
+    ``finish_reason`` is ``"stop"`` when the model emitted an end token, a stop string matched
+    (then ``stop_sequence`` holds it) or the ``response_format`` grammar was complete, ``"length"`` when
+    ``max_new_tokens`` ran out. ``settings`` records the options actually used, plus ``n_images`` and
+    ``n_rows``. ``constraint_satisfied`` is ``None`` without a ``response_format``; otherwise True only when
+    ``text`` is a complete answer of its grammar (False: cut off by ``max_new_tokens`` or a stop string, so
+    it must not be parsed as if it were valid).
     """
 
     text: str
@@ -33,3 +36,4 @@ class GenerationOutput:
     finish_reason: FinishReason
     stop_sequence: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    constraint_satisfied: bool | None = None
