@@ -173,7 +173,9 @@ def _tool_function(tool: Any, index: int) -> dict[str, Any]:
     parameters = function.get("parameters") or {"type": "object", "properties": {}}
     if not isinstance(parameters, Mapping):
         raise InvalidOptionError(f"tool {function['name']!r}: parameters must be a JSON schema object")
-    return {"name": function["name"], "parameters": dict(parameters)}
+    # OpenAI's per-function strict flag: the arguments object is closed as with a strict json_schema.
+    parameters = _closed_objects(dict(parameters)) if function.get("strict") else dict(parameters)
+    return {"name": function["name"], "parameters": parameters}
 
 
 def tool_call_schema(functions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

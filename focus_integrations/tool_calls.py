@@ -39,6 +39,7 @@ __all__ = [
     "new_tool_call_id",
     "QWEN_OPEN",
     "QWEN_CLOSE",
+    "cut_off_call",
 ]
 
 QWEN_OPEN = "<tool_call>"
@@ -58,6 +59,21 @@ def forced_call_prefix(tool_choice: str, *, markup: bool) -> str:
 
 
 QWEN_CLOSE = "</tool_call>"
+
+
+def cut_off_call(raw: str, name: str | None = None) -> InvalidToolCall:
+    """A constrained call that ``max_new_tokens`` cut off before it was complete (never a valid call).
+
+    ``name``: the tool, when only one was allowed; otherwise read from the text if it got that far."""
+    name_match = re.search(r'"name":\s*"([^"]+)"', raw)
+    return InvalidToolCall(
+        name=name or (name_match.group(1) if name_match else None),
+        arguments=raw,
+        id=new_tool_call_id(),
+        error="the tool call was cut off before it was complete (max_tokens ran out); raise max_tokens",
+    )
+
+
 _FENCE = "```"
 _MISTRAL_PREFIX = "[TOOL_CALLS]"
 

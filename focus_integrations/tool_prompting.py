@@ -6,18 +6,20 @@ Framework-free; the LangChain adapter and the OpenAI-compatible server share it.
   ``apply_chat_template(tools=...)``. One that does not (LLaVA, the bundled default model) gets them as a
   system instruction describing the JSON call format, and its tool turns rewritten as plain text
   (:func:`tool_turn_as_text`), so no template drops or rejects them.
-* A required call (``tool_choice`` "any" or a tool name) is enforced, not only asked for: the answer is
-  forced to start with the call's opening text (:func:`forced_tool_call_prefix`, the engine's
-  ``assistant_prefix``).
+* A required call (``tool_choice`` "any" or a tool name) is enforced, not only asked for: the answer
+  starts with the template's opening markup and a grammar constrains the rest to one valid call
+  (:func:`forced_tool_call`: the engine's ``assistant_prefix`` and ``response_format``).
 """
 
 from __future__ import annotations
 
 import json
 import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from focus_integrations.tool_calls import QWEN_OPEN, forced_call_prefix
+from focus_integrations.errors import InvalidOptionError
+from focus_integrations.tool_calls import QWEN_CLOSE, QWEN_OPEN, forced_call_prefix
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
 __all__ = [
     "renders_tools",
     "forced_tool_call_prefix",
+    "forced_tool_call",
+    "ForcedToolCall",
+    "writes_call_markup",
     "tool_instruction",
     "json_instruction",
     "with_system_instructions",
@@ -58,9 +63,44 @@ def renders_tools(decoder: FocusDecoder) -> bool:
 
 
 def forced_tool_call_prefix(decoder: FocusDecoder, tool_choice: str) -> str:
-    """The start of a tool call the answer must begin with (``tool_choice``: "any" or a tool name)."""
+    """The start of a tool call the answer must begin with (``tool_choice``: "any" or a tool name).
+
+    Prompt-only enforcement: the model writes the rest freely. :func:`forced_tool_call` enforces the whole call.
+    """
+    return forced_call_prefix(tool_choice, markup=writes_call_markup(decoder))
+
+
+def writes_call_markup(decoder: FocusDecoder) -> bool:
+    """The chat template renders tools and writes calls as Qwen/Hermes ``<tool_call>`` blocks."""
     template = getattr(decoder.processor, "chat_template", None) or ""
-    return forced_call_prefix(tool_choice, markup=renders_tools(decoder) and QWEN_OPEN in template)
+    return renders_tools(decoder) and QWEN_OPEN in template
+
+
+@dataclass(frozen=True)
+class ForcedToolCall:
+    """How a required call is decoded: the answer starts with ``prefix`` (the template's opening markup, in
+    the prompt as the template's own tokens) and the rest is constrained by ``response_format``: one call
+    ``{"name": ..., "arguments": ...}`` to an offered tool, with arguments valid for its schema, then the
+    closing markup. Pass ``prefix`` as ``assistant_prefix`` and ``response_format`` as the decoding option."""
+
+    prefix: str
+    response_format: dict[str, Any]
+
+
+def forced_tool_call(decoder: FocusDecoder, tools: list[dict[str, Any]], tool_choice: str) -> ForcedToolCall:
+    """The constrained decode of a required call (``tool_choice``: "any" or one of the ``tools``' names).
+
+    Follows the template's call syntax where it has one (``<tool_call>\n{...}\n</tool_call>``), a bare JSON
+    call otherwise. A tokenizer that cannot spell JSON makes the call raise ``UnsupportedTokenizerError``.
+    """
+    chosen = tools if tool_choice == "any" else [t for t in tools if t["function"]["name"] == tool_choice]
+    if not chosen:
+        raise InvalidOptionError(f"tool_choice {tool_choice!r} is not one of the offered tools")
+    markup = writes_call_markup(decoder)
+    return ForcedToolCall(
+        prefix=QWEN_OPEN + "\n" if markup else "",
+        response_format={"type": "tool_call", "tools": chosen, "suffix": "\n" + QWEN_CLOSE if markup else ""},
+    )
 
 
 def tool_instruction(tools: list[dict[str, Any]]) -> str:

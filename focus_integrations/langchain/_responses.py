@@ -32,7 +32,9 @@ class _Request:
     options: dict[str, Any]
     deadline: float | None
     timeout: float | None
-    answer_prefix: str = ""  # forced start of the answer (enforces tool_choice)
+    answer_prefix: str = ""  # forced start of the answer (the opening markup of a required tool call)
+    forced_tool_call: bool = False  # the answer is a grammar-constrained tool call
+    forced_tool_name: str | None = None  # ... to this one tool
 
 
 @dataclass
@@ -54,6 +56,8 @@ def metadata(request: _Request, output: GenerationOutput) -> tuple[UsageMetadata
         "stop_sequence": output.stop_sequence,
         "focus": settings,
     }
+    if output.constraint_satisfied is not None:  # constrained: False means cut off, not a valid answer
+        response["constraint_satisfied"] = output.constraint_satisfied
     return usage, response
 
 

@@ -6,7 +6,6 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -14,22 +13,24 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
-from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env
-from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
-from langchain_core.utils.pydantic import is_basemodel_subclass
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.langchain._messages import FileResolver, ImagePolicy, to_engine_messages
 from focus_integrations.langchain._responses import _Outcome, _Request, chat_result, final_chunk
 from focus_integrations.langchain._shared import _shared_decoder, iterate_in_thread
+from focus_integrations.langchain._structured import (
+    as_response_format,
+    constraint_for,
+    settle_tool_call,
+    structured_output,
+)
 from focus_integrations.langchain._tools import (
-    _forced_tool_call_prefix,
     _json_instruction,
     _normalise_tool_choice,
     _renders_tools,
@@ -300,16 +301,19 @@ class ChatFocus(BaseChatModel):
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
         *,
         tool_choice: str | bool | dict[str, Any] | None = None,
+        strict: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools (rendered through the chat template).
 
         ``tool_choice``: ``None`` / ``"auto"`` (the model decides), ``"any"`` / ``"required"`` / ``True``
         (it must call one), a tool name or ``{"type": "function", "function": {"name": ...}}`` (it must call
-        that one), ``"none"`` (tools are not shown to the model). "Must" is enforced: the answer is forced to
-        start with the tool call (up to the arguments for a named tool, up to the name for "any").
+        that one), ``"none"`` (tools are not shown to the model). "Must" is enforced by a grammar: the answer
+        is one call, in the template's call syntax (``<tool_call>`` blocks for Qwen, a bare JSON call
+        otherwise), to an offered tool, with arguments valid for its schema. ``strict=True`` closes the
+        argument objects (no keys beyond the schema's), as OpenAI's strict function calling does.
         """
-        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        formatted = [convert_to_openai_tool(tool, strict=strict) for tool in tools]
         names = [tool["function"]["name"] for tool in formatted]
         choice = _normalise_tool_choice(tool_choice, names)
         return super().bind(tools=formatted, tool_choice=choice, **kwargs)
@@ -326,44 +330,15 @@ class ChatFocus(BaseChatModel):
         """Answers shaped by ``schema`` (pydantic class, TypedDict, JSON schema or OpenAI tool dict).
 
         ``method="function_calling"`` (default) binds the schema as the one tool the model must call;
-        ``"json_schema"`` / ``"json_mode"`` ask for a bare JSON answer (with / without the schema) and parse
-        the text. ``strict`` is accepted for API compatibility; a local model is not grammar-constrained.
+        ``"json_schema"`` / ``"json_mode"`` ask for a bare JSON answer (with / without the schema). Every
+        method decodes under a grammar constraint, so the answer always parses and validates; ``strict=True``
+        closes objects that do not say ``additionalProperties`` (OpenAI's strict mode). An answer that
+        ``max_tokens`` cut off raises ``IncompleteOutputError`` (with ``include_raw=True``: ``parsing_error``).
+        A tokenizer that cannot spell JSON (the bundled default model's) raises ``UnsupportedTokenizerError``.
         """
         if kwargs:
             raise InvalidOptionError(f"unsupported arguments to with_structured_output: {sorted(kwargs)}")
-        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
-        if method == "function_calling":
-            tool_name = convert_to_openai_tool(schema)["function"]["name"]
-            llm = self.bind_tools(
-                [schema],
-                tool_choice=tool_name,
-                ls_structured_output_format={"kwargs": {"method": method}, "schema": schema},
-            )
-            parser: Runnable = (
-                PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]
-                if is_pydantic
-                else JsonOutputKeyToolsParser(key_name=tool_name, first_tool_only=True)
-            )
-        elif method in ("json_schema", "json_mode"):
-            response_format: dict[str, Any] = {"type": "json_object"}
-            if method == "json_schema":
-                response_format = {"type": "json_schema", "schema": convert_to_json_schema(schema)}
-            llm = self.bind(
-                response_format=response_format,
-                ls_structured_output_format={"kwargs": {"method": method}, "schema": schema},
-            )
-            parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()  # type: ignore[arg-type]
-        else:
-            raise InvalidOptionError(
-                f"unknown method {method!r}; use 'function_calling', 'json_schema' or 'json_mode'"
-            )
-        if not include_raw:
-            return llm | parser
-        with_parsed = RunnablePassthrough.assign(
-            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
-        )
-        fallback = RunnablePassthrough.assign(parsed=lambda _: None)
-        return RunnableMap(raw=llm) | with_parsed.with_fallbacks([fallback], exception_key="parsing_error")
+        return structured_output(self, schema, include_raw=include_raw, method=method, strict=strict)
 
     # ------------------------------------------------------------------------------------ requests
 
@@ -428,14 +403,18 @@ class ChatFocus(BaseChatModel):
                 instructions.append("You must answer with a call to one of the tools.")
             elif tool_choice:
                 instructions.append(f"You must answer with a call to the tool `{tool_choice}`.")
-        response_format = kwargs.get("response_format")
+        response_format = (
+            as_response_format(kwargs["response_format"]) if kwargs.get("response_format") else None
+        )
         if response_format:
             instructions.append(_json_instruction(response_format))
         if instructions:
             engine_messages = _with_system_instructions(engine_messages, instructions)
         template_tools = tools if tools and _renders_tools(decoder) else None
 
-        answer_prefix = _forced_tool_call_prefix(decoder, tool_choice) if tools and tool_choice else ""
+        constrained = constraint_for(decoder, tools, tool_choice, response_format)
+        if constrained.response_format is not None:
+            options["response_format"] = constrained.response_format
         timeout = kwargs.get("timeout", self.timeout)
         return _Request(
             decoder=decoder,
@@ -446,7 +425,9 @@ class ChatFocus(BaseChatModel):
             options=options,
             deadline=time.monotonic() + timeout if timeout else None,
             timeout=timeout,
-            answer_prefix=answer_prefix,
+            answer_prefix=constrained.answer_prefix,
+            forced_tool_call=constrained.tool_call,
+            forced_tool_name=constrained.tool_name,
         )
 
     def _open_stream(self, request: _Request) -> TextStream:
@@ -462,7 +443,10 @@ class ChatFocus(BaseChatModel):
     def _run(self, request: _Request, cancelled: threading.Event | None = None) -> Iterator[str | _Outcome]:
         """Shown text deltas, then one ``_Outcome``. Tool-call markup is held back and parsed."""
         parser = (
-            ToolCallStreamParser(tool_names=request.tool_names, generic_json=self.generic_json_tool_calls)
+            ToolCallStreamParser(
+                tool_names=request.tool_names,
+                generic_json=self.generic_json_tool_calls or request.forced_tool_call,
+            )
             if request.tool_names
             else None
         )
@@ -487,6 +471,10 @@ class ChatFocus(BaseChatModel):
         parsed = None
         if parser is not None:
             tail, parsed = parser.finish()
+            if request.forced_tool_call:
+                raw = request.answer_prefix + stream.output.text
+                settled = settle_tool_call(parsed, stream.output, raw, request.forced_tool_name)
+                tail, parsed = (tail, parsed) if settled is parsed else ("", settled)
             if tail:
                 yield tail
         yield _Outcome(stream.output, parsed)

@@ -50,6 +50,8 @@ class _ResponseMixin:
             "stop_sequence": output.stop_sequence,
             "settings": dict(output.settings),
             "model": self._decoder.model_name,
+            # None unconstrained; False: a response_format / required call was cut off (not a valid answer)
+            "constraint_satisfied": output.constraint_satisfied,
         }
 
     @staticmethod
@@ -97,13 +99,15 @@ class _ResponseMixin:
                         return None  # held back: maybe the start of a tool call
                 else:
                     delta, parsed = parser.finish()
+                    settled = call.tools.settle(parsed, output)  # type: ignore[union-attr]
+                    delta, parsed = (delta, parsed) if settled is parsed else ("", settled)
             text += delta
             return self._chat_response(text, delta, output, parsed)
 
         return push
 
     def _final_chat_response(self, call: _Call, output: GenerationOutput) -> ChatResponse:
-        parsed = call.tools.parse(output.text) if call.tools is not None else None
+        parsed = call.tools.settle(call.tools.parse(output.text), output) if call.tools is not None else None
         return self._chat_response(output.text, None, output, parsed)
 
     def _completion_response(

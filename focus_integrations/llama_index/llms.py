@@ -45,12 +45,12 @@ from focus_integrations.llama_index.conversion import (
     chat_messages_to_engine,
     prompt_to_engine,
 )
+from focus_integrations.llama_index.structured import StructuredPredictMixin, constrain_tool_call
 from focus_integrations.llama_index.tools import (
     keep_first_call,
     tool_request,
     tool_selections,
 )
-from focus_integrations.tool_calls import QWEN_OPEN
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder
@@ -81,7 +81,7 @@ ENGINE_OPTION_FIELDS: tuple[str, ...] = (
 _LOADING_FIELDS = frozenset({"device", "dtype", "device_map", "local_files_only", "trust_remote_code"})
 
 
-class FocusMultiModalLLM(_ResponseMixin, FunctionCallingLLM):
+class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCallingLLM):
     """A local Hugging Face vision-language model decoded with FOCUS, as a LlamaIndex chat LLM.
 
     Build it from a checkpoint (hub id or local folder) or from an existing
@@ -271,13 +271,14 @@ class FocusMultiModalLLM(_ResponseMixin, FunctionCallingLLM):
                 kwargs.pop("tools", None),
                 kwargs.pop("tool_choice", None),
                 bool(kwargs.pop("tool_required", False)),
-                can_force=self._writes_tool_call_markup(),
             )
             if tools is not None and not self.supports_tools():
                 raise InvalidOptionError(
                     f"the chat template of {self._decoder.model_name} does not render tools: use a ReActAgent "
                     "(it needs no native tool calling) or a checkpoint whose template supports tools"
                 )
+            if tools is not None and tools.required:
+                tools = constrain_tool_call(self._decoder, tools, kwargs)
         return _Call(build, self._resolve_options(kwargs), tools)
 
     def _generate(self, call: _Call) -> GenerationOutput:
@@ -474,11 +475,6 @@ class FocusMultiModalLLM(_ResponseMixin, FunctionCallingLLM):
             except FocusError:  # a template that chokes on tools does not support them
                 self._renders_tools = False
         return self._renders_tools
-
-    def _writes_tool_call_markup(self) -> bool:
-        """Qwen-style templates: calls are ``<tool_call>`` markup, so a required call can be forced."""
-        template = getattr(self._decoder.processor, "chat_template", None) or ""
-        return self.supports_tools() and QWEN_OPEN in template
 
     def _prepare_chat_with_tools(
         self,

@@ -2,10 +2,11 @@
 
 The tools are rendered by the checkpoint's own chat template (``apply_chat_template(tools=...)``), and the
 answer is parsed by the framework-free :mod:`focus_integrations.tool_calls` (Qwen ``<tool_call>`` markup, or
-a JSON call restricted to the offered tool names). With a template that writes calls as ``<tool_call>``
-markup, ``tool_required`` / ``tool_choice="required"`` and a named ``tool_choice`` are enforced: the answer
-is forced to start with the call's opening text (the engine's ``assistant_prefix``), and the model writes
-the rest.
+a JSON call restricted to the offered tool names). ``tool_required`` / ``tool_choice="required"`` and a
+named ``tool_choice`` are enforced: the answer starts with the template's opening markup (the engine's
+``assistant_prefix``) and a grammar constrains the rest to one call of an offered tool with arguments valid
+for its schema (``tool_prompting.forced_tool_call``). A call that ``max_new_tokens`` cut off is reported as
+an invalid call, never as a valid one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import ChatResponse, TextBlock, ToolCallBlock
 from llama_index.core.llms.llm import ToolSelection
@@ -22,9 +23,12 @@ from focus_integrations.errors import InvalidOptionError
 from focus_integrations.tool_calls import (
     ParsedToolCalls,
     ToolCallStreamParser,
-    forced_call_prefix,
+    cut_off_call,
     parse_tool_calls,
 )
+
+if TYPE_CHECKING:
+    from focus_integrations.outputs import GenerationOutput
 
 INVALID_TOOL_CALLS_KEY = "invalid_tool_calls"
 
@@ -35,6 +39,8 @@ class ToolRequest:
 
     schemas: list[dict[str, Any]]
     prefix: str = ""  # the answer is forced to begin with this text ("" when the model may answer freely)
+    required: str | None = None  # "any" or a tool name: a call is required
+    response_format: dict[str, Any] | None = None  # the grammar of the required call
 
     @property
     def names(self) -> list[str]:
@@ -44,6 +50,13 @@ class ToolRequest:
         """Parse a whole answer (the engine's text, which does not include the forced prefix)."""
         return parse_tool_calls(self.prefix + text, tool_names=self.names)
 
+    def settle(self, parsed: ParsedToolCalls, output: GenerationOutput) -> ParsedToolCalls:
+        """A required call that the budget cut off is an invalid call saying so (never text, never valid)."""
+        if self.response_format is None or output.constraint_satisfied is not False:
+            return parsed
+        name = self.required if self.required != "any" else None
+        return ParsedToolCalls(content="", invalid=[cut_off_call(self.prefix + output.text, name)])
+
     def stream_parser(self) -> ToolCallStreamParser:
         """A stream parser that has already seen the forced prefix (markup: nothing of it is shown)."""
         parser = ToolCallStreamParser(tool_names=self.names)
@@ -51,15 +64,13 @@ class ToolRequest:
         return parser
 
 
-def tool_request(
-    tools: Any, tool_choice: Any = None, tool_required: bool = False, *, can_force: bool = False
-) -> ToolRequest | None:
+def tool_request(tools: Any, tool_choice: Any = None, tool_required: bool = False) -> ToolRequest | None:
     """Normalise ``tools`` (LlamaIndex ``BaseTool``s or OpenAI-style dicts) and apply ``tool_choice``.
 
     ``tool_choice``: None / "auto" offer every tool; "required" / "any" (or ``tool_required``) offer every tool
     and require a call; "none" offers none; a tool name, or ``{"type": "function", "function": {"name": ...}}``,
-    offers and requires that tool. ``can_force``: the template writes calls as ``<tool_call>`` markup, so a
-    required call is enforced by forcing the answer's first characters.
+    offers and requires that tool. A required call is recorded in ``required``; the LLM turns it into the
+    constrained decode (``prefix`` and ``response_format``) for its checkpoint.
     """
     if not tools:
         return None
@@ -75,10 +86,9 @@ def tool_request(
         return None
     if tool_choice is None or tool_choice in ("auto", "required", "any"):
         required = tool_required or tool_choice in ("required", "any")
-        return ToolRequest(schemas, forced_call_prefix("any", markup=True) if required and can_force else "")
+        return ToolRequest(schemas, required="any" if required else None)
     if isinstance(tool_choice, str) and tool_choice in names:
-        prefix = forced_call_prefix(tool_choice, markup=True) if can_force else ""
-        return ToolRequest([schemas[names.index(tool_choice)]], prefix)
+        return ToolRequest([schemas[names.index(tool_choice)]], required=tool_choice)
     raise InvalidOptionError(
         f"tool_choice {tool_choice!r} is not 'auto', 'required', 'none' or one of {names}"
     )

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from focus_integrations.langchain import ChatFocus
+from focus_integrations.logits import TokenChooser
 
 Script = Callable[[str], str]
 
@@ -84,10 +85,15 @@ def scripted(monkeypatch: pytest.MonkeyPatch, llm: ChatFocus) -> Callable[[Scrip
         log = ScriptLog()
         reply_for: Script = (lambda _prompt: script) if isinstance(script, str) else script
 
-        class ScriptedChooser:
-            """Stands in for TokenChooser: same call signature, scripted tokens instead of argmax."""
+        class ScriptedChooser(TokenChooser):
+            """Stands in for TokenChooser: scripted tokens instead of argmax. Under a grammar constraint
+            (response_format, a required tool call) every scripted token must be one the grammar allows:
+            a script that breaks it raises, as the real chooser could never produce it."""
 
-            def __init__(self, options: Any, generator: torch.Generator | None = None) -> None:
+            def __init__(
+                self, options: Any, generator: torch.Generator | None = None, constraint: Any = None
+            ):
+                super().__init__(options, generator, constraint)
                 self.tokens: list[int] | None = None
                 self.step = 0
 
@@ -106,6 +112,10 @@ def scripted(monkeypatch: pytest.MonkeyPatch, llm: ChatFocus) -> Callable[[Scrip
                     self.tokens = tokenizer(reply, add_special_tokens=False)["input_ids"] + [eos]
                 token = self.tokens[min(self.step, len(self.tokens) - 1)]
                 self.step += 1
+                if self.constraint is not None:
+                    if self.constraint.finished:  # the grammar ended the answer: the script's rest is moot
+                        return eos
+                    self.constraint.advance(token)
                 return token
 
         monkeypatch.setattr("focus_integrations.decoder.TokenChooser", ScriptedChooser)

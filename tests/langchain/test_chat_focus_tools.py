@@ -16,8 +16,9 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from focus_integrations.errors import InvalidOptionError
+from focus_integrations.errors import ConstraintError, IncompleteOutputError, InvalidOptionError
 from focus_integrations.langchain import ChatFocus
+from focus_integrations.logits import TokenChooser
 
 
 @tool
@@ -200,7 +201,7 @@ def test_tool_choice_instructs_the_model(tool_llm: ChatFocus, scripted: Any) -> 
 def test_structured_output_function_calling(tool_llm: ChatFocus, scripted: Any, schema: Any) -> None:
     name = "Verdict" if schema is not VerdictDict else "VerdictDict"
     scripted(
-        f'<tool_call>\n{{"name": "{name}", "arguments": {{"cheaper": "A-1", "saving": 15}}}}</tool_call>'
+        f'<tool_call>\n{{"name": "{name}", "arguments": {{"cheaper": "A-1", "saving": 15}}}}\n</tool_call>'
     )
     result = tool_llm.with_structured_output(schema).invoke("Which is cheaper?")
     if schema is Verdict:
@@ -211,7 +212,7 @@ def test_structured_output_function_calling(tool_llm: ChatFocus, scripted: Any, 
 
 @pytest.mark.parametrize("method", ["json_schema", "json_mode"])
 def test_structured_output_json_methods(tool_llm: ChatFocus, scripted: Any, method: str) -> None:
-    log = scripted('```json\n{"cheaper": "B-2", "saving": 3.5}\n```')
+    log = scripted('{"cheaper": "B-2", "saving": 3.5}')
     result = tool_llm.with_structured_output(Verdict, method=method).invoke("Which is cheaper?")
     assert result == Verdict(cheaper="B-2", saving=3.5)
     if method == "json_schema":
@@ -220,17 +221,21 @@ def test_structured_output_json_methods(tool_llm: ChatFocus, scripted: Any, meth
 
 
 def test_structured_output_include_raw_keeps_parse_errors(tool_llm: ChatFocus, scripted: Any) -> None:
-    # tool_choice is enforced (the answer is forced to start a call), so prose becomes an invalid call.
-    scripted("I am not sure.")
-    out = tool_llm.with_structured_output(Verdict, include_raw=True).invoke("Which is cheaper?")
-    assert isinstance(out["raw"], AIMessage) and out["raw"].tool_calls == []
-    assert out["raw"].invalid_tool_calls and "I am not sure." in out["raw"].invalid_tool_calls[0]["args"]
-    assert out["parsed"] is None
+    # The call is grammar-constrained, so only the budget can break it: a cut-off call is an invalid call
+    # saying so, and the parser reports IncompleteOutputError instead of returning None silently.
     scripted(
-        '<tool_call>\n{"name": "Verdict", "arguments": {"cheaper": "A-1"}}</tool_call>'
-    )  # saving missing
-    out = tool_llm.with_structured_output(Verdict, include_raw=True).invoke("Which is cheaper?")
-    assert out["parsed"] is None and out["parsing_error"] is not None
+        CALL_A1.replace("lookup_price", "Verdict").replace(
+            '{"sku": "A-1"}', '{"cheaper": "A-1", "saving": 2}'
+        )
+    )
+    short = ChatFocus(decoder=tool_llm.focus_decoder, max_tokens=12)
+    out = short.with_structured_output(Verdict, include_raw=True).invoke("Which is cheaper?")
+    assert isinstance(out["raw"], AIMessage) and out["raw"].tool_calls == []
+    assert "cut off" in out["raw"].invalid_tool_calls[0]["error"]
+    assert out["raw"].response_metadata["constraint_satisfied"] is False
+    assert out["parsed"] is None and isinstance(out["parsing_error"], IncompleteOutputError)
+    with pytest.raises(IncompleteOutputError, match="max_tokens"):
+        short.with_structured_output(Verdict).invoke("Which is cheaper?")
 
 
 def test_template_without_tool_support_gets_instructions(tiny_checkpoint: Any, monkeypatch: Any) -> None:
@@ -241,8 +246,9 @@ def test_template_without_tool_support_gets_instructions(tiny_checkpoint: Any, m
     reply = json.dumps({"name": "lookup_price", "arguments": {"sku": "A-1"}})
     seen: list[str] = []
 
-    class Scripted:
-        def __init__(self, options: Any, generator: Any = None) -> None:
+    class Scripted(TokenChooser):
+        def __init__(self, options: Any, generator: Any = None, constraint: Any = None) -> None:
+            super().__init__(options, generator, constraint)
             self.tokens = None
 
         def __call__(self, combined: Any, sequence: Any) -> int:
@@ -267,8 +273,9 @@ def test_tool_history_on_template_without_tool_syntax(tiny_checkpoint: Any, monk
     tokenizer = decoder.tokenizer
     seen: list[str] = []
 
-    class Scripted:
-        def __init__(self, options: Any, generator: Any = None) -> None:
+    class Scripted(TokenChooser):
+        def __init__(self, options: Any, generator: Any = None, constraint: Any = None) -> None:
+            super().__init__(options, generator, constraint)
             self.tokens = None
 
         def __call__(self, combined: Any, sequence: Any) -> int:
@@ -313,11 +320,15 @@ def test_openai_style_response_format(tool_llm: ChatFocus, scripted: Any) -> Non
     assert json.dumps(schema) in log.prompts[-1]
 
 
-def test_tool_choice_is_enforced_by_the_answer_start(tool_llm: ChatFocus, scripted: Any) -> None:
-    # The script answers with only the arguments: the call's start comes from the forced answer prefix.
-    log = scripted('{"sku": "A-1"}}\n</tool_call>')
+def test_tool_choice_is_enforced_by_the_grammar(tool_llm: ChatFocus, scripted: Any) -> None:
+    # The answer starts with the template's opening markup; the grammar then allows only a call to the named
+    # tool (a script that calls another tool cannot be decoded).
+    log = scripted(CALL_A1)
     message = tool_llm.bind_tools([lookup_price, list_products], tool_choice="lookup_price").invoke("hi")
-    assert log.prompts[-1].endswith('<tool_call>\n{"name": "lookup_price", "arguments": ')
+    assert log.prompts[-1].endswith("<tool_call>\n")
     assert [(c["name"], c["args"]) for c in message.tool_calls] == [("lookup_price", {"sku": "A-1"})]
     chunks = list(tool_llm.bind_tools([lookup_price], tool_choice="lookup_price").stream("hi"))
     assert "".join(c.content for c in chunks if isinstance(c.content, str)) == ""  # markup never streamed
+    scripted('<tool_call>\n{"name": "list_products", "arguments": {}}\n</tool_call>')
+    with pytest.raises(ConstraintError):
+        tool_llm.bind_tools([lookup_price, list_products], tool_choice="lookup_price").invoke("hi")
