@@ -319,3 +319,28 @@ def test_strict_closes_objects_and_non_strict_keeps_the_schema_as_written(qwen: 
         for token in qwen.tokenizer('{"a": 1', add_special_tokens=False)["input_ids"]:
             constraint.advance(token)
         assert bool(constraint.allowed()[comma]) is extra_key_allowed
+
+
+def test_batched_constrained_requests_equal_their_solo_decodes(qwen: FocusDecoder) -> None:
+    # The batched engine makes one chooser (and so one grammar state) per request.
+    requests = [
+        dict(
+            images=_images(2),
+            prompt=PROMPT,
+            seed=1,
+            response_format=JSON_SCHEMA,
+            max_new_tokens=WORST_CASE_TOKENS,
+        ),
+        dict(
+            images=_images(3, seed=2),
+            prompt="Which?",
+            response_format={"type": "choice", "choices": ["a", "bb"]},
+        ),
+        dict(images=_images(2, seed=3), prompt=PROMPT, max_new_tokens=6),  # unconstrained, in the same batch
+    ]
+    batched = qwen.generate_batch(requests)
+    for request, out in zip(requests, batched):
+        solo = qwen.generate(**request)
+        assert (out.token_ids, out.constraint_satisfied) == (solo.token_ids, solo.constraint_satisfied)
+    jsonschema.validate(json.loads(batched[0].text), SCHEMA)
+    assert batched[1].text in ("a", "bb")
