@@ -102,6 +102,8 @@ class RunConfig:
         index, count = self.shard
         if count < 1 or not 0 <= index < count:
             bad(f"--shard must be i/k with 0 <= i < k, got {index}/{count}")
+        if self.searches_alpha and benchmark.primary not in benchmark.metrics:
+            bad(f"{benchmark.name} is a measurement, not a score to tune alpha on: pass one --alpha")
         if self.searches_alpha and self.val == "none":
             bad("an alpha grid needs a validation split: use --val reference|disjoint, or one --alpha")
         if self.searches_alpha and count > 1 and self.phase == "all":
@@ -234,7 +236,8 @@ class Runner:
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / CONFIG
         identity = self.config.identity()
-        if path.is_file():
+        has_records = (self.out / RECORDS).is_file() and (self.out / RECORDS).stat().st_size > 0
+        if path.is_file() and has_records:  # a folder with no answers yet can take any settings
             stored = json.loads(path.read_text())
             if stored.get("identity") != identity:
                 changed = sorted(k for k in identity if stored.get("identity", {}).get(k) != identity[k])

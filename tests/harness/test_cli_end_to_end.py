@@ -252,6 +252,8 @@ def test_cli_errors_are_one_line(bench_data, tmp_path: Path, capsys) -> None:
         == 2
     )
     assert "sharded run cannot choose alpha" in capsys.readouterr().err
+    assert run("info-leakage", "--data", str(wino), "--out", str(tmp_path / "z")) == 2
+    assert "pass one --alpha" in capsys.readouterr().err
     # the lab's command is still there beside the harness's
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "leakage", "--help"])

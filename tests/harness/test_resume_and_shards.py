@@ -143,3 +143,16 @@ def test_sharded_alpha_search_in_two_phases(bench_data, tmp_path: Path) -> None:
     assert main(["eval", "mantis", "--data", data, "--out", str(one), *common]) == 0
     assert merged == json.loads((one / "summary.json").read_text())
     assert merged["validation"]["chosen_alpha"] == chosen and f"focus@{chosen:g}" in merged["test"]["modes"]
+
+
+def test_a_run_folder_refuses_other_settings(bench_data, uninterrupted: Path, capsys) -> None:
+    data = str(bench_data("winoground"))
+    before = (uninterrupted / "records.jsonl").read_bytes()
+    assert (
+        main(
+            ["eval", "winoground", "--data", data, "--out", str(uninterrupted), "--protocol", "strict", *ARGS]
+        )
+        == 2
+    )
+    assert "other settings (protocol)" in capsys.readouterr().err
+    assert (uninterrupted / "records.jsonl").read_bytes() == before
