@@ -2,7 +2,7 @@
 
 Runs each benchmark table's real query builder on its synthetic fixture (focus_integrations.testing.benchmark_data)
 and times the harness's own call path (``harness.answer.ask``) on the ~25M-parameter Qwen2.5-VL-shaped bench
-model (random weights, 224 px images = 64 tokens each). The random model never stops early, so every call
+model (random weights; its processor sizes the fixtures' small images). The random model never stops early, so every call
 emits exactly ``max_new_tokens`` tokens: each query is timed at 1 token (prefill: noise, processor, vision,
 prefill, first token) and at ``1 + --tokens`` tokens, and the difference gives the per-token step.
 
@@ -109,7 +109,7 @@ def main() -> None:
             print(f"[measured {name}]", file=sys.stderr, flush=True)
     print(
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s), "
-        f"CPU-time clock; model {params:.1f}M parameters (Qwen2.5-VL-shaped, random weights, 64 tokens per image); "
+        f"CPU-time clock; model {params:.1f}M parameters (Qwen2.5-VL-shaped, random weights); "
         f"protocol {args.protocol}; step from {args.tokens} extra tokens; best of {args.repeats}.\n"
     )
     print(

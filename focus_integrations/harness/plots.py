@@ -60,7 +60,7 @@ def write_run_plots(summary: Mapping[str, Any], out: Path) -> list[Path]:
             for name, e in modes.items()
             if e["breakdowns"].get("n_images")
         }
-        if by_images:
+        if by_images and primary in metrics:
             fig, ax = plt.subplots(figsize=(6, 4))
             for name, groups in by_images.items():
                 ns = sorted(groups, key=int)

@@ -69,13 +69,15 @@ def _row_means(values: Mapping[str, float]) -> dict[str, float]:
 
 
 def _breakdown_of(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
-    """item id (query id and row id) -> its breakdown values."""
+    """item id (query id, and row id for row-level scores) -> its breakdown values. A row's number of images
+    is the largest of its queries' (a Winoground row counts as a 2-image item, not by its 1-image text query)."""
     out: dict[str, dict[str, str]] = {}
     for record in records:
         values = dict(record.get("breakdown") or {})
         values.setdefault("n_images", str(record["n_images"]))
         out[record["id"]] = values
-        out.setdefault(record["example"], values)
+        row = out.setdefault(record["example"], dict(values))
+        row["n_images"] = str(max(int(row["n_images"]), int(values["n_images"])))
     return out
 
 

@@ -95,3 +95,13 @@ def test_leakage_rates_and_delta_by_hand() -> None:
     assert block["deltas"]["leakage_delta"]["n"] == 2
     values = metric_values(info_leakage.BENCHMARK, rows)
     assert np.mean(list(values["c_multi_i1"].values())) == pytest.approx(0.5)
+
+
+def test_row_scores_count_a_row_by_its_largest_query() -> None:
+    records = [
+        _record("0", key, True, n_images=1 if key.startswith("text") else 2)
+        for key in ("text_0", "text_1", "image_0", "image_1")
+    ]
+    block = score_block(winoground.BENCHMARK, records)
+    by_images = block["breakdowns"]["n_images"]
+    assert set(by_images) == {"2"} and by_images["2"]["group"]["n"] == 1
