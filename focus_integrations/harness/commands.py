@@ -35,7 +35,7 @@ def add_harness_commands(subparsers: argparse._SubParsersAction) -> None:
     for name, table in benchmarks().items():
         sub = evals.add_parser(
             name,
-            help=f"{table.hub_id} from a local copy ({'gated; ' if table.gated else ''}{table.licence.split(':')[0]})",
+            help=f"{table.hub_id} from a local copy ({table.licence.split(':')[0]})",
             description=f"Evaluate on a LOCAL copy of {table.hub_id}; expected layout: {table.layout.description}. "
             "Nothing is downloaded.",
         )

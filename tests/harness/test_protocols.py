@@ -221,3 +221,80 @@ def test_known_bad_vismin_revision_is_flagged(tmp_path: Path, bench_data) -> Non
         "data": info,
     }
     assert "known to carry wrong labels" in format_report([(tmp_path, summary)])
+
+
+class _RecordingModel:
+    """Stands in for FocusDecoder: records the options each call gets, answers a fixed text."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.calls = text, []
+
+    def generate(self, **kwargs):
+        from types import SimpleNamespace
+
+        self.calls.append(kwargs)
+        return SimpleNamespace(text=self.text, usage=SimpleNamespace(output_tokens=3))
+
+    def score(self, **kwargs):
+        self.calls.append(kwargs)
+        return [-2.0, -0.5, -3.0][: len(kwargs["candidates"])]
+
+
+def test_protocol_settings_reach_the_engine(bench_data) -> None:
+    from focus_integrations.harness.answer import ask
+
+    table = get_benchmark("winoground")
+    [_, _, image_query, _] = _queries("winoground", bench_data("winoground"), "reference")
+    model = _RecordingModel("<think>maybe A</think>\n\nB")
+    for mode in ("vanilla", "focus"):
+        record = ask(
+            model,
+            table,
+            table.protocol("reference"),
+            "generate",
+            image_query,
+            mode=mode,
+            alpha=0.3,
+            seed=42,
+            options={},
+        )
+        assert record["parsed"] == "b" and record["raw"].startswith("<think>")  # reasoning stripped first
+    vanilla, focus = model.calls
+    for call in (vanilla, focus):
+        assert (call["do_sample"], call["temperature"], call["max_new_tokens"], call["fresh_noise"]) == (
+            True,
+            0.2,
+            512,
+            True,
+        )
+        assert call["system"].startswith("You are an evaluator") and len(call["images"]) == 2
+    assert vanilla["seed"] == focus["seed"]  # the same noise and samples in every mode
+    assert "alpha" not in vanilla and focus["alpha"] == 0.3 and focus["mode"] == "focus"
+    strict = _RecordingModel("B")
+    ask(
+        strict,
+        table,
+        table.protocol("strict"),
+        "generate",
+        image_query,
+        mode="focus",
+        alpha=0.1,
+        seed=42,
+        options={"max_new_tokens": 7},
+    )
+    assert strict.calls[0]["do_sample"] is False and strict.calls[0]["max_new_tokens"] == 7
+    scorer = _RecordingModel("")
+    record = ask(
+        scorer,
+        table,
+        table.protocol("strict"),
+        "score",
+        image_query,
+        mode="focus",
+        alpha=0.1,
+        seed=42,
+        options={},
+    )
+    assert (
+        scorer.calls[0]["candidates"] == ["A", "B"] and record["parsed"] == "b" and record["correct"] == 0.0
+    )
