@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -11,7 +12,7 @@ import torch
 
 from focus_integrations.answer import Answer
 from focus_integrations.decode import RowGroup, prefill_logits, step_logits
-from focus_integrations.errors import InvalidOptionError, PromptError, UnsupportedModelError
+from focus_integrations.errors import DecoderBusyError, InvalidOptionError, PromptError, UnsupportedModelError
 from focus_integrations.families import FamilySpec, family_of
 from focus_integrations.logits import TokenChooser
 from focus_integrations.media import VideoSampling
@@ -39,7 +40,11 @@ class FocusDecoder:
 
     ``FocusDecoder(model, processor, **defaults)`` wraps objects you loaded; ``FocusDecoder.from_pretrained``
     loads them. ``defaults`` are :class:`DecodingOptions` fields used when a call does not set them.
-    Calls are serialised with a lock: one model object cannot run two requests at once.
+
+    Calls are serialised with a lock: one model object cannot run two requests at once. A call from another
+    thread waits for the running one (at most ``busy_timeout`` seconds if set, then
+    :class:`DecoderBusyError`); a call from the thread whose own stream is still open raises
+    :class:`DecoderBusyError` at once instead of deadlocking.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class FocusDecoder:
         *,
         model_name: str | None = None,
         allow_remote_images: bool = False,
+        busy_timeout: float | None = None,
         **defaults: Any,
     ) -> None:
         if not hasattr(model, "get_image_features") and not hasattr(
@@ -70,7 +76,9 @@ class FocusDecoder:
         self.context_length = self._context_length()
         self.supports_shared_vision = supports_shared_vision(model)
         self.device = next(model.parameters()).device
+        self.busy_timeout = _check_busy_timeout(busy_timeout)
         self._lock = threading.Lock()  # the model: one request (or one batched step) at a time
+        self._owner: int | None = None  # thread id holding the lock (same-thread calls fail fast)
         self.processor_lock = threading.Lock()  # fast tokenizers are not safe to call from two threads
 
     @classmethod
@@ -211,7 +219,7 @@ class FocusDecoder:
         runner = BatchRunner(self, max_rows=max_rows or DEFAULT_MAX_ROWS, join=join)
         for job in jobs:
             runner.add(job)
-        with self._lock:
+        with self._hold():
             while runner.has_work:
                 runner.run_once()
                 if failures and not return_exceptions:
@@ -275,7 +283,7 @@ class FocusDecoder:
         conversation = self._conversation(
             images, prompt, videos, messages, system, require_images, assistant_prefix, resolved
         )
-        with self._lock:
+        with self._hold():
             return self._run_with_memory_fallback(
                 conversation,
                 tools,
@@ -311,6 +319,28 @@ class FocusDecoder:
     def busy(self) -> bool:
         """True while a request (or an unfinished stream) holds the model."""
         return self._lock.locked()
+
+    @contextlib.contextmanager
+    def _hold(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the model for one request. ``timeout`` (default ``busy_timeout``; None waits as long as it takes)
+        bounds the wait for another thread's request; the holder's own thread is refused at once."""
+        me = threading.get_ident()
+        if self._owner == me:
+            raise DecoderBusyError(
+                "this thread's own stream still holds the decoder: iterate it to the end or close() it before "
+                "the next call (or make the call from another thread)"
+            )
+        wait = self.busy_timeout if timeout is None else timeout
+        if not self._lock.acquire(timeout=-1 if wait is None else wait):
+            raise DecoderBusyError(
+                f"the decoder stayed busy with another request for {wait} s (busy_timeout)"
+            )
+        self._owner = me
+        try:
+            yield
+        finally:
+            self._owner = None
+            self._lock.release()
 
     # ----------------------------------------------------------------------------------------------- internals
 
@@ -504,7 +534,7 @@ class TextStream:
 
     def _run(self) -> Iterator[str]:
         decoder = self._decoder
-        with decoder._lock:
+        with decoder._hold():
             chooser = decoder._chooser(self._options, self._constraint)
 
             def start(request: PreparedRequest, groups: list[RowGroup]) -> tuple[Answer, list[RowGroup], Any]:
@@ -525,3 +555,13 @@ class TextStream:
             if tail:
                 yield tail
             self._output = answer.output()
+
+
+def _check_busy_timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < float("inf")):
+        raise InvalidOptionError(
+            f"busy_timeout must be None or a finite number of seconds >= 0, got {value!r}"
+        )
+    return float(value)

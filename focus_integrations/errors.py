@@ -96,3 +96,14 @@ class IncompleteOutputError(FocusError, ValueError):
 
 
 __all__ += ["ConstraintError", "UnsupportedTokenizerError", "UnsupportedSchemaError", "IncompleteOutputError"]
+
+
+class DecoderBusyError(FocusError, RuntimeError):
+    """The decoder cannot take this call now: the calling thread's own stream still holds it (waiting would
+    deadlock), or another request held it longer than ``busy_timeout``.
+
+    Finish (iterate to the end) or ``close()`` the open stream, use another thread, or a batching engine.
+    """
+
+
+__all__ += ["DecoderBusyError"]
