@@ -140,7 +140,9 @@ def _fetch(url: str, *, max_bytes: int, timeout: float) -> bytes:
     worker.join(timeout)
     if worker.is_alive():
         transfer.abort()
-        raise RemoteImageError(f"could not fetch {url[:80]}: no complete answer within the {timeout} s deadline")
+        raise RemoteImageError(
+            f"could not fetch {url[:80]}: no complete answer within the {timeout} s deadline"
+        )
     if transfer.error is not None:
         raise transfer.error
     assert transfer.data is not None

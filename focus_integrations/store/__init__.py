@@ -26,6 +26,7 @@ _EXPORTS = {
     "InvalidCollectionNameError": "errors",
     "RecordNotFoundError": "errors",
     "StoreConnectionError": "errors",
+    "StoreTimeoutError": "errors",
     "StoreError": "errors",
     "CHROMA_SETTINGS": "image_store",
     "DEFAULT_COLLECTION": "image_store",
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
         RecordNotFoundError,
         StoreConnectionError,
         StoreError,
+        StoreTimeoutError,
     )
     from focus_integrations.store.image_store import (
         CHROMA_SETTINGS,
@@ -112,6 +114,7 @@ __all__ = [
     "SiglipEmbedder",
     "StoreConnectionError",
     "StoreError",
+    "StoreTimeoutError",
     "bundled_catalog_path",
     "chroma_settings",
     "default_store_path",

@@ -85,13 +85,23 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
         help="store folder (embedded Chroma; default $FOCUS_STORE_PATH or ~/.cache/...)",
     )
     where.add_argument("--chroma-url", default=None, help="Chroma server, e.g. http://127.0.0.1:8000")
+    parser.add_argument(
+        "--chroma-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="deadline of each call to the Chroma server (default 30)",
+    )
     parser.add_argument("--collection", default=None, help="collection name (default focus-images)")
 
 
 def _open_store(args: argparse.Namespace, embedder: str | None = None) -> Any:
+    from focus_integrations.store.connection import DEFAULT_SERVER_TIMEOUT_S
     from focus_integrations.store.image_store import DEFAULT_COLLECTION, ImageStore
 
+    timeout = getattr(args, "chroma_timeout", None)
     return ImageStore(
+        timeout=DEFAULT_SERVER_TIMEOUT_S if timeout is None else timeout,
         path=args.store,
         url=args.chroma_url,
         collection=args.collection or DEFAULT_COLLECTION,

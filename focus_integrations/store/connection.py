@@ -1,12 +1,17 @@
-"""Chroma clients for the store: embedded (``PersistentClient``) or a ``chroma run`` server (``HttpClient``),
-and the translation of a lost server into :class:`StoreConnectionError`.
+"""Chroma clients for the store: embedded (``PersistentClient``) or a ``chroma run`` server (``HttpClient``).
+
+Every call to a server has a deadline (``ImageStore(timeout=...)``, default :data:`DEFAULT_SERVER_TIMEOUT_S`):
+a stalled server raises :class:`StoreTimeoutError`, a lost one :class:`StoreConnectionError`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import threading
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +19,15 @@ import chromadb
 from chromadb.config import Settings
 
 from focus_integrations.errors import InvalidOptionError
-from focus_integrations.store.errors import InvalidCollectionNameError, StoreConnectionError, StoreError
+from focus_integrations.store.errors import (
+    InvalidCollectionNameError,
+    StoreConnectionError,
+    StoreError,
+    StoreTimeoutError,
+)
 from focus_integrations.store.records import _reason
+
+DEFAULT_SERVER_TIMEOUT_S = 30.0  # deadline of each call to a Chroma server
 
 
 def chroma_settings() -> Settings:
@@ -65,42 +77,128 @@ def _persistent_client(path: Path) -> Any:
     return chromadb.PersistentClient(path=str(path), settings=chroma_settings())
 
 
-def _http_client(url: str) -> Any:
+def _http_client(url: str, timeout: float | None) -> Any:
     parsed = urllib.parse.urlparse(url if "://" in url else f"http://{url}")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InvalidOptionError(f"chroma URL must look like http://host:port, got {url!r}")
     port = parsed.port or (443 if parsed.scheme == "https" else 8000)
-    try:
+
+    def connect() -> Any:
+        # HttpClient() already talks to the server (identity, tenant, database): it runs under the deadline too.
         client = chromadb.HttpClient(
             host=parsed.hostname, port=port, ssl=parsed.scheme == "https", settings=chroma_settings()
         )
+        _bound_sockets(client, timeout)
         client.heartbeat()
+        return client
+
+    try:
+        _probe(url, parsed.scheme, parsed.hostname, port, timeout)
+        client = call_with_deadline(connect, timeout=timeout, what="the connection", url=url)
+    except StoreTimeoutError:
+        raise
     except Exception as err:  # noqa: BLE001 - connection failures come in many types (httpx, ValueError, ...)
         raise StoreConnectionError(f"cannot reach the Chroma server at {url}: {_reason(err)}") from None
     return client
 
 
+def _probe(url: str, scheme: str, host: str, port: int, timeout: float | None) -> None:
+    """One bounded heartbeat before Chroma's client is built: a frozen server costs the deadline, and leaves no
+    helper thread waiting on it (the client's constructor makes calls without a socket timeout)."""
+    import httpx
+
+    if timeout is None:
+        return
+    try:
+        httpx.get(f"{scheme}://{host}:{port}/api/v2/heartbeat", timeout=timeout)
+    except httpx.TimeoutException as err:
+        raise StoreTimeoutError(
+            f"the Chroma server at {url} did not answer the heartbeat within {timeout} s"
+        ) from err
+
+
+def check_timeout(timeout: Any) -> float | None:
+    """``timeout`` as seconds (None: no deadline), or InvalidOptionError."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < math.inf):
+        raise InvalidOptionError(
+            f"timeout must be None or a positive finite number of seconds, got {timeout!r}"
+        )
+    return float(timeout)
+
+
+def server_url(client: Any) -> str | None:
+    """The URL of the server behind a Chroma client, or None for an in-process (embedded) client."""
+    from chromadb.api.fastapi import FastAPI
+
+    server = getattr(client, "_server", None)
+    return str(server.get_api_url()) if isinstance(server, FastAPI) else None
+
+
+def _bound_sockets(client: Any, timeout: float | None) -> None:
+    """Give the client's httpx session per-operation timeouts (Chroma builds it with none), so the helper thread
+    of a call abandoned at its deadline gives up on the socket soon after instead of waiting forever."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if timeout is not None and isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(
+            timeout + 1.0
+        )  # a little past the deadline: the deadline speaks first
+
+
+def call_with_deadline(
+    function: Callable[..., Any], *args: Any, timeout: float | None, what: str, url: str, **kwargs: Any
+) -> Any:
+    """``function(*args, **kwargs)``, returning or raising within ``timeout`` seconds (None: no bound).
+
+    The call runs on a daemon thread the caller stops waiting for at the deadline (then StoreTimeoutError):
+    a frozen server (SIGSTOP, a dead load balancer) accepts the connection and never answers, and no socket
+    option turns that into a bounded wait on every path through Chroma's client.
+    """
+    if timeout is None:
+        return function(*args, **kwargs)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = function(*args, **kwargs)
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            box["error"] = err
+
+    worker = threading.Thread(target=run, name="focus-chroma-call", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise StoreTimeoutError(
+            f"the Chroma server at {url} did not answer {what} within {timeout} s (timeout)"
+        )
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 def _raise_if_connection_error(err: Exception, url: str | None) -> None:
-    if url is None:
+    if url is None or isinstance(err, StoreConnectionError):
         return
     name = type(err).__name__
     # httpx's transport errors (ConnectError, ReadTimeout, RemoteProtocolError...) are not OSErrors.
     transport = type(err).__module__.startswith("httpx") and "Status" not in name
-    if (
-        isinstance(err, (ConnectionError, TimeoutError))
-        or "Connect" in name
-        or "Timeout" in name
-        or transport
-    ):
+    if isinstance(err, TimeoutError) or "Timeout" in name:
+        raise StoreTimeoutError(f"the Chroma server at {url} timed out: {_reason(err)}") from None
+    if isinstance(err, ConnectionError) or "Connect" in name or transport:
         raise StoreConnectionError(f"lost the Chroma server at {url}: {_reason(err)}") from None
 
 
 class _ServerGuard:
-    """Proxy of a collection on a Chroma server: its methods raise StoreConnectionError when the server is gone."""
+    """Proxy of a Chroma client or collection on a server: each method call has a deadline, and raises
+    StoreTimeoutError / StoreConnectionError when the server stalls or is gone."""
 
-    def __init__(self, collection: Any, url: str) -> None:
-        self._wrapped = collection
+    def __init__(self, wrapped: Any, url: str, timeout: float | None = None) -> None:
+        self._wrapped = wrapped
         self._url = url
+        self._timeout = timeout
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._wrapped, name)
@@ -109,7 +207,9 @@ class _ServerGuard:
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
-                return attribute(*args, **kwargs)
+                return call_with_deadline(
+                    attribute, *args, timeout=self._timeout, what=f"{name}()", url=self._url, **kwargs
+                )
             except Exception as err:
                 _raise_if_connection_error(err, self._url)
                 raise

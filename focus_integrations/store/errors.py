@@ -40,6 +40,10 @@ class StoreConnectionError(StoreError, ConnectionError):
     """The Chroma server named by a URL could not be reached."""
 
 
+class StoreTimeoutError(StoreConnectionError, TimeoutError):
+    """The Chroma server did not answer one call within the store's ``timeout`` (frozen, overloaded, stalled)."""
+
+
 __all__ = [
     "StoreError",
     "EmbedderMismatchError",
@@ -48,4 +52,5 @@ __all__ = [
     "DuplicateIdError",
     "RecordNotFoundError",
     "StoreConnectionError",
+    "StoreTimeoutError",
 ]

@@ -22,12 +22,14 @@ from focus_integrations.images import MAX_IMAGE_PIXELS, load_image
 from focus_integrations.store.chroma_ef import FocusEmbeddingFunction
 from focus_integrations.store.connection import (
     CHROMA_SETTINGS,
+    DEFAULT_SERVER_TIMEOUT_S,
     _http_client,
     _persistent_client,
-    _raise_if_connection_error,
     _ServerGuard,
+    check_timeout,
     chroma_settings,
     default_store_path,
+    server_url,
     validate_collection_name,
 )
 from focus_integrations.store.embedders import DEFAULT_EMBEDDER_SPEC, Embedder, load_embedder
@@ -81,6 +83,10 @@ class ImageStore(IngestMixin):
 
     ``media_dir`` is where in-memory images passed to :meth:`add_images` are saved as files (default
     ``<path>/media`` for an embedded store; required for server stores that get in-memory images).
+
+    ``timeout`` is the deadline, in seconds, of each call to a Chroma server (``url=``, or a ``client=`` that is
+    an ``HttpClient``); a server that does not answer in time raises :class:`StoreTimeoutError`. None: no
+    deadline. Embedded stores make no network calls and ignore it.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class ImageStore(IngestMixin):
         max_pixels: int = MAX_IMAGE_PIXELS,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         batch_size: int = 32,
+        timeout: float | None = DEFAULT_SERVER_TIMEOUT_S,
     ) -> None:
         if sum(x is not None for x in (path, client, url)) > 1:
             raise InvalidOptionError("give at most one of path=, client=, url=")
@@ -103,23 +110,25 @@ class ImageStore(IngestMixin):
         _check_positive_int("max_file_bytes", max_file_bytes)
         _check_positive_int("batch_size", batch_size)
         self.max_pixels, self.max_file_bytes, self.batch_size = max_pixels, max_file_bytes, batch_size
+        self.timeout = check_timeout(timeout)
         self.path: Path | None = None
         self.url: str | None = None
         if client is not None:
             self.client = client
         elif url is not None:
             self.url = url
-            self.client = _http_client(url)
+            self.client = _http_client(url, self.timeout)
         else:
             self.path = Path(path).expanduser() if path is not None else default_store_path()
             self.client = _persistent_client(self.path)
+        # Over HTTP every call has a deadline, and a server that stalls or goes away mid-session surfaces as
+        # StoreTimeoutError / StoreConnectionError, not as an httpx error or a hang.
+        self._server_url = url if url is not None else server_url(self.client)
+        self._client = self._guard(self.client)
         try:
-            max_batch = int(self.client.get_max_batch_size())
+            max_batch = int(self._client.get_max_batch_size())
         except (AttributeError, NotImplementedError):
             max_batch = 1000  # a client without the call: a size every Chroma accepts
-        except Exception as err:
-            _raise_if_connection_error(err, self.url)
-            raise
         if batch_size > max_batch:
             raise InvalidOptionError(f"batch_size={batch_size} exceeds this Chroma's maximum of {max_batch}")
         self._max_batch = max_batch
@@ -128,10 +137,12 @@ class ImageStore(IngestMixin):
         else:
             self.media_dir = self.path / "media" if self.path is not None else None
         self.embedder, self._raw_collection = self._open_collection(embedder)
-        # Over HTTP, a server that goes away mid-session surfaces as StoreConnectionError, not an httpx error.
-        self._collection = (
-            _ServerGuard(self._raw_collection, url) if url is not None else self._raw_collection
-        )
+        self._collection = self._guard(self._raw_collection)
+
+    def _guard(self, target: Any) -> Any:
+        if self._server_url is None:
+            return target
+        return _ServerGuard(target, self._server_url, self.timeout)
 
     # ----------------------------------------------------------------------------------------------- opening
 
@@ -185,13 +196,9 @@ class ImageStore(IngestMixin):
             raise
 
     def _get_collection(self, ef: FocusEmbeddingFunction | None) -> Any:
-        try:
-            if ef is None:
-                return self.client.get_collection(self.collection_name)
-            return self.client.get_collection(self.collection_name, embedding_function=ef)
-        except Exception as err:
-            _raise_if_connection_error(err, self.url)
-            raise
+        if ef is None:
+            return self._client.get_collection(self.collection_name)
+        return self._client.get_collection(self.collection_name, embedding_function=ef)
 
     def _create_collection(self, embedder: Embedder) -> Any:
         from chromadb.errors import UniqueConstraintError
@@ -204,7 +211,7 @@ class ImageStore(IngestMixin):
             "focus_embeds": "image" if embedder.supports_images else "text",
         }
         try:
-            return self.client.create_collection(
+            return self._client.create_collection(
                 self.collection_name,
                 embedding_function=FocusEmbeddingFunction(embedder),
                 metadata=metadata,
@@ -213,9 +220,6 @@ class ImageStore(IngestMixin):
         except UniqueConstraintError:
             # Another process created it between our look-up and now: open it the normal way.
             return self._open_collection(embedder)[1]
-        except Exception as err:
-            _raise_if_connection_error(err, self.url)
-            raise
 
     @property
     def collection(self) -> Any:

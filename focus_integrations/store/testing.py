@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -116,6 +117,82 @@ def chroma_executable() -> str:
     return found
 
 
+class ChromaServerProcess:
+    """A ``chroma run --path PATH`` process on loopback that tests can stop, freeze and restart."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.host = host
+        self.port = port or free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.log_path = self.path.with_name(self.path.name + f".chroma-{self.port}.log")
+
+    def start(self, startup_timeout: float = 60.0) -> str:
+        import httpx
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    chroma_executable(),
+                    "run",
+                    "--path",
+                    str(self.path),
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"chroma server exited with {self.process.returncode}: "
+                    + self.log_path.read_text(errors="replace")[-2000:]
+                )
+            try:
+                if httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1.0).status_code == 200:
+                    return self.url
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"chroma server on {self.url} gave no heartbeat in {startup_timeout} s")
+            time.sleep(0.1)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the kernel still accepts connections, nothing ever answers (a hung server)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """SIGTERM (SIGKILL after 10 s); a frozen server is thawed first so that it can exit."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGCONT)
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def restart(self) -> str:
+        self.stop()
+        return self.start()
+
+
 @contextlib.contextmanager
 def chroma_server(
     path: str | os.PathLike[str],
@@ -125,40 +202,8 @@ def chroma_server(
     startup_timeout: float = 60.0,
 ) -> Iterator[str]:
     """Run ``chroma run --path PATH`` on loopback; yield its URL; stop it (SIGTERM, then SIGKILL) on exit."""
-    import httpx
-
-    port = port or free_port(host)
-    log_path = Path(path).with_name(Path(path).name + f".chroma-{port}.log")
-    Path(path).mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [chroma_executable(), "run", "--path", str(path), "--host", host, "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://{host}:{port}"
+    server = ChromaServerProcess(path, host=host, port=port)
     try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"chroma server exited with {process.returncode}: "
-                    + log_path.read_text(errors="replace")[-2000:]
-                )
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"chroma server on {url} gave no heartbeat in {startup_timeout} s")
-            time.sleep(0.1)
-        yield url
+        yield server.start(startup_timeout)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        server.stop()
