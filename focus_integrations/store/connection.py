@@ -6,12 +6,14 @@ a stalled server raises :class:`StoreTimeoutError`, a lost one :class:`StoreConn
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import threading
+import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,43 @@ def validate_collection_name(name: str) -> str:
             "with a letter or digit, no '..', not an IPv4 address"
         )
     return name
+
+
+OPEN_LOCK_FILE = ".focus-open.lock"
+OPEN_LOCK_TIMEOUT_S = 120.0
+
+
+@contextlib.contextmanager
+def store_open_lock(path: Path, timeout: float = OPEN_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a store folder) while a process opens or creates the store in it.
+
+    Waits at most ``timeout`` seconds for another process (then StoreError): a process frozen while opening
+    never blocks the others forever. A no-op where ``fcntl`` does not exist (Windows).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"store path {path} exists and is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / OPEN_LOCK_FILE, "a+b") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"another process has been opening the store at {path} for over {timeout} s"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _persistent_client(path: Path) -> Any:

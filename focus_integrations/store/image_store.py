@@ -11,6 +11,7 @@ and image lists in, one item at a time; crash-safe batches), this module (openin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,7 @@ from focus_integrations.store.connection import (
     chroma_settings,
     default_store_path,
     server_url,
+    store_open_lock,
     validate_collection_name,
 )
 from focus_integrations.store.embedders import DEFAULT_EMBEDDER_SPEC, Embedder, load_embedder
@@ -113,13 +115,23 @@ class ImageStore(IngestMixin):
         self.timeout = check_timeout(timeout)
         self.path: Path | None = None
         self.url: str | None = None
+        if client is None and url is None:
+            self.path = Path(path).expanduser() if path is not None else default_store_path()
+        # Two processes creating the same new embedded store race inside Chroma (its schema migration, the
+        # collection's creation): one file lock per store folder serialises opening; ingest runs unlocked.
+        with store_open_lock(self.path) if self.path is not None else contextlib.nullcontext():
+            self._connect(client, url, batch_size, media_dir, embedder)
+
+    def _connect(
+        self, client: Any, url: str | None, batch_size: int, media_dir: Any, embedder: Embedder | str | None
+    ) -> None:
         if client is not None:
             self.client = client
         elif url is not None:
             self.url = url
             self.client = _http_client(url, self.timeout)
         else:
-            self.path = Path(path).expanduser() if path is not None else default_store_path()
+            assert self.path is not None
             self.client = _persistent_client(self.path)
         # Over HTTP every call has a deadline, and a server that stalls or goes away mid-session surfaces as
         # StoreTimeoutError / StoreConnectionError, not as an httpx error or a hang.
@@ -201,7 +213,7 @@ class ImageStore(IngestMixin):
         return self._client.get_collection(self.collection_name, embedding_function=ef)
 
     def _create_collection(self, embedder: Embedder) -> Any:
-        from chromadb.errors import UniqueConstraintError
+        from chromadb.errors import InternalError, UniqueConstraintError
 
         metadata = {
             "focus_store_format": STORE_FORMAT,
@@ -217,8 +229,11 @@ class ImageStore(IngestMixin):
                 metadata=metadata,
                 configuration={"hnsw": {"space": "cosine"}},
             )
-        except UniqueConstraintError:
-            # Another process created it between our look-up and now: open it the normal way.
+        except (UniqueConstraintError, InternalError) as err:
+            # Another process created it between our look-up and now (Chroma 1.x reports that as an
+            # InternalError "Collection [name] already exists"): open it the normal way.
+            if isinstance(err, InternalError) and "already exists" not in str(err):
+                raise
             return self._open_collection(embedder)[1]
 
     @property

@@ -24,7 +24,7 @@ from PIL import Image
 
 from focus_integrations.errors import ImageLoadError, InvalidOptionError
 from focus_integrations.images import load_image
-from focus_integrations.store.errors import DuplicateIdError, StoreError
+from focus_integrations.store.errors import DuplicateIdError, StoreConnectionError, StoreError
 from focus_integrations.store.records import (
     _CAPTION_BY,
     _FORMAT,
@@ -45,6 +45,7 @@ from focus_integrations.store.records import (
 )
 from focus_integrations.store.sidecars import (
     SidecarEntry,
+    SidecarError,
     caption_from_filename,
     caption_from_text_file,
     read_folder_sidecars,
@@ -52,6 +53,17 @@ from focus_integrations.store.sidecars import (
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+@dataclass
+class _Row:
+    """A candidate ready to write: its caption, decoded image, URI and full metadata."""
+
+    candidate: _Candidate
+    caption: str
+    image: Image.Image
+    uri: str
+    metadata: dict[str, Any]
 
 
 @dataclass
@@ -98,6 +110,11 @@ class IngestMixin:
         Raises :class:`DuplicateIdError` (before writing anything) if two files map to the same id.
         ``prune=True`` also deletes the records an earlier ingest of this folder made for files that are gone
         (``report.deleted``); records of files that failed this time are kept.
+
+        One bad item never costs the others: a file that cannot be named, captioned, read, embedded or
+        written (a name that is not UTF-8, a caption with a lone surrogate, a corrupt image, a
+        ``metadata_fn`` that raises, a malformed ``catalog.json`` for the files of its folder) is reported in
+        ``report.failed`` and the rest are stored.
         """
         root = Path(directory).expanduser()
         if not root.is_dir():
@@ -105,10 +122,11 @@ class IngestMixin:
         root_key = str(root.resolve())
         candidates: list[_Candidate] = []
         report = IngestReport()
-        sidecar_cache: dict[Path, dict[str, SidecarEntry]] = {}
+        sidecar_cache: dict[Path, dict[str, SidecarEntry] | SidecarError] = {}
         kept: set[str] = set()
         for file in _image_files(root, recursive=recursive, exclude=self.path):
             relative = file.relative_to(root).as_posix()
+            kept.add(relative)  # until its id is known: never prune the record of a path that is still there
             try:
                 entry = _sidecar_entry(file, root, sidecar_cache)
                 caption, source = entry.caption, "sidecar"
@@ -116,26 +134,30 @@ class IngestMixin:
                     caption = caption_from_text_file(file)
                 metadata = dict(entry.metadata)
                 record_id = entry.id or relative
-                if metadata_fn is not None:
+            except SidecarError as err:  # malformed sidecar: its folder's files fail, the other folders go on
+                report.failed.append((str(file), _reason(err)))
+                continue
+            except Exception as err:  # noqa: BLE001 - an unreadable caption file costs its image only
+                report.failed.append((str(file), f"caption: {_described(err)}"))
+                continue
+            if metadata_fn is not None:
+                try:
                     extra = dict(metadata_fn(file))
                     caption = extra.pop("caption", caption)
                     record_id = str(extra.pop("id", record_id))
                     metadata.update(extra)
                     source = "user" if "caption" in extra else source
-                if caption is None:
-                    source = "file"
-            except StoreError:
-                raise  # malformed sidecar: the user must fix it, ingesting half a catalog would mislead
-            except Exception as err:  # noqa: BLE001 - a user callback failing on one file must not stop the rest
-                report.failed.append((str(file), f"metadata_fn failed: {type(err).__name__}: {err}"))
-                kept.add(relative)  # its id is unknown: at least never prune the record of that path
-                continue
+                except Exception as err:  # noqa: BLE001 - a user callback failing on one file must not stop the rest
+                    report.failed.append((str(file), f"metadata_fn failed: {_described(err)}"))
+                    continue
+            if caption is None:
+                source = "file"
             candidates.append(
                 _Candidate(record_id, str(file), file, None, caption, source, metadata, root_key)
             )
             kept.add(record_id)
         for folder, entries in sidecar_cache.items():
-            for name in entries:
+            for name in entries if isinstance(entries, dict) else ():
                 if not (folder / name).is_file():
                     report.warnings.append(f"{folder}: sidecar entry {name!r} names no image file")
         self._ingest(candidates, report, captioner=captioner, progress=progress)
@@ -156,33 +178,17 @@ class IngestMixin:
 
         Default ids: a file's absolute path; for an in-memory image ``sha256:<16 hex digits of its bytes>``.
         In-memory images are saved under :attr:`media_dir` (named by content hash) so that the store keeps a
-        path to them. Raises :class:`DuplicateIdError` (before writing anything) if an id repeats.
+        path to them. Raises :class:`DuplicateIdError` (before writing anything) if an id repeats. An item
+        that cannot be stored is reported in ``report.failed`` (as its id, else ``item N``); the rest are.
         """
         candidates: list[_Candidate] = []
         report = IngestReport()
         for position, raw in enumerate(items):
-            item = _as_item(raw, position)
-            caption_source = "user" if item.caption is not None else "file"
-            file = _local_path(item.image)
-            if file is not None:
-                record_id = item.id if item.id is not None else file.as_posix()
-                candidates.append(
-                    _Candidate(
-                        record_id, str(file), file, None, item.caption, caption_source, dict(item.metadata)
-                    )
-                )
-                continue
             try:
-                data = _encode_in_memory(item.image)
-            except ImageLoadError as err:
-                report.failed.append((item.id or f"item {position}", str(err)))
-                continue
-            record_id = item.id if item.id is not None else "sha256:" + hashlib.sha256(data).hexdigest()[:16]
-            candidates.append(
-                _Candidate(
-                    record_id, record_id, None, data, item.caption, caption_source, dict(item.metadata)
-                )
-            )
+                candidates.append(_item_candidate(raw, position))
+            except Exception as err:  # noqa: BLE001 - one bad item (type, image, id) costs only itself
+                label = getattr(raw, "id", None) or (raw.get("id") if isinstance(raw, Mapping) else None)
+                report.failed.append((str(label or f"item {position}"), _described(err)))
         return self._ingest(candidates, report, captioner=captioner, progress=progress)
 
     def _ingest(
@@ -193,13 +199,20 @@ class IngestMixin:
         captioner: Captioner | None,
         progress: bool | None,
     ) -> IngestReport:
-        _check_unique_ids(candidates)
-        if any(c.data is not None for c in candidates) and self.media_dir is None:
+        storable = []
+        for candidate in candidates:
+            problem = _unstorable(candidate)
+            if problem is None:
+                storable.append(candidate)
+            else:
+                report.failed.append((candidate.label, problem))
+        _check_unique_ids(storable)
+        if any(c.data is not None for c in storable) and self.media_dir is None:
             raise InvalidOptionError("in-memory images need media_dir= (a folder the store can save them in)")
-        bar = _progress_bar(len(candidates), progress)
+        bar = _progress_bar(len(storable), progress)
         try:
-            for start in range(0, len(candidates), self.batch_size):
-                batch = candidates[start : start + self.batch_size]
+            for start in range(0, len(storable), self.batch_size):
+                batch = storable[start : start + self.batch_size]
                 self._ingest_batch(batch, report, captioner)
                 bar.update(len(batch))
         finally:
@@ -210,68 +223,108 @@ class IngestMixin:
         self, batch: list[_Candidate], report: IngestReport, captioner: Captioner | None
     ) -> None:
         existing, existing_uris = self._existing_records([c.id for c in batch])
-        rows: list[tuple[_Candidate, str, Image.Image, str, dict[str, Any]]] = []
+        rows: list[_Row] = []
         for candidate in batch:
             try:
-                data = candidate.data if candidate.data is not None else self._read_file(candidate.path)
-                sha = hashlib.sha256(data).hexdigest()
-                metadata = _sanitize_metadata(candidate.metadata, candidate.label)
-                source_sha = _source_fingerprint(candidate.caption, metadata)
-                previous = existing.get(candidate.id)
-                moved = candidate.path is not None and existing_uris.get(candidate.id) != str(
-                    candidate.path.absolute()
-                )
-                if (
-                    previous is not None
-                    and previous.get(_SHA) == sha
-                    and previous.get(_SOURCE_SHA) == source_sha
-                    and not moved
-                ):
-                    report.skipped_unchanged.append(candidate.id)
-                    continue
-                image, image_format = self._decode(data, candidate.label)
-                if candidate.path is None:
-                    candidate.path = self._save_media(data, sha, image_format)
-            except (ImageLoadError, OSError, StoreError) as err:
-                report.failed.append((candidate.label, _reason(err)))
+                row = self._prepare_row(candidate, existing, existing_uris, report, captioner)
+            except StoreConnectionError:
+                raise  # the server is gone: every later item would fail the same way
+            except Exception as err:  # noqa: BLE001 - one unreadable / undecodable image costs only itself
+                report.failed.append((candidate.label, _described(err)))
                 continue
-            caption, caption_by = candidate.caption, candidate.caption_source
-            if caption is None and captioner is not None:
-                try:
-                    caption, caption_by = str(captioner(image)).strip(), "captioner"
-                except Exception as err:  # noqa: BLE001 - a captioner failing on one image falls back, never aborts
-                    report.warnings.append(
-                        f"{candidate.label}: captioner failed ({type(err).__name__}: {err})"
-                    )
-            if not caption:
-                caption = caption_from_filename(candidate.path) if candidate.data is None else candidate.id
-                caption_by = "file"
-            metadata.update(
-                {
-                    _SHA: sha,
-                    _SOURCE_SHA: source_sha,
-                    _WIDTH: image.width,
-                    _HEIGHT: image.height,
-                    _FORMAT: image_format,
-                    _CAPTION_BY: caption_by,
-                }
-            )
-            if candidate.root is not None:
-                metadata[_ROOT] = candidate.root
-            # Chroma's upsert merges metadata: fields the new version no longer has must be cleared with None.
-            metadata.update({key: None for key in existing.get(candidate.id, {}) if key not in metadata})
-            rows.append((candidate, caption, image, str(candidate.path.absolute()), metadata))
-            (report.updated if candidate.id in existing else report.added).append(candidate.id)
+            if row is not None:
+                rows.append(row)
+        written = self._write_rows(rows, report)
+        for row in written:
+            (report.updated if row.candidate.id in existing else report.added).append(row.candidate.id)
+
+    def _prepare_row(
+        self,
+        candidate: _Candidate,
+        existing: dict[str, dict[str, Any]],
+        existing_uris: dict[str, str],
+        report: IngestReport,
+        captioner: Captioner | None,
+    ) -> _Row | None:
+        """The record to write for ``candidate``, or None if the store already holds it unchanged."""
+        data = candidate.data if candidate.data is not None else self._read_file(candidate.path)
+        sha = hashlib.sha256(data).hexdigest()
+        metadata = _sanitize_metadata(candidate.metadata, candidate.label)
+        source_sha = _source_fingerprint(candidate.caption, metadata)
+        previous = existing.get(candidate.id)
+        moved = candidate.path is not None and existing_uris.get(candidate.id) != str(
+            candidate.path.absolute()
+        )
+        if (
+            previous is not None
+            and previous.get(_SHA) == sha
+            and previous.get(_SOURCE_SHA) == source_sha
+            and not moved
+        ):
+            report.skipped_unchanged.append(candidate.id)
+            return None
+        image, image_format = self._decode(data, candidate.label)
+        if candidate.path is None:
+            candidate.path = self._save_media(data, sha, image_format)
+        caption, caption_by = candidate.caption, candidate.caption_source
+        if caption is None and captioner is not None:
+            try:
+                caption, caption_by = _checked_text(str(captioner(image)).strip(), "caption"), "captioner"
+            except Exception as err:  # noqa: BLE001 - a captioner failing on one image falls back, never aborts
+                caption = None
+                report.warnings.append(f"{candidate.label}: captioner failed ({_described(err)})")
+        if not caption:
+            caption = caption_from_filename(candidate.path) if candidate.data is None else candidate.id
+            caption_by = "file"
+        metadata.update(
+            {
+                _SHA: sha,
+                _SOURCE_SHA: source_sha,
+                _WIDTH: image.width,
+                _HEIGHT: image.height,
+                _FORMAT: image_format,
+                _CAPTION_BY: caption_by,
+            }
+        )
+        if candidate.root is not None:
+            metadata[_ROOT] = candidate.root
+        # Chroma's upsert merges metadata: fields the new version no longer has must be cleared with None.
+        metadata.update({key: None for key in existing.get(candidate.id, {}) if key not in metadata})
+        return _Row(candidate, caption, image, str(candidate.path.absolute()), metadata)
+
+    def _write_rows(self, rows: list[_Row], report: IngestReport) -> list[_Row]:
+        """Embed and upsert ``rows`` as one batch; if that fails, one by one. Returns the rows written."""
         if not rows:
-            return
-        embeddings = self._embed_records([(caption, image, meta) for _, caption, image, _, meta in rows])
+            return []
+        try:
+            self._upsert(rows)
+            return rows
+        except StoreConnectionError:
+            raise
+        except Exception:  # noqa: BLE001 - find the record(s) the batch failed on, store the others
+            pass
+        written = []
+        for row in rows:
+            try:
+                self._upsert([row])
+                written.append(row)
+            except StoreConnectionError:
+                raise
+            except Exception as err:  # noqa: BLE001 - reported, the rest are stored
+                report.failed.append(
+                    (row.candidate.label, f"could not be embedded or written: {_described(err)}")
+                )
+        return written
+
+    def _upsert(self, rows: list[_Row]) -> None:
+        embeddings = self._embed_records([(row.caption, row.image, row.metadata) for row in rows])
         # One upsert per batch: Chroma writes it as one unit, so a killed ingest never leaves half a batch.
         self._collection.upsert(
-            ids=[c.id for c, *_ in rows],
+            ids=[row.candidate.id for row in rows],
             embeddings=embeddings,
-            documents=[caption for _, caption, *_ in rows],
-            uris=[uri for *_, uri, _ in rows],
-            metadatas=[meta for *_, meta in rows],
+            documents=[row.caption for row in rows],
+            uris=[row.uri for row in rows],
+            metadatas=[row.metadata for row in rows],
         )
 
     def _existing_records(self, ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -347,12 +400,20 @@ def _image_files(root: Path, *, recursive: bool, exclude: Path | None) -> Iterat
             yield path
 
 
-def _sidecar_entry(file: Path, root: Path, cache: dict[Path, dict[str, SidecarEntry]]) -> SidecarEntry:
+def _sidecar_entry(
+    file: Path, root: Path, cache: dict[Path, dict[str, SidecarEntry] | SidecarError]
+) -> SidecarEntry:
     folder = file.parent
     while True:
         if folder not in cache:
-            cache[folder] = read_folder_sidecars(folder)
-        entry = cache[folder].get(file.relative_to(folder).as_posix())
+            try:
+                cache[folder] = read_folder_sidecars(folder)
+            except SidecarError as err:
+                cache[folder] = err  # read once: every file that relies on it fails with the same reason
+        entries = cache[folder]
+        if isinstance(entries, SidecarError):
+            raise entries
+        entry = entries.get(file.relative_to(folder).as_posix())
         if entry is not None:
             return entry
         if folder == root or root not in folder.parents:
@@ -399,12 +460,65 @@ def _encode_in_memory(source: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _item_candidate(raw: Any, position: int) -> _Candidate:
+    item = _as_item(raw, position)
+    caption_source = "user" if item.caption is not None else "file"
+    file = _local_path(item.image)
+    if file is not None:
+        record_id = item.id if item.id is not None else file.as_posix()
+        return _Candidate(record_id, str(file), file, None, item.caption, caption_source, dict(item.metadata))
+    data = _encode_in_memory(item.image)
+    record_id = item.id if item.id is not None else "sha256:" + hashlib.sha256(data).hexdigest()[:16]
+    return _Candidate(record_id, record_id, None, data, item.caption, caption_source, dict(item.metadata))
+
+
+def _unstorable(candidate: _Candidate) -> str | None:
+    """Why Chroma could not store this candidate's id, caption, path or metadata as text; None if it can."""
+    if not isinstance(candidate.id, str) or not candidate.id:
+        return f"record id must be a non-empty string, got {candidate.id!r}"
+    if candidate.caption is not None and not isinstance(candidate.caption, str):
+        return f"caption must be a string, got {type(candidate.caption).__name__}"
+    texts = [
+        ("file name", str(candidate.path) if candidate.path is not None else ""),
+        ("record id", candidate.id),
+    ]
+    texts.append(("caption", candidate.caption or ""))
+    for key, value in candidate.metadata.items():
+        texts.append(("metadata key", key if isinstance(key, str) else ""))
+        if isinstance(value, str):
+            texts.append((f"metadata {key!r}", value))
+    for what, text in texts:
+        try:
+            _checked_text(text, what)
+        except StoreError as err:
+            return str(err)
+    return None
+
+
+def _checked_text(text: str, what: str) -> str:
+    """``text`` if it is valid Unicode that UTF-8 can encode (no lone surrogates), else StoreError."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "backslashreplace").decode("utf-8")[:120]
+        raise StoreError(
+            f"{what} is not valid UTF-8 text ({shown!r}): rename the file / fix the text (Chroma stores UTF-8)"
+        ) from None
+    return text
+
+
+def _described(err: BaseException) -> str:
+    """A one-line reason; the exception type is named when it is not one of ours."""
+    reason = _reason(err)
+    if isinstance(err, (ImageLoadError, StoreError)):
+        return reason
+    return f"{type(err).__name__}: {reason}"
+
+
 def _check_unique_ids(candidates: list[_Candidate]) -> None:
     seen: dict[str, str] = {}
     duplicates: list[str] = []
     for candidate in candidates:
-        if not isinstance(candidate.id, str) or not candidate.id:
-            raise InvalidOptionError(f"{candidate.label}: record id must be a non-empty string")
         if candidate.id in seen:
             duplicates.append(f"{candidate.id!r} ({seen[candidate.id]} and {candidate.label})")
         seen[candidate.id] = candidate.label

@@ -44,6 +44,13 @@ def caption_from_filename(path: Path) -> str:
 
 def read_folder_sidecars(folder: Path) -> dict[str, SidecarEntry]:
     """Entries of ``catalog.json`` and ``metadata.jsonl`` in ``folder``, keyed by image file name."""
+    try:
+        return _read_folder_sidecars(folder)
+    except (OSError, UnicodeDecodeError) as err:
+        raise SidecarError(f"{folder}: cannot read its sidecar file: {err}") from None
+
+
+def _read_folder_sidecars(folder: Path) -> dict[str, SidecarEntry]:
     entries: dict[str, SidecarEntry] = {}
     jsonl = folder / METADATA_FILE
     if jsonl.is_file():

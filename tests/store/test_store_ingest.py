@@ -28,6 +28,7 @@ from focus_integrations.store import (
     chroma_settings,
     load_embedder,
 )
+from focus_integrations.store.sidecars import read_folder_sidecars
 
 
 def test_folder_ingest_reads_every_sidecar_kind(tmp_path: Path, make_store) -> None:
@@ -155,12 +156,16 @@ def test_duplicate_ids_are_refused_before_writing(tmp_path: Path, make_store) ->
     assert store.count() == 1
 
 
-def test_malformed_sidecar_is_a_clear_error(tmp_path: Path, make_store) -> None:
+def test_malformed_sidecar_fails_the_files_of_its_folder(tmp_path: Path, make_store) -> None:
     folder = tmp_path / "bad"
     write_shape(folder / "x.png", "red", "circle")
     (folder / "catalog.json").write_text("{not json")
+    store = make_store()
+    report = store.add_folder(folder)
+    assert store.count() == 0 and report.failed == [(str(folder / "x.png"), report.failed[0][1])]
+    assert "invalid JSON" in report.failed[0][1]
     with pytest.raises(SidecarError, match="invalid JSON"):
-        make_store().add_folder(folder)
+        read_folder_sidecars(folder)
 
 
 @pytest.mark.parametrize(
