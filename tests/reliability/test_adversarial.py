@@ -1,0 +1,93 @@
+"""Property-based adversarial tests over every entry point (hypothesis, derandomized, budgeted).
+
+Each drawn case must end as a valid answer or a documented FocusError within its deadline; a bad input must
+never be accepted; an ingest must never lose a good image to a bad neighbour. Failures that belong to another
+package and are still open are listed in ``adversarial.KNOWN_OPEN`` (and on FINDINGS.md); any other failure
+fails the test. ``scripts/reliability_report.py`` runs the same cases at full size and writes the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("hypothesis")
+
+from focus_integrations import FocusDecoder  # noqa: E402
+from focus_integrations.testing import adversarial  # noqa: E402
+from focus_integrations.testing.adversarial import Tally, known_open, quiet  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_checkpoint) -> str:
+    return str(tiny_checkpoint("qwen2_5_vl"))
+
+
+@pytest.fixture(scope="module")
+def decoder(checkpoint: str) -> FocusDecoder:
+    return FocusDecoder.from_pretrained(checkpoint)
+
+
+def _check(tally: Tally, minimum: int) -> None:
+    assert len(tally.outcomes) >= minimum  # the cases really ran
+    unexpected = [o for o in tally.failures() if known_open(o) is None]
+    assert not unexpected, "\n".join(
+        f"{o.entry}: {o.case} [{o.label}] -> {o.result} {o.detail}" for o in unexpected
+    )
+    for outcome in tally.outcomes:
+        assert outcome.seconds < adversarial.CASE_DEADLINE_S
+
+
+def test_fuzzed_png_jpeg_gif_bytes_load_or_raise_image_load_error() -> None:
+    tally = Tally()
+    with quiet():
+        adversarial.run_images(tally, examples=40)
+    _check(tally, 40)
+    assert {o.result for o in tally.outcomes} == {"answer", "error"}  # both kinds of case were drawn
+
+
+@pytest.mark.slow
+def test_engine_options_and_messages(decoder: FocusDecoder) -> None:
+    tally = Tally()
+    with quiet():
+        adversarial.run_engine(decoder, tally, examples=15)
+    _check(tally, 30)
+
+
+@pytest.mark.slow
+def test_chat_focus(decoder: FocusDecoder) -> None:
+    pytest.importorskip("langchain_core")
+    tally = Tally()
+    with quiet():
+        adversarial.run_langchain(decoder, tally, examples=10)
+    _check(tally, 10)
+
+
+@pytest.mark.slow
+def test_focus_multimodal_llm(decoder: FocusDecoder) -> None:
+    pytest.importorskip("llama_index.core")
+    tally = Tally()
+    with quiet():
+        adversarial.run_llama_index(decoder, tally, examples=10)
+    _check(tally, 10)
+
+
+@pytest.mark.slow
+def test_image_store_ingest_and_query(tmp_path: Path, minilm) -> None:
+    from focus_integrations.store import ImageStore
+
+    tally = Tally()
+    store = ImageStore(tmp_path / "store", embedder=minilm, media_dir=tmp_path / "media")
+    with quiet():
+        adversarial.run_store(store, tmp_path, tally, examples=12)
+    _check(tally, 24)
+    assert sum(o.lost_good for o in tally.outcomes) == 0
+
+
+@pytest.mark.slow
+def test_cli_ask(checkpoint: str, tmp_path: Path) -> None:
+    tally = Tally()
+    with quiet():
+        adversarial.run_cli(checkpoint, tmp_path, tally, examples=4)
+    _check(tally, 4)
