@@ -56,20 +56,16 @@ def test_engine_options_and_messages(decoder: FocusDecoder) -> None:
 
 
 @pytest.mark.slow
-def test_chat_focus(decoder: FocusDecoder) -> None:
-    pytest.importorskip("langchain_core")
+@pytest.mark.parametrize(
+    ("framework", "runner"),
+    [("langchain_core", adversarial.run_langchain), ("llama_index.core", adversarial.run_llama_index)],
+    ids=["ChatFocus", "FocusMultiModalLLM"],
+)
+def test_adapters(decoder: FocusDecoder, framework: str, runner) -> None:
+    pytest.importorskip(framework)
     tally = Tally()
     with quiet():
-        adversarial.run_langchain(decoder, tally, examples=10)
-    _check(tally, 10)
-
-
-@pytest.mark.slow
-def test_focus_multimodal_llm(decoder: FocusDecoder) -> None:
-    pytest.importorskip("llama_index.core")
-    tally = Tally()
-    with quiet():
-        adversarial.run_llama_index(decoder, tally, examples=10)
+        runner(decoder, tally, examples=10)
     _check(tally, 10)
 
 
