@@ -6,19 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
-
-COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 170, 60)}
-
-
-def write_shape(path: Path, colour: str, shape: str, size: int = 40) -> Path:
-    image = Image.new("RGB", (size, size), (245, 245, 245))
-    draw = ImageDraw.Draw(image)
-    box = (size // 6, size // 6, size - size // 6, size - size // 6)
-    (draw.ellipse if shape == "circle" else draw.rectangle)(box, fill=COLOURS[colour])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+from reliability_helpers import COLOURS, write_shape
 
 
 @pytest.fixture(scope="session")

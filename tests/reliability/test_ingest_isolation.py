@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import write_shape
+from reliability_helpers import write_shape
 
 pytest.importorskip("chromadb")
 
