@@ -390,6 +390,10 @@ class ImageStore(IngestMixin):
         if text is not None:
             if not isinstance(text, str) or not text.strip():
                 raise InvalidOptionError("query text must be a non-empty string")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate (a mis-decoded argument): the tokenizer would crash
+                raise InvalidOptionError(f"query text is not valid Unicode: {text[:80]!r}") from None
             vector = self.embedder.embed_texts([text])[0]
         else:
             vector = self._image_query_vector(image, captioner)

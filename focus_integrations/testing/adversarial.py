@@ -148,7 +148,9 @@ KNOWN_OPEN: list[tuple[str, str, str]] = [
     ("A options", "engine (options)", "'seed': -1"),
     ("A options", "engine (options)", "'stop': 5"),
     ("A options", "ChatFocus", ""),  # constructor errors are pydantic ValidationErrors; misspellings, NaN
-    ("A options", "FocusMultiModalLLM", "'alhpa'"),
+    ("A options", "engine (options)", "'row_chunk_size': True"),
+    ("A options", "FocusMultiModalLLM", ""),  # misspellings dropped; seed -1 / 2**70 crash in numpy; seed '7'
+    ("C inputs", "engine (messages)", "[None]"),  # a message whose role is None: KeyError 'role'
     ("C inputs", "CLI (focus ask)", ""),  # the weight-loading progress bar before the one error line
     ("A options", "CLI (focus ask)", "--alpha inf"),
 ]

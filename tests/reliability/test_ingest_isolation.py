@@ -183,3 +183,12 @@ def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path: Pat
         assert child.returncode == 0, err
         assert "added 3" in out, out
     assert ImageStore(store_path).count() == 9
+
+
+def test_query_text_with_a_lone_surrogate_is_an_invalid_option(tmp_path: Path, minilm) -> None:
+    from focus_integrations.errors import InvalidOptionError
+
+    store = ImageStore(tmp_path / "store", embedder=minilm)
+    store.add_folder(_good_folder(tmp_path / "images"))
+    with pytest.raises(InvalidOptionError, match="not valid Unicode"):
+        store.query("red \ud800", k=1)  # the tokenizer raised a raw TypeError here
