@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = tally.failures()
     listing = "".join(
         f"\n- {o.entry}: `{o.case[:100]}` ({'bad input' if o.label == BAD else o.label}) -> {o.result}"
-        f"{' ' + o.detail[:140] if o.detail else ''}{f', {o.lost_good} good lost' if o.lost_good else ''}"
+        f"{' ' + ' '.join(o.detail.split())[:140] if o.detail else ''}{f', {o.lost_good} good lost' if o.lost_good else ''}"
         for o in failures
     )
     print(table + stamp + listing)
