@@ -47,14 +47,22 @@ SCHEMA = {
             "minItems": 4,
             "maxItems": 4,
         },
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "confidence": {"type": "integer", "minimum": 0, "maximum": 100},
         "shape": {"type": "string", "maxLength": 16},
     },
     "required": ["answer", "colors", "confidence", "shape"],
     "additionalProperties": False,
 }
-RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "comparison", "schema": SCHEMA, "strict": True}}
-ANSWER = {"answer": "image 2", "colors": ["red", "teal", "black", "yellow"], "confidence": 0.75, "shape": "circle"}
+RESPONSE_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "comparison", "schema": SCHEMA, "strict": True},
+}
+ANSWER = {
+    "answer": "image 2",
+    "colors": ["crimson", "teal", "black", "yellow"],
+    "confidence": 75,
+    "shape": "circle",
+}
 
 
 # --------------------------------------------------------------------------------------------- xgrammar
@@ -79,7 +87,9 @@ class XgrammarConstraint:
         if self._allowed is None:
             self._matcher.fill_next_token_bitmask(self._bitmask)
             bits = self._bitmask[0].numpy().view(np.uint8)
-            self._allowed = torch.from_numpy(np.unpackbits(bits, bitorder="little")[: self.vocab_size].astype(bool))
+            self._allowed = torch.from_numpy(
+                np.unpackbits(bits, bitorder="little")[: self.vocab_size].astype(bool)
+            )
         return self._allowed if device is None else self._allowed.to(device)
 
     def mask(self, scores):
@@ -102,7 +112,9 @@ class XgrammarConstraint:
 def xgrammar_compiler(tokenizer, vocab_size: int, eos_ids):
     import xgrammar as xgr
 
-    info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=sorted(eos_ids))
+    info = xgr.TokenizerInfo.from_huggingface(
+        tokenizer, vocab_size=vocab_size, stop_token_ids=sorted(eos_ids)
+    )
     return info, xgr.GrammarCompiler(info, cache_enabled=False)
 
 
@@ -221,20 +233,35 @@ def per_step(n_images: int, repeats: int, clock) -> dict:
         result[f"{backend}_step_ms"] = 1000 * statistics.median(intervals[backend])
     for backend in ("llguidance", "xgrammar"):
         t = totals[backend]
-        result[f"{backend}_grammar_us"] = 1e6 * (t.get("mask", 0) + t.get("advance", 0)) / max(t.get("steps", 1), 1)
-        result[f"{backend}_compile_ms"] = 1000 * statistics.median(compile_s[backend][1:] or compile_s[backend])
+        result[f"{backend}_grammar_us"] = (
+            1e6 * (t.get("mask", 0) + t.get("advance", 0)) / max(t.get("steps", 1), 1)
+        )
+        result[f"{backend}_compile_ms"] = 1000 * statistics.median(
+            compile_s[backend][1:] or compile_s[backend]
+        )
         result[f"{backend}_tokenizer_ms"] = 1000 * tokenizer_s[backend]
     return result
 
 
 def _valid(text: str) -> bool:
+    return _problem(text) is None
+
+
+def _problem(text: str) -> str | None:
+    """None for a valid answer; else what is wrong with it."""
     import jsonschema
 
     try:
-        jsonschema.validate(json.loads(text), SCHEMA)
-    except (ValueError, jsonschema.ValidationError):
-        return False
-    return True
+        value = json.loads(text)
+    except ValueError as err:
+        if "control character" in str(err):
+            return "not JSON: a raw control character inside a string (JSON forbids it)"
+        return f"not JSON: {str(err)[:50]}"
+    try:
+        jsonschema.validate(value, SCHEMA)
+    except jsonschema.ValidationError as err:
+        return f"violates the schema: {err.message[:60]}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------- part 2
@@ -261,7 +288,7 @@ def large_tokenizer(vocab: int):
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-        backend.train([str(f) for f in files], trainer)
+        backend.train_from_iterator((f.read_text(encoding="utf-8", errors="ignore") for f in files), trainer)
         path.parent.mkdir(parents=True, exist_ok=True)
         backend.save(str(path))
     return PreTrainedTokenizerFast(tokenizer_file=str(path), eos_token="<|endoftext|>")
@@ -328,7 +355,11 @@ def coverage() -> list[dict]:
         path = default_model_path() if family == "default model" else tiny_checkpoint(family)
         decoder = FocusDecoder.from_pretrained(path)
         vocab_size = decoder.model.get_output_embeddings().weight.shape[0]
-        row = {"family": family, "tokenizer": _tokenizer_kind(decoder.tokenizer), "vocab": len(decoder.tokenizer)}
+        row = {
+            "family": family,
+            "tokenizer": _tokenizer_kind(decoder.tokenizer),
+            "vocab": len(decoder.tokenizer),
+        }
         for backend in ("llguidance", "xgrammar"):
             try:
                 if backend == "llguidance":
@@ -337,7 +368,7 @@ def coverage() -> list[dict]:
                     _, compiler = xgrammar_compiler(decoder.tokenizer, vocab_size, decoder.eos_token_ids)
                     compiled = xgrammar_compile(compiler, SCHEMA)
 
-                    def make(rf, compiled=compiled):
+                    def make(rf, compiled=compiled, vocab_size=vocab_size):
                         return XgrammarConstraint(compiled, vocab_size, rf)
 
                     first = make(response_format).allowed()
@@ -346,9 +377,15 @@ def coverage() -> list[dict]:
                         continue
                 decoder._constraint = make
                 out = decoder.generate(
-                    images=images, prompt="Describe as JSON.", response_format=RESPONSE_FORMAT, max_new_tokens=200
+                    images=images,
+                    prompt="Describe as JSON.",
+                    response_format=RESPONSE_FORMAT,
+                    max_new_tokens=200,
                 )
-                row[backend] = "valid JSON" if _valid(out.text) else f"INVALID: {out.text[:40]!r}"
+                problem = _problem(out.text)
+                row[backend] = (
+                    "valid JSON" if problem is None else f"INVALID ({problem}): `{out.text[:36]!r}`"
+                )
             except ConstraintError as err:
                 row[backend] = f"clear error: {type(err).__name__}"
             except Exception as err:  # noqa: BLE001 - the table records whatever a library does
@@ -387,6 +424,7 @@ def main() -> None:
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     parser.add_argument("--vocab", type=int, default=32000, help="size of the trained BPE for part 2")
     parser.add_argument("--markdown", default=None, help="also write the tables to this file")
+    parser.add_argument("--coverage-only", action="store_true", help="only part 3 (quick)")
     args = parser.parse_args()
 
     import torch
@@ -394,10 +432,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
+    if args.coverage_only:
+        for row in coverage():
+            print(
+                f"| {row['family']} | {row['tokenizer']} | {row['vocab']} | {row['llguidance']} | {row['xgrammar']} |"
+            )
+        return
     step = per_step(args.n, args.repeats, clock)
-    print("part 1 done", file=sys.stderr)
+    print("part 1:", json.dumps(step), file=sys.stderr)
     mask = mask_cost(args.vocab, args.repeats, clock)
-    print("part 2 done", file=sys.stderr)
+    print("part 2:", json.dumps(mask), file=sys.stderr)
     cover = coverage()
 
     base = step["none_step_ms"]
@@ -442,7 +486,9 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for row in cover:
-        lines.append(f"| {row['family']} | {row['tokenizer']} | {row['vocab']} | {row['llguidance']} | {row['xgrammar']} |")
+        lines.append(
+            f"| {row['family']} | {row['tokenizer']} | {row['vocab']} | {row['llguidance']} | {row['xgrammar']} |"
+        )
     table = "\n".join(lines)
     print(table)
     if args.markdown:

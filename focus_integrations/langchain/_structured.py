@@ -57,6 +57,13 @@ def constraint_for(
         forced = forced_tool_call(decoder, tools, tool_choice)
         name = tool_choice if tool_choice != "any" else None
         return Constrained(forced.prefix, forced.response_format, tool_call=True, tool_name=name)
+    if response_format and tools:
+        # OpenAI's semantics would be "a tool call or this JSON"; constraining to the JSON alone would
+        # silently take the tools away (an agent could never call one).
+        raise InvalidOptionError(
+            "a response_format with tools the model may call (tool_choice auto) is not supported: "
+            "require a call (tool_choice), or ask for the structured answer without tools"
+        )
     if response_format:
         return Constrained(response_format=as_response_format(response_format))
     return Constrained()

@@ -76,6 +76,7 @@ ENGINE_OPTION_FIELDS: tuple[str, ...] = (
     "stop",
     "seed",
     "row_chunk_size",
+    "response_format",
 )
 
 _LOADING_FIELDS = frozenset({"device", "dtype", "device_map", "local_files_only", "trust_remote_code"})
@@ -144,6 +145,13 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
     stop: list[str] | None = Field(default=None, description="Stop strings (not included in the text).")
     seed: int | None = Field(default=None, description="Seed for noise and sampling.")
     row_chunk_size: int | None = Field(default=None, description="Max rows per forward pass.")
+    response_format: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Grammar every answer follows (json_schema, json_object, regex, choice; docs/engine.md). "
+            "structured_predict and required tool calls set their own."
+        ),
+    )
 
     allow_remote_images: bool = Field(
         default=False, description="Fetch http(s) image URLs (refused with RemoteImageError otherwise)."

@@ -140,6 +140,8 @@ def test_response_format_passed_to_a_call() -> None:
         llm.bind_tools([zoom], tool_choice="zoom").invoke(
             _question(), response_format={"type": "json_object"}
         )
+    with pytest.raises(InvalidOptionError, match="tools the model may call"):
+        llm.bind_tools([zoom]).invoke(_question(), response_format={"type": "json_object"})
 
 
 def test_default_model_cannot_spell_json_and_says_so() -> None:
