@@ -12,6 +12,7 @@ from focus_integrations.testing.tiny_models import (
     SIZES,
     build_checkpoint,
     build_model_and_processor,
+    family_processor,
     tiny_cache_dir,
     tiny_checkpoint,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "SIZES",
     "build_checkpoint",
     "build_model_and_processor",
+    "family_processor",
     "tiny_cache_dir",
     "tiny_checkpoint",
 ]

@@ -711,6 +711,41 @@ def _randomize_zero_initialized_weights(model: Any, std: float) -> None:
                 parameter.normal_(0.0, std)
 
 
+def family_processor(
+    family: str, image_processor: Any, **processor_kwargs: Any
+) -> tuple[Any, dict[str, int]]:
+    """The family's processor (its offline tokenizer and chat template) around ``image_processor``, and the
+    special-token ids a config of that family must use with it (image/video/vision ids, bos/eos/pad).
+
+    For real-size architectures built from public configs (``benchmarks/gpu_suite.py``): same processor
+    class and template as the tiny checkpoints, the real image geometry.
+    """
+    recipe = _check_family(family, "tiny")
+    tokenizer = _build_tokenizer(recipe.tokens)
+    tiny_config = recipe.build(tokenizer, "tiny")[0].to_dict()
+    ids = {
+        k: v
+        for k, v in tiny_config.items()
+        if k.endswith(("_token_id", "_token_index")) and isinstance(v, int)
+    }
+    ids |= {
+        name: value
+        for name, value in (
+            ("bos_token_id", tokenizer.bos_token_id),
+            ("eos_token_id", tokenizer.eos_token_id),
+            ("pad_token_id", tokenizer.pad_token_id),
+        )
+        if value is not None
+    }
+    processor = _processor_class(recipe.processor_class)(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        chat_template=recipe.chat_template,
+        **processor_kwargs,
+    )
+    return processor, ids
+
+
 def build_model_and_processor(family: str, *, size: Size = "tiny", seed: int = 0) -> tuple[Any, Any]:
     """Build (in memory) the random model (eval mode) and processor of ``family``; nothing is written.
 
