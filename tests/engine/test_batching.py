@@ -87,11 +87,17 @@ def _mixed_requests() -> list[dict[str, Any]]:
             temperature=0.8,
             top_k=30,
         ),
+        dict(  # a text-only turn (an agent step): one plain row among the image rows
+            messages=[{"role": "user", "content": "Say something short."}],
+            require_images=False,
+            seed=16,
+            max_new_tokens=5,
+        ),
     ]
 
 
 def _assert_same(decoder: FocusDecoder, request: dict, solo: Any, batched: Any, recorded: dict) -> None:
-    assert batched.token_ids == solo.token_ids, request["prompt"]
+    assert batched.token_ids == solo.token_ids, request.get("prompt")
     assert (batched.text, batched.finish_reason, batched.usage) == (solo.text, solo.finish_reason, solo.usage)
     alone, together = recorded[request["seed"]]  # the solo chooser first, then the batched one
     assert len(alone.seen) == len(together.seen) == len(solo.token_ids)
@@ -125,7 +131,7 @@ def test_requests_joining_and_leaving_mid_flight_decode_as_alone(decoder, record
         run(2)  # request 1 (3 tokens) is about to leave
         runner.submit(sinks[2], **requests[2])
         run(2)
-        for i in (3, 4):
+        for i in (3, 4, 5):
             runner.submit(sinks[i], **requests[i])
         run(None)
     assert most_active >= 3
