@@ -404,11 +404,10 @@ class BatchStream(Sink):
         return self._output
 
     def close(self) -> None:
-        if self._job.released.is_set():
-            self._ended = True
-            return
-        self._engine._cancel(self._job)
+        if not self._job.released.is_set():
+            self._engine._cancel(self._job)
         self._ended = True
+        self._items.put(_END)  # wakes a consumer blocked in next() on another thread
 
     # Sink: called on the engine's thread.
     def delta(self, text: str) -> None:

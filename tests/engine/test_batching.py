@@ -366,3 +366,22 @@ def test_engine_close_cancels_what_is_left(qwen) -> None:
         list(stream)
     with pytest.raises(EngineClosedError):
         engine.submit(images=_images(2, 97), prompt="x")
+
+
+def test_engine_close_from_another_thread_wakes_the_consumer(qwen, monkeypatch) -> None:
+    import threading
+
+    from focus_integrations.batching import BatchEngine
+
+    monkeypatch.setattr(qwen, "eos_token_ids", set())
+    with BatchEngine(qwen) as engine:
+        stream = engine.submit(images=_images(2, 98), prompt="on and on", seed=98, max_new_tokens=400)
+        received: list[str] = []
+        consumer = threading.Thread(target=lambda: received.extend(stream))
+        consumer.start()
+        while not received:  # the consumer is inside next(), waiting for the next delta
+            consumer.join(timeout=0.05)
+        stream.close()
+        consumer.join(timeout=30)
+        assert not consumer.is_alive()
+        assert engine.stats().rows_in_flight == 0
