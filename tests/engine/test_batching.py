@@ -46,8 +46,8 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[int, list[Recording]]:
     made: dict[int, list[Recording]] = {}
     original = FocusDecoder._chooser
 
-    def recording_chooser(self: FocusDecoder, options: Any) -> Recording:
-        chooser = Recording(original(self, options))
+    def recording_chooser(self: FocusDecoder, options: Any, *args: Any, **kwargs: Any) -> Recording:
+        chooser = Recording(original(self, options, *args, **kwargs))
         made.setdefault(options.seed, []).append(chooser)
         return chooser
 
