@@ -36,7 +36,7 @@ def constrain_tool_call(decoder: FocusDecoder, tools: ToolRequest, kwargs: dict[
         raise InvalidOptionError(
             "a required tool call and a response_format cannot both constrain one answer"
         )
-    forced = forced_tool_call(decoder, tools.schemas, tools.required or "any")
+    forced = forced_tool_call(decoder, tools.argument_schemas or tools.schemas, tools.required or "any")
     kwargs["response_format"] = forced.response_format
     return dataclasses.replace(tools, prefix=forced.prefix, response_format=forced.response_format)
 

@@ -41,6 +41,9 @@ class ToolRequest:
     prefix: str = ""  # the answer is forced to begin with this text ("" when the model may answer freely)
     required: str | None = None  # "any" or a tool name: a call is required
     response_format: dict[str, Any] | None = None  # the grammar of the required call
+    # The tools' full argument schemas for the grammar: LlamaIndex's to_openai_tool() keeps only some keys
+    # of a pydantic fn_schema (it drops additionalProperties: false), which would leave the object open.
+    argument_schemas: list[dict[str, Any]] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -77,6 +80,7 @@ def tool_request(tools: Any, tool_choice: Any = None, tool_required: bool = Fals
     if isinstance(tools, (str, dict)) or not isinstance(tools, Sequence):
         raise InvalidOptionError("tools must be a list of LlamaIndex tools or OpenAI-style tool dicts")
     schemas = [_schema(tool, index) for index, tool in enumerate(tools)]
+    full = [_full_schema(tool, schema) for tool, schema in zip(tools, schemas)]
     names = [schema["function"]["name"] for schema in schemas]
     if len(set(names)) != len(names):
         raise InvalidOptionError(f"tool names must be unique, got {names}")
@@ -86,12 +90,24 @@ def tool_request(tools: Any, tool_choice: Any = None, tool_required: bool = Fals
         return None
     if tool_choice is None or tool_choice in ("auto", "required", "any"):
         required = tool_required or tool_choice in ("required", "any")
-        return ToolRequest(schemas, required="any" if required else None)
+        return ToolRequest(schemas, required="any" if required else None, argument_schemas=full)
     if isinstance(tool_choice, str) and tool_choice in names:
-        return ToolRequest([schemas[names.index(tool_choice)]], required=tool_choice)
+        index = names.index(tool_choice)
+        return ToolRequest([schemas[index]], required=tool_choice, argument_schemas=[full[index]])
     raise InvalidOptionError(
         f"tool_choice {tool_choice!r} is not 'auto', 'required', 'none' or one of {names}"
     )
+
+
+def _full_schema(tool: Any, schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with the parameters of the tool's pydantic ``fn_schema`` as pydantic writes them."""
+    fn_schema = getattr(getattr(tool, "metadata", None), "fn_schema", None)
+    if fn_schema is None or not hasattr(fn_schema, "model_json_schema"):
+        return schema
+    return {
+        "type": "function",
+        "function": {**schema["function"], "parameters": fn_schema.model_json_schema()},
+    }
 
 
 def _schema(tool: Any, index: int) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from llama_index.core.tools import FunctionTool
 from pydantic import BaseModel, ConfigDict, Field
 
 from focus_integrations import default_model_path
-from focus_integrations.errors import IncompleteOutputError, UnsupportedTokenizerError
+from focus_integrations.errors import IncompleteOutputError, InvalidOptionError, UnsupportedTokenizerError
 from focus_integrations.llama_index import FocusMultiModalLLM
 from focus_integrations.llama_index.tools import INVALID_TOOL_CALLS_KEY
 from focus_integrations.testing import FAMILIES, tiny_checkpoint
@@ -74,12 +74,15 @@ def test_structured_predict_and_structured_llm_validate(family_llm: FocusMultiMo
     assert isinstance(response.raw, Shape)
 
 
-def test_required_tool_call_is_a_valid_call(decoder, image_files) -> None:
-    llm = FocusMultiModalLLM(decoder=decoder, max_new_tokens=100, seed=0)
+def test_required_tool_call_is_a_valid_call(family_llm: FocusMultiModalLLM, image_files) -> None:
     tool = _tool()
+    if not family_llm.supports_tools():  # no tool syntax in the template: a clear error, not prose
+        with pytest.raises(InvalidOptionError, match="does not render tools"):
+            family_llm.chat_with_tools([tool], chat_history=_messages(image_files), tool_required=True)
+        return
     schema = tool.metadata.get_parameters_dict()
-    response = llm.chat_with_tools([tool], chat_history=_messages(image_files), tool_required=True)
-    (selection,) = llm.get_tool_calls_from_response(response)
+    response = family_llm.chat_with_tools([tool], chat_history=_messages(image_files), tool_required=True)
+    (selection,) = family_llm.get_tool_calls_from_response(response)
     assert selection.tool_name == "pick_colour"
     jsonschema.validate(selection.tool_kwargs, schema)
     assert response.raw["constraint_satisfied"] is True and response.message.content == ""
