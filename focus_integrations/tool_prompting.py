@@ -32,6 +32,7 @@ __all__ = [
     "writes_call_markup",
     "tool_instruction",
     "json_instruction",
+    "format_instruction",
     "with_system_instructions",
     "tool_turn_as_text",
 ]
@@ -125,6 +126,16 @@ def json_instruction(response_format: dict[str, Any]) -> str:
             + json.dumps(schema)
         )
     return "Answer with only a valid JSON object, and nothing else."
+
+
+def format_instruction(response_format: dict[str, Any]) -> str | None:
+    """What to tell the model about a ``response_format`` (the grammar enforces it; words help real models)."""
+    kind = response_format.get("type")
+    if kind in ("json_schema", "json_object"):
+        return json_instruction(response_format)
+    if kind == "choice":
+        return "Answer with exactly one of these, and nothing else: " + "; ".join(response_format["choices"])
+    return None  # regex, tool_call (its tools are described already), text
 
 
 def with_system_instructions(messages: list[dict[str, Any]], instructions: list[str]) -> list[dict[str, Any]]:

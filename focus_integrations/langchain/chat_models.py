@@ -31,13 +31,13 @@ from focus_integrations.langchain._structured import (
     structured_output,
 )
 from focus_integrations.langchain._tools import (
-    _json_instruction,
     _normalise_tool_choice,
     _renders_tools,
     _tool_instruction,
     _with_system_instructions,
 )
 from focus_integrations.tool_calls import ToolCallStreamParser
+from focus_integrations.tool_prompting import format_instruction
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder, TextStream
@@ -406,8 +406,9 @@ class ChatFocus(BaseChatModel):
         response_format = (
             as_response_format(kwargs["response_format"]) if kwargs.get("response_format") else None
         )
-        if response_format:
-            instructions.append(_json_instruction(response_format))
+        instruction = format_instruction(response_format) if response_format else None
+        if instruction:
+            instructions.append(instruction)
         if instructions:
             engine_messages = _with_system_instructions(engine_messages, instructions)
         template_tools = tools if tools and _renders_tools(decoder) else None
