@@ -11,6 +11,9 @@ go into one user turn, and ChatFocus decodes the answer with FOCUS (one masked r
 all-noise row). The store is the bundled toy catalog (24 easy-vqa shapes dressed as products), indexed on first
 use.
 
+Photos of one product (the catalog's red circle pendant has three) share a FOCUS group (``--group-by``, default
+``auto``: by ``product_id``): FOCUS then separates products, not photos of the same product.
+
 The default question asks about one retrieved image ("What color is the shape in image 2?") in the words the
 project's default model was trained on (a small easy-vqa model with a word-level vocabulary: it reads the lab's
 prompts, not free text), and the catalog's own label for that image is printed beside the answer.
@@ -65,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="focus", choices=["focus", "vanilla", "vcd"])
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--captions", action="store_true", help="also list the captions in the prompt")
+    parser.add_argument(
+        "--group-by", default="auto", help="auto (product_id) | a metadata field | none: each photo alone"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.slot <= args.k:
         parser.error("--slot must be between 1 and --k")
@@ -84,14 +90,21 @@ def main(argv: list[str] | None = None) -> int:
     chat = ChatFocus(
         model=args.model or default_model(), mode=args.mode, max_new_tokens=args.max_new_tokens, seed=0
     )
-    chain = build_rag_chain(retriever, chat, include_captions=args.captions, return_sources=True)
+    group_by = None if args.group_by == "none" else args.group_by
+    chain = build_rag_chain(
+        retriever, chat, include_captions=args.captions, return_sources=True, group_by=group_by
+    )
     question = args.question or slot_question(args.ask, args.slot)
     result = chain.invoke({"search": args.search, "question": question})
-    for number, document in enumerate(result["documents"], start=1):
+    from focus_integrations.groups import metadata_group_keys
+
+    groups = metadata_group_keys([d.metadata for d in result["documents"]], group_by)
+    for number, (document, group) in enumerate(zip(result["documents"], groups), start=1):
         meta = document.metadata
+        grouped = f", FOCUS group {group}" if group is not None else ""
         print(
             f"  image {number}: {meta['image_id']} {document.page_content} (${meta['price']}, "
-            f"distance {meta['distance']:.3f})"
+            f"distance {meta['distance']:.3f}{grouped})"
         )
     print(f"Q: {question}\nA: {result['answer'].strip()}")
     if args.question is None and len(result["documents"]) >= args.slot:

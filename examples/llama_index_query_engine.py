@@ -12,6 +12,10 @@ the model is the project's bundled default (or ``--model``), the embedder ships 
 in-process. The default model was trained on bare questions about coloured shapes, so by default the prompt
 is the paper's protocol (the images, then the question); ``--captions`` adds each product's caption and
 fields and LlamaIndex's usual QA instructions, for real chat VLMs.
+
+Some catalog products have several photos (the red circle pendant has a front, back and side view): the
+query engine puts the retrieved photos of one product into one FOCUS group (``--group-by``, default
+``auto``: by ``product_id``), so FOCUS separates products, not photos of the same product.
 """
 
 from __future__ import annotations
@@ -61,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chroma", help="Chroma folder to build/reuse (default: a temporary folder)")
     parser.add_argument("--top-k", type=int, default=3, help="images to retrieve and decode over")
     parser.add_argument("--mode", default="focus", choices=["focus", "vanilla", "vcd"])
-    parser.add_argument("--alpha", type=float, default=None)
+    parser.add_argument("--alpha", default=None, help="a number, or n-calibrated (alpha = (N-1)/N)")
+    parser.add_argument(
+        "--group-by", default="auto", help="auto (product_id) | a metadata field | none: each photo alone"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--stream", action="store_true", help="print the answer as it is decoded")
     args = parser.parse_args(argv)
@@ -77,13 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         catalog_nodes,
         multimodal_query_engine,
     )
+    from focus_integrations.options import parse_alpha
 
     try:
         embed_model = FocusMultiModalEmbedding(args.embedder)
         llm = FocusMultiModalLLM(
             args.model or default_model(),
             mode=args.mode,
-            alpha=args.alpha,
+            alpha=parse_alpha(args.alpha) if args.alpha is not None else None,
             max_new_tokens=args.max_new_tokens,
             seed=0,
         )
@@ -96,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
             index = build_multimodal_index(nodes, embed_model=embed_model, chroma=args.chroma or scratch)
             prompt = {} if args.captions else {"chat_content_qa_template": IMAGES_THEN_QUESTION_PROMPT}
             engine = multimodal_query_engine(
-                index, llm, image_similarity_top_k=args.top_k, streaming=args.stream, **prompt
+                index,
+                llm,
+                image_similarity_top_k=args.top_k,
+                streaming=args.stream,
+                group_by=None if args.group_by == "none" else args.group_by,
+                **prompt,
             )
             # Retrieve with one text, ask another: the embedding strings of the query bundle drive retrieval.
             response = engine.query(QueryBundle(query_str=args.question, custom_embedding_strs=[search]))
@@ -110,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             print("\nImages the model decoded over (in prompt order):")
             for rank, hit in enumerate(response.source_nodes, start=1):
                 caption = hit.node.metadata["caption"]
-                print(f"  image {rank}: {caption:<26} score={hit.score:.3f}  {hit.node.image_path}")
+                group = getattr(hit.node, "group", None)
+                grouped = f"  (FOCUS group {group})" if group is not None else ""
+                print(f"  image {rank}: {caption:<30} score={hit.score:.3f}  {hit.node.image_path}{grouped}")
     except FocusError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

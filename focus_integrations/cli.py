@@ -1,7 +1,8 @@
 """The ``focus`` command line.
 
-    focus ask --model PATH_OR_ID --image A --image B [--mode focus|vanilla|vcd] [--alpha] [--noise]
-              [--max-new-tokens] [--seed] [--stream] "question"
+    focus ask --model PATH_OR_ID --image A --image B [--video CLIP] [--mode focus|vanilla|vcd] [--alpha]
+              [--noise] [--num-frames] [--fps] [--video-masking frame|video] [--max-new-tokens] [--seed]
+              [--stream] "question"
 
 Sub-commands of the optional parts (``index``, ``query``, ``eval``, ``demo``, ``serve``) register themselves when their
 modules are importable. Errors print one line (``focus: error: ...``) and exit with status 2, never a traceback.
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 from focus_integrations.errors import FocusError
 from focus_integrations.noise import NOISE_MODES
-from focus_integrations.options import MODES
+from focus_integrations.options import MODES, VIDEO_MASKING, parse_alpha
 
 # Optional command groups: module -> function that adds its sub-commands to the parser.
 _COMMAND_GROUPS = (
@@ -39,18 +40,37 @@ def command_group(
     return parser.get_default("_command_group")
 
 
+def alpha_argument(text: str) -> float | str:
+    """``--alpha``: a number, or ``n-calibrated`` (argparse reports a bad value in one line)."""
+    try:
+        return parse_alpha(text)
+    except FocusError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _add_ask(subparsers: argparse._SubParsersAction) -> None:
     ask = subparsers.add_parser("ask", help="answer a question about one or more images")
     ask.add_argument("question")
     ask.add_argument(
         "--model", default=None, help="hub id or local folder (default: the bundled default model)"
     )
+    ask.add_argument("--image", action="append", default=[], help="image path; repeat for several")
     ask.add_argument(
-        "--image", action="append", default=[], required=True, help="image path; repeat for several"
+        "--video", action="append", default=[], help="video file (frames sampled with PyAV); repeatable"
+    )
+    ask.add_argument("--num-frames", type=int, default=None, help="frames per video (default 8)")
+    ask.add_argument("--fps", type=float, default=None, help="sample videos at this rate instead")
+    ask.add_argument(
+        "--video-masking",
+        choices=VIDEO_MASKING,
+        default=None,
+        help="frame: every frame its own FOCUS slot (the reference, default); video: one group per video",
     )
     ask.add_argument("--system", default=None, help="optional system prompt")
     ask.add_argument("--mode", choices=MODES, default="focus")
-    ask.add_argument("--alpha", type=float, default=None)
+    ask.add_argument(
+        "--alpha", type=alpha_argument, default=None, help="a number, or n-calibrated (alpha = (N-1)/N)"
+    )
     ask.add_argument("--noise", choices=sorted(NOISE_MODES), default=None)
     ask.add_argument("--max-new-tokens", type=int, default=128)
     ask.add_argument(
@@ -75,6 +95,8 @@ def resolve_model(name: str | None) -> str:
 def _run_ask(args: argparse.Namespace) -> int:
     from focus_integrations.decoder import FocusDecoder
 
+    if not args.image and not args.video:
+        raise FocusError("give at least one --image or --video")
     decoder = FocusDecoder.from_pretrained(resolve_model(args.model), device=args.device, dtype=args.dtype)
     options = {
         "mode": args.mode,
@@ -82,21 +104,27 @@ def _run_ask(args: argparse.Namespace) -> int:
         "noise": args.noise,
         "max_new_tokens": args.max_new_tokens,
         "seed": args.seed,
+        "num_frames": args.num_frames,
+        "fps": args.fps,
+        "video_masking": args.video_masking,
     }
+    media = {"images": args.image or None, "videos": args.video or None}
     if args.temperature is not None:
         options |= {"do_sample": True, "temperature": args.temperature}
     if args.stream:
-        stream = decoder.stream(images=args.image, prompt=args.question, system=args.system, **options)
+        stream = decoder.stream(**media, prompt=args.question, system=args.system, **options)
         for delta in stream:
             print(delta, end="", flush=True)
         print()
         output = stream.output
     else:
-        output = decoder.generate(images=args.image, prompt=args.question, system=args.system, **options)
+        output = decoder.generate(**media, prompt=args.question, system=args.system, **options)
         print(output.text)
     settings = output.settings
     print(
-        f"[{settings['rule']}: {settings['n_images']} images, {settings['n_rows']} rows, "
+        f"[{settings['rule']}: {settings['n_images']} images, "
+        + (f"{settings['n_groups']} groups, " if settings["n_groups"] != settings["n_images"] else "")
+        + f"{settings['n_rows']} rows, "
         f"{output.usage.output_tokens} tokens, finish={output.finish_reason}]",
         file=sys.stderr,
     )

@@ -73,3 +73,43 @@ def split_nested_images(images: Sequence[Any]) -> list[tuple[Any, Hashable]]:
         else:
             out.append((entry, own_group()))
     return out
+
+
+# Metadata fields that say which retrieved images belong to one item, tried in this order by group_by="auto".
+AUTO_GROUP_FIELDS: tuple[str, ...] = ("product_id", "document_id", "doc_id", "ref_doc_id")
+
+
+def check_group_by(group_by: str | None) -> None:
+    if group_by is not None and (not isinstance(group_by, str) or not group_by):
+        raise InvalidOptionError(f"group_by must be 'auto', a metadata field name, or None, got {group_by!r}")
+
+
+def group_field(metadatas: Sequence[Any], group_by: str | None = "auto") -> str | None:
+    """The metadata field retrieved images are grouped by: ``group_by`` itself, or with ``"auto"`` the first
+    of :data:`AUTO_GROUP_FIELDS` whose value at least two of the images share (None: no grouping applies)."""
+    check_group_by(group_by)
+    if group_by != "auto":
+        return group_by
+    for name in AUTO_GROUP_FIELDS:
+        values = [m.get(name) for m in metadatas if isinstance(m, dict) and _is_key(m.get(name))]
+        if len(values) != len(set(values)):
+            return name
+    return None
+
+
+def metadata_group_keys(metadatas: Sequence[Any], group_by: str | None = "auto") -> list[Hashable | None]:
+    """Per retrieved image, the group key its metadata gives (None: a group of its own).
+
+    Images that share the value of the grouping field (:func:`group_field`) form one group; an image
+    without that field, or alone with its value, stays ungrouped.
+    """
+    name = group_field(metadatas, group_by)
+    if name is None:
+        return [None] * len(metadatas)
+    values = [m.get(name) if isinstance(m, dict) and _is_key(m.get(name)) else None for m in metadatas]
+    shared = {v for v in values if v is not None and values.count(v) > 1}
+    return [v if v in shared else None for v in values]
+
+
+def _is_key(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and value != ""

@@ -5,7 +5,8 @@ A ``{"type": "video", "video": <path | bytes | data: URI | list of frames>}`` it
 becomes one image per frame, in order: the FOCUS reference treats every frame as an image (its Vinoground
 runner: 8 frames per clip, each its own row). ``VideoSampling.masking`` chooses the groups: ``"frame"`` (the
 reference, default) makes every frame its own FOCUS slot, ``"video"`` makes each video one group, so row k
-keeps the whole of video k clean. A ``"group"`` key on a video item puts all its frames in that group.
+keeps the whole of video k clean. A ``"group"`` key on a video item puts all its frames in that group;
+``"num_frames"`` / ``"fps"`` keys on the item override the request's sampling for that video.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def video_frames(
     source = next((item[k] for k in VIDEO_KEYS if item.get(k) is not None), None)
     if source is None:
         raise InvalidOptionError(f"message {index}: a video item needs one of {', '.join(VIDEO_KEYS)}")
-    frames = sample_frames(source, num_frames=sampling.num_frames, fps=sampling.fps)
+    # An item may set its own rate or count (LlamaIndex's VideoBlock carries an fps).
+    fps = item.get("fps", sampling.fps)
+    num_frames = item.get("num_frames", sampling.num_frames)
+    frames = sample_frames(source, num_frames=num_frames, fps=fps)
     if item.get(GROUP_KEY) is not None or sampling.masking == "video":
         key = group_key(item, index)
         return [(frame, key) for frame in frames]

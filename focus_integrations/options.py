@@ -190,6 +190,16 @@ def normalize_alpha(value: Any, mode: str) -> float | str | AlphaTable:
     return value
 
 
+def parse_alpha(text: str) -> float | str:
+    """A command-line alpha: a number, or ``n-calibrated``."""
+    if text.strip().lower() == N_CALIBRATED:
+        return N_CALIBRATED
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidOptionError(f"alpha must be a number or {N_CALIBRATED!r}, got {text!r}") from None
+
+
 def alpha_for(alpha: float | str | AlphaTable | None, n: int) -> float:
     """See :meth:`DecodingOptions.alpha_for`."""
     if alpha == N_CALIBRATED:

@@ -1,9 +1,15 @@
 """Build the bundled toy product catalog (focus_integrations/assets/catalog/) from easy-vqa's train images.
 
-One 64x64 PNG per (colour, shape) pair of easy-vqa (8 colours x 3 shapes = 24 images), each dressed as a
+One 64x64 PNG per (colour, shape) pair of easy-vqa (8 colours x 3 shapes = 24 products), each dressed as a
 product: shape -> product kind, plus a deterministic price. Colour and shape come from easy-vqa's own
 answers to "what color is the shape?" / "what shape is in the image?", so the catalog's labels are the data
 set's ground truth, and the project's default model (trained on easy-vqa) can answer questions about it.
+
+A few products have more than one photo (``MORE_PHOTOS``): views (mirrored: the back; squeezed to half its
+width: the side; turned a quarter: standing) or colour variants (the shape recoloured, its anti-aliased edge
+blended the same way), all made from the product's own easy-vqa image. Every record carries ``product_id``;
+the photos of one product share it (their record ids are ``<product id>-<view>``), so retrieval can group
+them: FOCUS then separates products, not photos of the same product.
 
     python scripts/build_catalog.py [--out focus_integrations/assets/catalog]
 
@@ -28,6 +34,12 @@ PRODUCTS = {
     "triangle": ("pennant", "decor"),
 }
 SEED = 7
+# Extra photos: (colour, shape) of the product -> [(view name, how the photo is made from its image)].
+MORE_PHOTOS: dict[tuple[str, str], list[tuple[str, str]]] = {
+    ("red", "circle"): [("back", "mirror"), ("side", "squeeze")],
+    ("blue", "rectangle"): [("standing", "rotate")],
+    ("green", "triangle"): [("yellow", "recolour:yellow"), ("teal", "recolour:teal")],
+}
 
 LICENSE_NOTE = """The images in this folder are taken unchanged from the easy-VQA data set
 (PyPI package easy-vqa 1.0, train split, https://github.com/vzhou842/easy-VQA), under the MIT License:
@@ -54,7 +66,8 @@ LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
 OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
 SOFTWARE.
 
-The product names, categories and prices in catalog.json are made up by scripts/build_catalog.py.
+The product names, categories and prices in catalog.json are made up by scripts/build_catalog.py, which
+also makes the extra photos of a few products (files named *-<view>.png) from their easy-VQA images.
 """
 
 
@@ -76,6 +89,53 @@ def image_labels() -> dict[int, tuple[str, str]]:
         for image_id in sorted(colours.keys() & shapes.keys())
         if len(colours[image_id]) == 1 and len(shapes[image_id]) == 1
     }
+
+
+def shape_colour(pixels, background) -> tuple[int, int, int]:
+    """The flat colour of the shape: the commonest colour far from the background."""
+    import numpy as np
+
+    flat = pixels.reshape(-1, 3).astype(np.int32)
+    far = flat[np.abs(flat - np.asarray(background)).sum(axis=1) > 200]
+    colours, counts = np.unique(far, axis=0, return_counts=True)
+    return tuple(int(v) for v in colours[int(np.argmax(counts))])
+
+
+def background_colour(pixels) -> tuple[int, int, int]:
+    import numpy as np
+
+    colours, counts = np.unique(pixels.reshape(-1, 3), axis=0, return_counts=True)
+    return tuple(int(v) for v in colours[int(np.argmax(counts))])
+
+
+def derived_photo(source: Path, how: str, colour_images: dict[str, Path]):
+    """Another photo of the product in ``source``: a view of it, or the shape in another colour."""
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(source).convert("RGB")
+    pixels = np.asarray(image)
+    background = background_colour(pixels)
+    if how == "mirror":
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if how == "rotate":
+        return image.transpose(Image.Transpose.ROTATE_90)
+    if how == "squeeze":  # seen from the side: half as wide, centred on the same background
+        width, height = image.size
+        narrow = image.resize((width // 2, height), Image.Resampling.BILINEAR)
+        canvas = Image.new("RGB", image.size, background)
+        canvas.paste(narrow, (width // 4, 0))
+        return canvas
+    if how.startswith("recolour:"):
+        old = np.asarray(shape_colour(pixels, background), dtype=np.float64)
+        target = Image.open(colour_images[how.split(":", 1)[1]]).convert("RGB")
+        new = np.asarray(shape_colour(np.asarray(target), background_colour(np.asarray(target))), np.float64)
+        bg = np.asarray(background, dtype=np.float64)
+        # Each pixel is bg + t * (old - bg) (t: coverage of the anti-aliased edge); keep t, swap the colour.
+        t = ((pixels - bg) @ (old - bg)) / float((old - bg) @ (old - bg))
+        t = np.clip(t, 0.0, 1.0)[..., None]
+        return Image.fromarray(np.round(bg + t * (new - bg)).astype(np.uint8))
+    raise ValueError(f"unknown photo recipe {how!r}")
 
 
 def build(out: Path) -> list[dict]:
@@ -100,19 +160,41 @@ def build(out: Path) -> list[dict]:
             product, category = PRODUCTS[shape]
             file_name = f"{colour}-{shape}-{product}.png"
             shutil.copyfile(paths[source_id], out / file_name)
-            items.append(
-                {
-                    "id": f"sku-{number:03d}",
-                    "file": file_name,
-                    "caption": f"{colour} {shape} {product}",
-                    "colour": colour,
-                    "shape": shape,
-                    "product": product,
-                    "category": category,
-                    "price": round(rng.uniform(4, 40), 2),
-                    "easy_vqa_train_id": source_id,
-                }
-            )
+            sku = f"sku-{number:03d}"
+            entry = {
+                "id": sku,
+                "product_id": sku,
+                "file": file_name,
+                "caption": f"{colour} {shape} {product}",
+                "colour": colour,
+                "shape": shape,
+                "product": product,
+                "category": category,
+                "price": round(rng.uniform(4, 40), 2),
+                "easy_vqa_train_id": source_id,
+            }
+            items.append(entry)
+            colour_images = {
+                c: paths[first_of_pair[(c, shape)]] for c in COLOURS if (c, shape) in first_of_pair
+            }
+            for view, how in MORE_PHOTOS.get((colour, shape), []):
+                photo = derived_photo(Path(paths[source_id]), how, colour_images)
+                photo_file = f"{colour}-{shape}-{product}-{view}.png"
+                photo.save(out / photo_file, format="PNG", optimize=True)
+                variant = how.startswith("recolour:")
+                items.append(
+                    entry
+                    | {
+                        "id": f"{sku}-{view}",
+                        "file": photo_file,
+                        "caption": f"{view} {shape} {product}, colour variant of the {colour} one"
+                        if variant
+                        else f"{colour} {shape} {product}, {view} view",
+                        "colour": view if variant else colour,
+                        "photo": f"colour variant {view}" if variant else f"{view} view",
+                        "derived_by": how,
+                    }
+                )
     (out / "catalog.json").write_text(json.dumps(items, indent=1) + "\n", encoding="utf-8")
     (out / "LICENSE.md").write_text(LICENSE_NOTE, encoding="utf-8")
     return items
@@ -125,7 +207,8 @@ def main() -> None:
     args = parser.parse_args()
     items = build(args.out)
     size = sum(f.stat().st_size for f in args.out.iterdir())
-    print(f"wrote {len(items)} products to {args.out} ({size} bytes)")
+    products = len({item["product_id"] for item in items})
+    print(f"wrote {products} products ({len(items)} photos) to {args.out} ({size} bytes)")
 
 
 if __name__ == "__main__":

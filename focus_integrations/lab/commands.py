@@ -1,7 +1,7 @@
 """``focus eval leakage`` and ``focus demo``: the lab's command-line entry points.
 
     focus eval leakage [--model PATH_OR_ID] [--n 2 3 4 5 6] [--samples 100] [--seed 0]
-                       [--alphas 0 0.1 0.3 0.5 1] [--out DIR] [--quick]
+                       [--alphas 0 0.1 0.3 0.5 1 | --alpha A] [--out DIR] [--quick]
     focus demo [--model PATH_OR_ID] [--seed 0]
 
 Both default to the bundled default model (``focus_integrations.default_model``), so they run offline.
@@ -45,7 +45,17 @@ def add_lab_commands(subparsers: argparse._SubParsersAction) -> None:
     leak.add_argument("--val-samples", type=int, default=None, help="questions per N for choosing alpha")
     leak.add_argument("--seed", type=int, default=0)
     leak.add_argument(
-        "--alphas", type=float, nargs="+", default=None, help="alpha grid (default 0 .1 .3 .5 1)"
+        "--alphas",
+        type=float,
+        nargs="+",
+        default=None,
+        help="alpha grid searched per N on val; (N-1)/N is always added (default 0 .1 .3 .5 1)",
+    )
+    leak.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="use this alpha for the faithful rule at every N instead of choosing it on val",
     )
     leak.add_argument("--max-new-tokens", type=int, default=16)
     leak.add_argument(
@@ -105,6 +115,8 @@ def _run_leakage(args: argparse.Namespace) -> int:
     alphas = tuple(args.alphas or (QUICK["alphas"] if args.quick else DEFAULT_ALPHAS))
     if any(a < 0 for a in alphas):
         raise InvalidOptionError(f"--alphas must be >= 0, got {list(alphas)}")
+    if args.alpha is not None and (args.alpha < 0 or args.alphas):
+        raise InvalidOptionError("--alpha takes one number >= 0, and replaces --alphas (give one of them)")
     if args.max_new_tokens < 1:
         raise InvalidOptionError("--max-new-tokens must be >= 1")
     model = _model_path(args.model)
@@ -116,10 +128,14 @@ def _run_leakage(args: argparse.Namespace) -> int:
         val_samples=args.val_samples,
         seed=args.seed,
         alphas=alphas,
+        fixed_alpha=args.alpha,
         model_name=args.model or "default model",
         progress=_progress,
     )
     print(format_table(result))
+    from focus_integrations.lab.report import conclusions
+
+    print("\n".join(conclusions(result)))
     json_path = write_json(result, args.out / "leakage.json")
     plot_path = write_plot(result, args.out / "leakage.png")
     print(f"wrote {json_path}")
@@ -132,13 +148,21 @@ def _run_leakage(args: argparse.Namespace) -> int:
 
 
 def _demo_alpha(model: str) -> float:
-    """The alpha the default model's lab run chose on validation data (written next to the model)."""
+    """The faithful rule's one alpha for every N: the best single alpha on val in the lab run written next
+    to the model (``lab_summary.json``), else the engine's default."""
     import json
 
     card = Path(model) / "lab_summary.json"
     if card.is_file():
-        return float(json.loads(card.read_text())["alpha"])
+        return float(json.loads(card.read_text())["single_alpha"])
     return 0.1
+
+
+DEMO_RULES = (
+    ("vanilla", "vanilla", None),
+    ("FOCUS", "focus", "alpha"),  # the faithful rule at one alpha for every N
+    ("N-calib", "focus", "n-calibrated"),
+)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -147,7 +171,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from focus_integrations.lab.leakage import decoder_answer_function, run_leakage_lab
     from focus_integrations.lab.parsing import parse_open
     from focus_integrations.lab.prompts import COLORS
-    from focus_integrations.lab.report import format_table
+    from focus_integrations.lab.report import conclusions, format_table
     from focus_integrations.lab.tasks import item_seed, open_items
 
     started = time.perf_counter()
@@ -156,7 +180,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     alpha = args.alpha if args.alpha is not None else _demo_alpha(model)
     print(f"Model: {args.model or 'bundled default model'} ({decoder.model.num_parameters():,} parameters)")
     print(
-        f"FOCUS: N+1 rows per question (row k: image k clean, the others noise; row 0: all noise), alpha={alpha}\n"
+        "Each FOCUS answer decodes N+1 rows (row k: image k clean, the others noise; row 0: all noise).\n"
+        f"  FOCUS   = the faithful rule sum_k z_k - alpha*N*z_0 with one alpha for every N (alpha={alpha})\n"
+        "  N-calib = the same rule at alpha = (N-1)/N, i.e. z_0 + sum_k (z_k - z_0)\n"
     )
 
     pool = load_lab_images("test")
@@ -168,12 +194,12 @@ def _run_demo(args: argparse.Namespace) -> int:
         colors = ", ".join(f"image {k + 1}: {im.color} {im.shape}" for k, im in enumerate(item.images))
         print(f"{item.n} images ({colors})")
         print(f"  Q: {item.prompt()}")
-        for mode in ("vanilla", "focus"):
+        for label, mode, rule_alpha in DEMO_RULES:
             out = decoder.generate(
                 images=item.clean_images(),
                 prompt=item.prompt(),
                 mode=mode,
-                alpha=alpha if mode == "focus" else None,
+                alpha=alpha if rule_alpha == "alpha" else rule_alpha,
                 seed=item.seed,
                 max_new_tokens=8,
             )
@@ -185,10 +211,12 @@ def _run_demo(args: argparse.Namespace) -> int:
                 if answer in item.other_answers
                 else "wrong"
             )
-            print(f"  {mode:>7}: {out.text.strip()!r:<12} {verdict}")
+            print(f"  {label:>7}: {out.text.strip()!r:<16} {verdict}")
         print(f"  truth: {item.truth}\n")
 
-    print("Short leakage lab (test split; alpha fixed as above; run `focus eval leakage` for the full one):")
+    print(
+        "Short leakage lab (test split; FOCUS alpha fixed as above; run `focus eval leakage` for the full one):"
+    )
     result = run_leakage_lab(
         decoder_answer_function(decoder, max_new_tokens=8),
         n_values=(2, 4, 6),
@@ -200,5 +228,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         model_name=args.model or "default model",
     )
     print(format_table(result, short=True))
+    print("\nWhat to conclude:")
+    for line in conclusions(result):
+        print(f"  {line}")
     print(f"\n[demo took {time.perf_counter() - started:.0f} s]")
     return 0

@@ -8,8 +8,11 @@ Measured per number of images N (all on the ``test`` split; alpha is chosen on `
 
 - ``single_image``: colour and shape of one image asked about "the image" (the ceiling), and per N
   ``single``: each item's target alone; chance is 1/#values.
-- ``vanilla`` / ``focus``: open question about image p among N (distinct values): accuracy, and leakage
-  (wrong AND equal to another image's value).
+- ``vanilla`` / ``focus`` / ``focus_calibrated``: open question about image p among N (distinct values):
+  accuracy, and leakage (wrong AND equal to another image's value). ``focus`` is the faithful rule
+  ``sum_k z_k - alpha*N*z_0`` with the alpha chosen for that N on ``val`` (the grid always holds (N-1)/N);
+  ``focus_calibrated`` is the N-calibrated rule (``alpha="n-calibrated"``: alpha = (N-1)/N, no tuning).
+  ``rules`` compares the two per N: which wins, by non-overlapping Wilson intervals, and the paired counts.
 - ``oracle``: image p clean, every other slot noise (FOCUS's row p; an upper bound that knows the slot).
 - ``slot_binding`` (precondition 1): among vanilla answers that name some image's value, the share that
   names image p's. A model that answers about a random image, or always about image 1, scores 1/N.
@@ -46,6 +49,7 @@ from focus_integrations.lab.tasks import (
 )
 
 DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 1.0)
+N_CALIBRATED = "n-calibrated"  # the engine's alpha value for the N-calibrated rule
 DEFAULT_N_VALUES: tuple[int, ...] = (2, 3, 4, 5, 6)
 MODES = ("vanilla", "focus")
 EXAMPLES_PER_CONDITION = 3
@@ -60,7 +64,7 @@ class AnswerFunction(Protocol):
         prompt: str,
         *,
         mode: str,
-        alpha: float | None,
+        alpha: float | str | None,
         system: str | None,
         seed: int,
     ) -> str: ...
@@ -76,7 +80,7 @@ def decoder_answer_function(
         prompt: str,
         *,
         mode: str,
-        alpha: float | None,
+        alpha: float | str | None,
         system: str | None,
         seed: int,
     ) -> str:
@@ -280,7 +284,7 @@ class LabResult:
     """Everything one lab run measured (``to_dict`` is the JSON written to disk)."""
 
     settings: dict[str, Any]
-    alpha: float
+    alphas: dict[int, float]  # the faithful rule's alpha per N (chosen on val, or fixed)
     alpha_validation: dict[str, Any]
     single_image: dict[str, Proportion] = field(default_factory=dict)
     per_n: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -300,7 +304,7 @@ class LabResult:
         return plain(
             {
                 "settings": self.settings,
-                "alpha": self.alpha,
+                "alpha_by_n": self.alphas,
                 "alpha_validation": self.alpha_validation,
                 "single_image": self.single_image,
                 "per_n": self.per_n,
@@ -310,7 +314,12 @@ class LabResult:
         )
 
 
-def select_alpha(
+def alpha_grid(alphas: Sequence[float], n: int) -> list[float]:
+    """The val grid for N images: the given alphas plus (N-1)/N (the faithful rule at the calibrated value)."""
+    return sorted({float(a) for a in alphas} | {(n - 1) / n})
+
+
+def select_alphas(
     answer_fn: AnswerFunction,
     pool: Sequence[LabImage],
     *,
@@ -319,25 +328,70 @@ def select_alpha(
     samples: int,
     seed: int,
     attribute: str = "color",
-) -> tuple[float, dict[str, Any]]:
-    """The alpha with the best FOCUS accuracy on ``pool`` (validation images), pooled over ``n_values``.
+) -> tuple[dict[int, float], dict[str, Any]]:
+    """For each N, the alpha with the best FOCUS accuracy on ``pool`` (validation images only).
 
-    Ties go to the smaller alpha (the milder contrast)."""
+    The grid for N is ``alphas`` plus (N-1)/N. Ties go to the smaller alpha (the milder contrast).
+    """
     if not alphas:
         raise InvalidOptionError("need at least one alpha")
-    items = [
-        it
-        for n in n_values
-        for it in open_items(pool, n, samples, attribute=attribute, seed=item_seed("val", seed, n))
-    ]
-    scores = {alpha: accuracy(ask_clean(answer_fn, items, "focus", alpha)) for alpha in sorted(set(alphas))}
-    best = max(scores, key=lambda a: (scores[a].value, -a))
-    vanilla = accuracy(ask_clean(answer_fn, items, "vanilla"))
-    return best, {
-        "split": "val",
-        "items": len(items),
-        "focus_accuracy": {str(a): p for a, p in scores.items()},
-        "vanilla_accuracy": vanilla,
+    chosen: dict[int, float] = {}
+    per_n: dict[str, Any] = {}
+    for n in n_values:
+        items = open_items(pool, n, samples, attribute=attribute, seed=item_seed("val", seed, n))
+        scores = {a: accuracy(ask_clean(answer_fn, items, "focus", a)) for a in alpha_grid(alphas, n)}
+        chosen[n] = max(scores, key=lambda a: (scores[a].value, -a))
+        per_n[str(n)] = {
+            "items": len(items),
+            "chosen": chosen[n],
+            "focus_accuracy": {f"{a:g}": p for a, p in scores.items()},
+            "vanilla_accuracy": accuracy(ask_clean(answer_fn, items, "vanilla")),
+        }
+    return chosen, {"split": "val", "per_n": per_n, "single_alpha": _best_single_alpha(per_n, alphas)}
+
+
+def _best_single_alpha(per_n: dict[str, Any], alphas: Sequence[float]) -> float:
+    """The one alpha of ``alphas`` with the best accuracy pooled over every N (the paper's protocol: one
+    alpha for all N); ties go to the smaller alpha."""
+
+    def pooled(alpha: float) -> float:
+        scores = [row["focus_accuracy"][f"{float(alpha):g}"] for row in per_n.values()]
+        return sum(p.successes for p in scores) / max(1, sum(p.total for p in scores))
+
+    return max(sorted({float(a) for a in alphas}), key=lambda a: (pooled(a), -a))
+
+
+def compare_rules(
+    faithful: Sequence[OpenOutcome], calibrated: Sequence[OpenOutcome], *, same_rule: bool = False
+) -> dict[str, Any]:
+    """Which rule wins on the same items, with a paired 95% interval of the accuracy difference.
+
+    ``difference`` is calibrated minus faithful accuracy, its percentile-bootstrap interval resampling items
+    (both rules answered the same items); a rule wins when the interval excludes 0, else "tie". ``mcnemar``
+    is the exact test on the items only one rule got right. ``same_rule``: val chose alpha = (N-1)/N, so the
+    two are one rule.
+    """
+    from focus_integrations.harness.stats import mcnemar_exact, paired_bootstrap_ci
+
+    right_f = [o.correct for o in faithful]
+    right_c = [o.correct for o in calibrated]
+    interval = paired_bootstrap_ci(right_c, right_f)
+    if same_rule:
+        winner = "same rule"
+    elif interval is not None and interval[0] > 0:
+        winner = "calibrated"
+    elif interval is not None and interval[1] < 0:
+        winner = "faithful"
+    else:
+        winner = "tie"
+    test = mcnemar_exact(right_f, right_c)
+    return {
+        "winner": winner,
+        "difference": (sum(right_c) - sum(right_f)) / max(1, len(right_f)),
+        "difference_ci95": list(interval) if interval is not None else None,
+        "only_faithful_right": test["b"],
+        "only_calibrated_right": test["c"],
+        "mcnemar_p": test["p_value"],
     }
 
 
@@ -351,15 +405,16 @@ def run_leakage_lab(
     val_samples: int | None = None,
     pairs: int | None = None,
     attribute: str = "color",
-    fixed_alpha: float | None = None,
+    fixed_alpha: float | dict[int, float] | None = None,
     include_choice: bool = True,
     model_name: str = "",
     progress: Callable[[str], None] | None = None,
 ) -> LabResult:
     """Run the whole lab. Deterministic for a given ``seed`` when the answer function is.
 
-    ``fixed_alpha`` skips the validation search (for a value chosen on validation data before, e.g. in the
-    model card); ``include_choice=False`` and ``pairs=0`` leave out multiple choice and Winoground."""
+    ``fixed_alpha`` (one value, or one per N) skips the validation search (for values chosen on validation
+    data before, e.g. in the model card); ``include_choice=False`` and ``pairs=0`` leave out multiple choice
+    and Winoground. Multiple choice and Winoground use the faithful rule with each N's alpha."""
     n_values = sorted(set(n_values))
     if not n_values or min(n_values) < 2:
         raise InvalidOptionError(f"n_values must be numbers of images >= 2, got {n_values}")
@@ -372,10 +427,16 @@ def run_leakage_lab(
     pairs = pairs if pairs is not None else samples
 
     if fixed_alpha is not None:
-        alpha, alpha_validation = fixed_alpha, {"fixed": True}
+        chosen = fixed_alpha if isinstance(fixed_alpha, dict) else dict.fromkeys(n_values, fixed_alpha)
+        missing = sorted(set(n_values) - set(chosen))
+        if missing:
+            raise InvalidOptionError(f"fixed_alpha has no alpha for N = {missing}")
+        alpha_by_n, alpha_validation = {n: float(chosen[n]) for n in n_values}, {"fixed": True}
     else:
-        say(f"choosing alpha from {list(alphas)} on the val split ({val_samples} items per N)")
-        alpha, alpha_validation = select_alpha(
+        say(
+            f"choosing alpha per N from {list(alphas)} + (N-1)/N on the val split ({val_samples} items per N)"
+        )
+        alpha_by_n, alpha_validation = select_alphas(
             answer_fn,
             val_pool,
             alphas=alphas,
@@ -384,7 +445,7 @@ def run_leakage_lab(
             seed=seed,
             attribute=attribute,
         )
-    say(f"alpha = {alpha}")
+    say("alpha per N: " + ", ".join(f"N={n}: {a:.3g}" for n, a in alpha_by_n.items()))
     result = LabResult(
         settings={
             "model": model_name,
@@ -393,11 +454,11 @@ def run_leakage_lab(
             "val_samples_per_n": val_samples,
             "pairs": pairs,
             "n_values": n_values,
-            "alphas": list(alphas) if fixed_alpha is None else [fixed_alpha],
+            "alphas": list(alphas) if fixed_alpha is None else "fixed",
             "attribute": attribute,
             "split": "test",
         },
-        alpha=alpha,
+        alphas=alpha_by_n,
         alpha_validation=alpha_validation,
     )
     for attr in VALUES:
@@ -408,9 +469,11 @@ def run_leakage_lab(
     for n in n_values:
         t0 = time.perf_counter()
         items = open_items(test_pool, n, samples, attribute=attribute, seed=item_seed("test", seed, n))
+        alpha = alpha_by_n[n]
         single = ask_single(answer_fn, items)
         vanilla = ask_clean(answer_fn, items, "vanilla")
         focus = ask_clean(answer_fn, items, "focus", alpha)
+        calibrated = ask_clean(answer_fn, items, "focus", N_CALIBRATED)
         oracle = ask_oracle(answer_fn, items)
         masked = ask_masked(answer_fn, items)
         choices = (
@@ -425,7 +488,13 @@ def run_leakage_lab(
             "single": accuracy(single),
             "oracle": accuracy(oracle),
             "vanilla": {"accuracy": accuracy(vanilla), "leakage": leakage(vanilla)},
-            "focus": {"accuracy": accuracy(focus), "leakage": leakage(focus)},
+            "focus": {"alpha": alpha, "accuracy": accuracy(focus), "leakage": leakage(focus)},
+            "focus_calibrated": {
+                "alpha": (n - 1) / n,
+                "accuracy": accuracy(calibrated),
+                "leakage": leakage(calibrated),
+            },
+            "rules": compare_rules(focus, calibrated, same_rule=abs(alpha - (n - 1) / n) < 1e-9),
             "slot_binding": slot_binding(vanilla),
             "noise_abstention": noise_abstention(masked),
             "none_rate": count([o.answer == prompts.NONE_ANSWER for o in masked]),
@@ -445,6 +514,7 @@ def run_leakage_lab(
                 for name, outcomes in (
                     ("vanilla", vanilla),
                     ("focus", focus),
+                    ("focus_calibrated", calibrated),
                     ("oracle", oracle),
                     ("masked", masked),
                 )
@@ -453,7 +523,8 @@ def run_leakage_lab(
         }
         row = result.per_n[n]
         say(
-            f"N={n}: vanilla {row['vanilla']['accuracy']}  focus {row['focus']['accuracy']}  ({row['seconds']}s)"
+            f"N={n}: vanilla {row['vanilla']['accuracy']}  focus {row['focus']['accuracy']}  "
+            f"calibrated {row['focus_calibrated']['accuracy']}  ({row['seconds']}s)"
         )
 
     if 2 in n_values and pairs > 0:
@@ -461,7 +532,7 @@ def run_leakage_lab(
         text = ask_text_scores(answer_fn, pair_list)
         result.winoground = {"pairs": pairs, "chance": {"text": 0.25, "image": 0.25, "group": 1 / 6}}
         for mode in MODES:
-            image = ask_image_scores(answer_fn, pair_list, mode, alpha if mode == "focus" else None)
+            image = ask_image_scores(answer_fn, pair_list, mode, alpha_by_n[2] if mode == "focus" else None)
             outcomes = [PairOutcome(t, i) for t, i in zip(text, image)]
             result.winoground[mode] = {
                 "text": count([o.text_correct for o in outcomes]),

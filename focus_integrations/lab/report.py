@@ -20,8 +20,10 @@ def format_table(result: LabResult, *, short: bool = False) -> str:
         ("single", lambda r: r["single"]),
         ("vanilla acc", lambda r: r["vanilla"]["accuracy"]),
         ("FOCUS acc", lambda r: r["focus"]["accuracy"]),
+        ("N-calib acc", lambda r: r["focus_calibrated"]["accuracy"]),
         ("vanilla leak", lambda r: r["vanilla"]["leakage"]),
         ("FOCUS leak", lambda r: r["focus"]["leakage"]),
+        ("N-calib leak", lambda r: r["focus_calibrated"]["leakage"]),
         ("slot binding", lambda r: r["slot_binding"]),
         ("noise abstain", lambda r: r["noise_abstention"]),
     ]
@@ -32,20 +34,27 @@ def format_table(result: LabResult, *, short: bool = False) -> str:
             ("MC FOCUS", lambda r: r["choice"]["focus"]["accuracy"]),
         ]
     settings = result.settings
+    how = "fixed" if result.alpha_validation.get("fixed") else "chosen per N on the val split"
     lines = [
         f"Leakage lab: {settings.get('model') or 'model'} | {settings['attribute']} questions, "
-        f"{settings['samples_per_n']} per N, seed {settings['seed']} | FOCUS alpha={result.alpha} "
-        f"({'fixed' if result.alpha_validation.get('fixed') else 'chosen on the val split'})",
+        f"{settings['samples_per_n']} per N, seed {settings['seed']} | FOCUS: faithful rule "
+        f"sum_k z_k - alpha*N*z_0, alpha {how}; N-calib: alpha = (N-1)/N",
         "single image (ceiling): " + ", ".join(f"{attr} {p}" for attr, p in result.single_image.items()),
-        " N  chance " + "".join(f"{name:>17}" for name, _ in columns),
+        " N  chance  alpha" + "".join(f"{name:>17}" for name, _ in columns) + "  winner (FOCUS vs N-calib)",
     ]
     for n, row in sorted(result.per_n.items()):
         chance = f"{row['chance']['open']:.2f}/{row['chance']['random_image']:.2f}"
-        lines.append(f"{n:2d} {chance:>8}" + "".join(_cell(get(row)) for _, get in columns))
+        lines.append(
+            f"{n:2d} {chance:>8} {row['focus']['alpha']:5.2f}"
+            + "".join(_cell(get(row)) for _, get in columns)
+            + f"  {_verdict(row['rules'])}"
+        )
     lines.append(
         "chance: a random value / a random image's value. leak = wrong AND another image's value. "
         "slot binding: answers naming some image's value that name image p's. noise abstain: image p noise, "
-        "answer not taken from another image."
+        "answer not taken from another image. winner: the paired 95% interval of the accuracy difference "
+        "(N-calib minus FOCUS, bootstrap over items) excludes 0, else tie; +a/-b: items only N-calib / only "
+        "FOCUS got right."
     )
     wino = result.winoground
     if wino and not short:
@@ -56,6 +65,67 @@ def format_table(result: LabResult, *, short: bool = False) -> str:
         )
     lines.append(f"[{result.seconds:.0f} s]")
     return "\n".join(lines)
+
+
+def _above(first: Proportion, second: Proportion) -> bool:
+    """``first`` is higher than ``second`` beyond doubt: its 95% interval lies wholly above."""
+    return first.total > 0 and second.total > 0 and first.ci95[0] > second.ci95[1]
+
+
+def conclusion(n: int, row: dict[str, Any]) -> str:
+    """One plain sentence: what a reader should take from the vanilla / FOCUS / N-calibrated results at N.
+
+    FOCUS against N-calibrated is the paired verdict of ``rules``; against vanilla, a rule is better or worse
+    only when the Wilson 95% intervals do not overlap (conservative)."""
+    vanilla, faithful = row["vanilla"]["accuracy"], row["focus"]["accuracy"]
+    calibrated, alpha = row["focus_calibrated"]["accuracy"], row["focus"]["alpha"]
+    v, f, c = (f"{p.value:.2f}" for p in (vanilla, faithful, calibrated))
+    one = f"FOCUS with alpha {alpha:.2g}"
+    winner = row["rules"]["winner"]  # paired: the same items under both rules
+    level = False  # all three level in accuracy
+    if _above(calibrated, vanilla):
+        tail = f", and so does {one} ({f})" if _above(faithful, vanilla) else f"; {one} gets {f}"
+        text = f"FOCUS helps: the N-calibrated rule is right more often than vanilla ({c} vs {v}){tail}"
+    elif _above(faithful, vanilla):
+        text = f"{one} is right more often than vanilla ({f} vs {v}); the N-calibrated rule gets {c}"
+    elif winner == "faithful":
+        text = f"{one} beats the N-calibrated rule here ({f} vs {c}; vanilla {v})"
+    elif winner == "calibrated" and not _above(vanilla, calibrated):
+        text = (
+            f"{one} breaks down ({f}) while the N-calibrated rule stays level with vanilla ({c} vs {v}): "
+            "a fixed alpha does not hold at this N"
+        )
+    elif _above(vanilla, calibrated) and _above(vanilla, faithful):
+        text = f"both FOCUS rules are less accurate than vanilla ({f} and {c} vs {v})"
+    elif _above(vanilla, calibrated):
+        text = f"the N-calibrated rule is less accurate than vanilla ({c} vs {v}); {one} gets {f}"
+    elif winner == "same rule":
+        text, level = (
+            f"vanilla and FOCUS at the calibrated alpha {alpha:.2g} are level in accuracy ({v}, {c})",
+            True,
+        )
+    else:
+        text, level = f"vanilla, {one} and the N-calibrated rule are level in accuracy ({v}, {f}, {c})", True
+    leak_v, leak_c = row["vanilla"]["leakage"], row["focus_calibrated"]["leakage"]
+    if _above(leak_v, leak_c):
+        text += f", and the N-calibrated rule leaks less ({leak_c.value:.2f} vs {leak_v.value:.2f})"
+    elif _above(leak_c, leak_v):
+        text += f", and the N-calibrated rule leaks more ({leak_c.value:.2f} vs {leak_v.value:.2f})"
+    elif level:
+        text += ": the differences lie within the 95% intervals"
+    return f"N={n}: {text}."
+
+
+def conclusions(result: LabResult) -> list[str]:
+    return [conclusion(n, row) for n, row in sorted(result.per_n.items())]
+
+
+def _verdict(rules: dict[str, Any]) -> str:
+    low_high = rules.get("difference_ci95")
+    interval = f" [{low_high[0]:+.2f},{low_high[1]:+.2f}]" if low_high else ""
+    counts = f"(+{rules['only_calibrated_right']}/-{rules['only_faithful_right']}){interval}"
+    names = {"calibrated": "N-calib", "faithful": "FOCUS", "tie": "tie", "same rule": "same rule"}
+    return f"{names[rules['winner']]} {counts}"
 
 
 def write_json(result: LabResult, path: Path) -> Path:
@@ -87,12 +157,20 @@ def write_plot(result: LabResult, path: Path) -> Path | None:
     series(ax, "single image (ceiling)", [r["single"] for r in rows], color="black")
     series(ax, "oracle: image p alone", [r["oracle"] for r in rows], color="gray", linestyle=":")
     series(ax, "vanilla", [r["vanilla"]["accuracy"] for r in rows], color="tab:blue")
-    series(ax, f"FOCUS (alpha={result.alpha})", [r["focus"]["accuracy"] for r in rows], color="tab:red")
+    series(ax, "FOCUS (alpha per N)", [r["focus"]["accuracy"] for r in rows], color="tab:red")
+    series(
+        ax,
+        "FOCUS N-calibrated",
+        [r["focus_calibrated"]["accuracy"] for r in rows],
+        color="tab:green",
+        linestyle="--",
+    )
     ax.plot(ns, [1 / n for n in ns], "k--", lw=0.8, label="1/N")
     ax.set_title("accuracy (open question about image p)")
     ax = axes[1]
     series(ax, "vanilla", [r["vanilla"]["leakage"] for r in rows], color="tab:blue")
     series(ax, "FOCUS", [r["focus"]["leakage"] for r in rows], color="tab:red")
+    series(ax, "FOCUS N-calibrated", [r["focus_calibrated"]["leakage"] for r in rows], color="tab:green")
     series(
         ax, "MC vanilla acc", [r["choice"]["vanilla"]["accuracy"] for r in rows], color="tab:cyan", ls="--"
     )

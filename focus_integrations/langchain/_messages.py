@@ -9,7 +9,13 @@ decoded RGB images and never sees a URL:
 * ``base64`` -> bytes; ``url`` -> ``data:`` URI, ``file://`` URL or local path (``load_image``); ``http(s)``
   only when the caller allows remote images, then with the size and time limits of ``load_image``;
 * ``file_id`` -> the caller's ``file_resolver(file_id)`` (anything ``load_image`` accepts);
-* ``{"type": "file", "mime_type": "image/..."}`` -> an image; other files, audio and video are refused.
+* ``{"type": "file", "mime_type": "image/..."}`` -> an image; other files and audio are refused.
+
+Image groups: an image block's ``"group"`` (a v1 block's ``extras={"group": ...}``, or a top-level key) puts it
+in a FOCUS group; blocks with equal keys are one group (the photos of one product). Video: v1 ``{"type":
+"video"}`` blocks (``base64``, ``url`` as a local path / ``file://`` / ``data:``, ``file_id``; and ``file``
+blocks with a ``video/...`` mime type) become engine video items, sampled into frames by the engine
+(``num_frames``, ``fps``, ``video_masking``); remote video URLs are refused.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from langchain_core.messages import (
 )
 from PIL import Image
 
-from focus_integrations.errors import ImageLoadError, InvalidOptionError
+from focus_integrations.errors import ImageLoadError, InvalidOptionError, VideoLoadError
 from focus_integrations.images import REMOTE_MAX_BYTES, REMOTE_TIMEOUT_S, load_image
 from focus_integrations.messages import append_turn
 from focus_integrations.tool_prompting import tool_turn_as_text as _tool_turn_as_text
@@ -98,6 +104,38 @@ def _image_from_block(block: dict[str, Any], policy: ImagePolicy, where: str) ->
     raise ImageLoadError(f"{where}: image block has no base64, url or file_id")
 
 
+def _group_of(block: dict[str, Any]) -> dict[str, Any]:
+    """``{"group": key}`` when the block names a FOCUS image group (top level or v1 ``extras``), else ``{}``."""
+    extras = block.get("extras")
+    key = block.get("group")
+    if key is None and isinstance(extras, dict):
+        key = extras.get("group")
+    return {} if key is None else {"group": key}
+
+
+def _video_source(block: dict[str, Any], policy: ImagePolicy, where: str) -> Any:
+    """What a v1 video block points at, for the engine's video sampler (bytes, a path, a list of frames)."""
+    if block.get("video") is not None:  # transformers-style {"type": "video", "video": path | frames}
+        return block["video"]
+    if block.get("base64"):
+        try:
+            return base64.b64decode(block["base64"], validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise VideoLoadError(f"{where}: video base64 data is not valid base64: {exc}") from exc
+    if block.get("url"):
+        return block["url"]
+    if block.get("file_id"):
+        if policy.file_resolver is None:
+            raise VideoLoadError(
+                f"{where}: video block refers to file_id {block['file_id']!r}, but no file_resolver is set"
+            )
+        resolved = policy.file_resolver(block["file_id"])
+        if resolved is None:
+            raise VideoLoadError(f"{where}: file_resolver found nothing for file_id {block['file_id']!r}")
+        return resolved
+    raise VideoLoadError(f"{where}: video block has no base64, url or file_id")
+
+
 def _non_standard_image_url(value: dict[str, Any]) -> str | None:
     """URL of the image shapes ``content_blocks`` leaves as non_standard, else None."""
     kind = value.get("type")
@@ -121,10 +159,12 @@ def _content_items(message: BaseMessage, policy: ImagePolicy, where: str) -> lis
         if kind == "text":
             if block.get("text"):
                 items.append({"type": "text", "text": block["text"]})
-        elif kind == "image":
-            items.append({"type": "image", "image": _image_from_block(dict(block), policy, here)})
-        elif kind == "file" and str(block.get("mime_type", "")).startswith("image/"):
-            items.append({"type": "image", "image": _image_from_block(dict(block), policy, here)})
+        elif kind == "image" or (kind == "file" and str(block.get("mime_type", "")).startswith("image/")):
+            image = _image_from_block(dict(block), policy, here)
+            items.append({"type": "image", "image": image, **_group_of(dict(block))})
+        elif kind == "video" or (kind == "file" and str(block.get("mime_type", "")).startswith("video/")):
+            source = _video_source(dict(block), policy, here)
+            items.append({"type": "video", "video": source, **_group_of(dict(block))})
         elif kind == "non_standard":
             value = block.get("value")
             url = _non_standard_image_url(value) if isinstance(value, dict) else None
@@ -134,14 +174,14 @@ def _content_items(message: BaseMessage, policy: ImagePolicy, where: str) -> lis
                 continue
             if url is None:
                 raise InvalidOptionError(f"{here}: unsupported content block {value!r:.120}")
-            items.append({"type": "image", "image": policy.load(url, here)})
+            items.append({"type": "image", "image": policy.load(url, here), **_group_of(value)})
         elif kind in ("tool_call", "tool_call_chunk", "invalid_tool_call", "server_tool_call"):
             continue  # carried by AIMessage.tool_calls, rendered by the chat template
         elif kind in ("reasoning", "server_tool_result"):
             continue  # provider-side state of earlier turns; not something to feed back to the model
         else:
             raise InvalidOptionError(
-                f"{here}: content of type {kind!r} is not supported by ChatFocus (text and images only)"
+                f"{here}: content of type {kind!r} is not supported by ChatFocus (text, images and video only)"
             )
     return items
 
@@ -182,7 +222,7 @@ def to_engine_messages(
         else:
             raise InvalidOptionError(f"{where}: unsupported message type {type(message).__name__}")
         items = _content_items(message, policy, where)
-        if role in ("system", "assistant") and any(item["type"] == "image" for item in items):
+        if role in ("system", "assistant") and any(item["type"] in ("image", "video") for item in items):
             raise InvalidOptionError(f"{where}: images are only supported in human and tool messages")
         entry: dict[str, Any] = {"role": role}
         if role == "system":
@@ -201,7 +241,7 @@ def to_engine_messages(
                 ]
         elif role == "tool":
             # Text-only results stay a string: tool-aware templates print string content verbatim.
-            entry["content"] = items if any(i["type"] == "image" for i in items) else _plain_text(items)
+            entry["content"] = items if any(i["type"] != "text" for i in items) else _plain_text(items)
             if isinstance(message, ToolMessage):
                 entry["tool_call_id"] = message.tool_call_id
                 if getattr(message, "status", "success") == "error":

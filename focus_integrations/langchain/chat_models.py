@@ -58,6 +58,9 @@ _OPTION_FIELDS = {
     "top_p": "top_p",
     "repetition_penalty": "repetition_penalty",
     "row_chunk_size": "row_chunk_size",
+    "num_frames": "num_frames",
+    "fps": "fps",
+    "video_masking": "video_masking",
 }
 # Per-call kwargs ChatFocus understands besides the options (tools come from bind_tools).
 _CALL_KWARGS = {
@@ -128,8 +131,9 @@ class ChatFocus(BaseChatModel):
 
     mode: Literal["focus", "vanilla", "vcd"] = "focus"
     """``"focus"`` (default), ``"vanilla"`` (plain multi-image decoding) or ``"vcd"`` (baseline)."""
-    alpha: float | None = None
-    """Contrast weight; default 0.1 for focus, 1.0 for vcd."""
+    alpha: float | str | dict[int, float] | None = None
+    """Contrast weight; default 0.1 for focus, 1.0 for vcd. Also a table ``{N: alpha}`` (per number of images
+    or image groups) or ``"n-calibrated"`` (alpha = (N-1)/N for each request's N)."""
     noise: str | None = None
     """Noise mode for masked images; default ``"imagenet+uniform"`` (the reference code's)."""
     noise_scale: float | None = None
@@ -140,6 +144,12 @@ class ChatFocus(BaseChatModel):
     """Makes the noise and sampling reproducible."""
     row_chunk_size: int | None = None
     """Most rows per forward pass (memory bound for many images)."""
+    num_frames: int | None = None
+    """Frames sampled from each video block (default 8); with ``fps``, the most frames."""
+    fps: float | None = None
+    """Sample video blocks at this many frames per second instead of ``num_frames`` uniform frames."""
+    video_masking: Literal["frame", "video"] | None = None
+    """``"frame"`` (default, the reference): every frame its own FOCUS slot; ``"video"``: one group per video."""
 
     max_tokens: int | None = Field(default=None, alias="max_new_tokens")
     """Most tokens to generate (engine default 256)."""

@@ -8,7 +8,9 @@
 Each retrieved image becomes a ``Document`` whose ``page_content`` is its caption and whose metadata carries
 ``image_id``, ``image_path``, ``distance`` and the record's own fields. :func:`images_to_message` puts the
 images into ONE user turn (images first, then the text: the multi-image protocol FOCUS decodes), as v1
-``{"type": "image", "base64": ...}`` blocks that any multimodal LangChain chat model reads.
+``{"type": "image", "base64": ...}`` blocks that any multimodal LangChain chat model reads. Retrieved photos
+of one product (or document) share a FOCUS group by default (``group_by="auto"``): their blocks carry
+``extras={"group": <product id>}``, which ChatFocus reads (other chat models ignore it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 from pydantic import ConfigDict, Field
 
 from focus_integrations.errors import ImageLoadError, InvalidOptionError, NoImageError
+from focus_integrations.groups import check_group_by, metadata_group_keys
 from focus_integrations.store.image_store import ImageHit, ImageStore
 
 IMAGE_ID = "image_id"
@@ -79,8 +82,13 @@ def images_to_message(
     include_captions: bool = True,
     caption_line: str = DEFAULT_CAPTION_LINE,
     metadata_fields: Sequence[str] = (),
+    group_by: str | None = "auto",
 ) -> HumanMessage:
     """One user message: the documents' images (in retrieval order) as base64 v1 blocks, then the text.
+
+    ``group_by``: documents that share the value of this metadata field are one FOCUS image group (their
+    blocks get ``extras={"group": value}``). ``"auto"`` (default) uses the first of ``product_id``,
+    ``document_id``, ``doc_id`` whose value two retrieved images share; ``None`` leaves every image its own.
 
     With ``include_captions`` the text lists each image's caption (``caption_line`` is formatted with
     ``index`` (1-based), ``caption`` and every metadata field) and, for ``metadata_fields``, ``name: value``
@@ -91,11 +99,15 @@ def images_to_message(
         raise NoImageError(f"no images were retrieved for {question!r}: nothing to answer from")
     blocks: list[dict[str, Any]] = []
     lines: list[str] = []
-    for index, document in enumerate(documents, start=1):
+    groups = metadata_group_keys([document.metadata for document in documents], group_by)
+    for index, (document, group) in enumerate(zip(documents, groups), start=1):
         path = document.metadata.get(IMAGE_PATH)
         if not path:
             raise ImageLoadError(f"document {index} has no {IMAGE_PATH!r} in its metadata")
-        blocks.append(_image_block(Path(path)))
+        block = _image_block(Path(path))
+        if group is not None:
+            block["extras"] = {"group": group}
+        blocks.append(block)
         if include_captions:
             fields = {k: v for k, v in document.metadata.items() if k not in ("index", "caption")}
             try:
@@ -128,6 +140,7 @@ def build_rag_chain(
     caption_line: str = DEFAULT_CAPTION_LINE,
     metadata_fields: Sequence[str] = (),
     return_sources: bool = False,
+    group_by: str | None = "auto",
 ) -> Runnable:
     """``retriever | images-into-prompt | chat_model | StrOutputParser()`` as one LCEL runnable.
 
@@ -135,7 +148,9 @@ def build_rag_chain(
     "search": ...}`` to retrieve with one text and ask another ("search": "blue decor", "question": "What
     color is the shape in image 2?"). Output: the answer string, or with ``return_sources=True`` a dict
     ``{"question", "search", "documents", "answer"}`` so callers can show which images the answer came from.
+    ``group_by`` groups photos of one product (see :func:`images_to_message`).
     """
+    check_group_by(group_by)
 
     def to_messages(inputs: dict[str, Any]) -> list[BaseMessage]:
         message = images_to_message(
@@ -144,6 +159,7 @@ def build_rag_chain(
             include_captions=include_captions,
             caption_line=caption_line,
             metadata_fields=metadata_fields,
+            group_by=group_by,
         )
         return [SystemMessage(content=system), message] if system else [message]
 

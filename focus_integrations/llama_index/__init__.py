@@ -15,6 +15,8 @@ _LAZY = {
     "FocusMultiModalEmbedding": "focus_integrations.llama_index.embeddings",
     "chat_messages_to_engine": "focus_integrations.llama_index.conversion",
     "prompt_to_engine": "focus_integrations.llama_index.conversion",
+    "GroupedImageBlock": "focus_integrations.llama_index.conversion",
+    "GroupImagesByMetadata": "focus_integrations.llama_index.grouping",
     "catalog_nodes": "focus_integrations.llama_index.rag",
     "build_multimodal_index": "focus_integrations.llama_index.rag",
     "open_multimodal_index": "focus_integrations.llama_index.rag",
@@ -22,8 +24,13 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from focus_integrations.llama_index.conversion import chat_messages_to_engine, prompt_to_engine
+    from focus_integrations.llama_index.conversion import (
+        GroupedImageBlock,
+        chat_messages_to_engine,
+        prompt_to_engine,
+    )
     from focus_integrations.llama_index.embeddings import FocusMultiModalEmbedding
+    from focus_integrations.llama_index.grouping import GroupImagesByMetadata
     from focus_integrations.llama_index.llms import FocusMultiModalLLM
     from focus_integrations.llama_index.rag import (
         build_multimodal_index,
@@ -44,6 +51,8 @@ __all__ = [
     "FocusMultiModalEmbedding",
     "chat_messages_to_engine",
     "prompt_to_engine",
+    "GroupedImageBlock",
+    "GroupImagesByMetadata",
     "catalog_nodes",
     "build_multimodal_index",
     "open_multimodal_index",

@@ -4,12 +4,19 @@ Every image is loaded here into an RGB ``PIL.Image`` through :func:`focus_integr
 the engine receives pixels and the remote-URL policy is enforced in one place: LlamaIndex's own
 ``ImageBlock.resolve_image()`` / ``ImageNode.resolve_image()`` would fetch ``http(s)`` URLs with ``requests``
 without asking, so they are never called on a URL.
+
+Image groups: a :class:`GroupedImageBlock` (an ``ImageBlock`` with a ``group`` field) puts its image in a FOCUS
+group; blocks with equal groups are one group (the photos of one product). LlamaIndex's prompt templates
+re-create image blocks from their ``inline_url()``, so the block writes its group into that ``data:`` URI as a
+media-type parameter (``data:image/png;focus-group=sku-12;base64,...``), which this module reads back.
+``VideoBlock`` (``video`` bytes, ``path`` or a local ``url``; its ``fps``) becomes an engine video item.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,11 +30,12 @@ from llama_index.core.base.llms.types import (
     TextBlock,
     ThinkingBlock,
     ToolCallBlock,
+    VideoBlock,
 )
 from llama_index.core.schema import BaseNode, NodeWithScore
 from PIL import Image
 
-from focus_integrations.errors import ImageLoadError, InvalidOptionError
+from focus_integrations.errors import ImageLoadError, InvalidOptionError, VideoLoadError
 from focus_integrations.images import load_image
 from focus_integrations.messages import append_turn
 
@@ -46,6 +54,64 @@ _ROLE_MAP: dict[MessageRole, str] = {
 ImageDocumentLike = (
     Any  # ImageBlock, ImageNode, ImageDocument, any node with an image_resource, NodeWithScore
 )
+
+
+GROUP_PARAMETER = "focus-group"
+
+
+class GroupedImageBlock(ImageBlock):
+    """An ``ImageBlock`` in a FOCUS image group: blocks with equal ``group`` are one group (one product's photos).
+
+    ``ChatMessage(role="user", blocks=[GroupedImageBlock(path=a1, group="sku-1"), GroupedImageBlock(path=a2,
+    group="sku-1"), ImageBlock(path=b), TextBlock(text="Which is cheaper?")])``.
+    """
+
+    group: str | int | None = None
+
+    def inline_url(self) -> str:
+        url = super().inline_url()
+        if self.group is None:
+            return url
+        head, sep, data = url.partition(";base64,")
+        return f"{head};{GROUP_PARAMETER}={urllib.parse.quote(str(self.group), safe='')}{sep}{data}"
+
+
+def image_block_group(block: ImageBlock) -> str | int | None:
+    """The group of an image block: its ``group`` field, or the ``focus-group`` parameter of its data URI."""
+    group = getattr(block, "group", None)
+    if group is not None:
+        return group
+    url = str(block.url) if block.url is not None else ""
+    if not url.startswith("data:"):
+        return None
+    header = url[5:].split(",", 1)[0]
+    for parameter in header.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name == GROUP_PARAMETER and value:
+            return urllib.parse.unquote(value)
+    return None
+
+
+def video_block_item(block: VideoBlock) -> dict[str, Any]:
+    """A ``VideoBlock`` as an engine video item (sampled into frames by the engine; ``fps`` kept)."""
+    if block.video is not None:
+        try:
+            source: Any = block.resolve_video().read()
+        except ValueError as err:
+            raise VideoLoadError(f"VideoBlock holds no usable video data: {err}") from None
+    elif block.path is not None:
+        source = str(block.path)
+    elif block.url is not None:
+        source = str(block.url)
+    else:
+        raise VideoLoadError("VideoBlock has no video, path or url")
+    item: dict[str, Any] = {"type": "video", "video": source}
+    if block.fps:
+        item["fps"] = float(block.fps)
+    group = getattr(block, "group", None)
+    if group is not None:
+        item["group"] = group
+    return item
 
 
 def image_block_to_pil(block: ImageBlock, *, allow_remote_images: bool = False) -> Image.Image:
@@ -127,8 +193,8 @@ def chat_messages_to_engine(
     Text blocks stay where they are relative to the images (a message with images becomes a content list);
     a message with text only becomes one string joined like ``ChatMessage.content`` does. Consecutive system
     or user messages are merged into one turn (several templates require alternating roles). Prompt-caching hints
-    and reasoning traces are dropped; assistant ``ToolCallBlock``s become ``tool_calls``; audio, video and
-    document blocks raise :class:`InvalidOptionError` (the engine is image + text only).
+    and reasoning traces are dropped; assistant ``ToolCallBlock``s become ``tool_calls``; ``VideoBlock``s become
+    video items; audio and document blocks raise :class:`InvalidOptionError` (the engine is image, video + text).
     """
     if isinstance(messages, ChatMessage) or not isinstance(messages, Sequence):
         raise InvalidOptionError("messages must be a sequence of llama_index ChatMessage objects")
@@ -148,7 +214,12 @@ def chat_messages_to_engine(
                 items.append({"type": "text", "text": block.text})
             elif isinstance(block, ImageBlock):
                 image = image_block_to_pil(block, allow_remote_images=allow_remote_images)
-                items.append({"type": "image", "image": image})
+                group = image_block_group(block)
+                items.append(
+                    {"type": "image", "image": image} | ({"group": group} if group is not None else {})
+                )
+            elif isinstance(block, VideoBlock):
+                items.append(video_block_item(block))
             elif isinstance(block, ToolCallBlock):
                 tool_calls.append(
                     {
@@ -164,7 +235,7 @@ def chat_messages_to_engine(
                     f"message {index}: {type(block).__name__} is not supported (FOCUS models take text and images)"
                 )
         entry: dict[str, Any] = {"role": role}
-        if any(item["type"] == "image" for item in items):
+        if any(item["type"] != "text" for item in items):
             entry["content"] = items
         else:
             entry["content"] = "\n".join(item["text"] for item in items)

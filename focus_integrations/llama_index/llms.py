@@ -77,6 +77,9 @@ ENGINE_OPTION_FIELDS: tuple[str, ...] = (
     "seed",
     "row_chunk_size",
     "response_format",
+    "num_frames",
+    "fps",
+    "video_masking",
 )
 
 _LOADING_FIELDS = frozenset({"device", "dtype", "device_map", "local_files_only", "trust_remote_code"})
@@ -118,7 +121,11 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
     # Decoding fields (docs/architecture.md). None means "not set": the decoder's own default (or the mode's)
     # applies. Only the fields you set are sent, so a decoder built with its own defaults keeps them.
     mode: str | None = Field(default=None, description="Logits rule: focus (default), vanilla or vcd.")
-    alpha: float | None = Field(default=None, description="Contrast weight (default 0.1 focus, 1.0 vcd).")
+    alpha: float | str | dict[int, float] | None = Field(
+        default=None,
+        description="Contrast weight (default 0.1 focus, 1.0 vcd); a table {N: alpha} per number of images "
+        "or groups; or 'n-calibrated' (alpha = (N-1)/N for each request).",
+    )
     noise: str | None = Field(default=None, description="Noise mode name (default: the mode's).")
     noise_scale: float | None = Field(default=None, description="Noise strength in [0, 1].")
     fresh_noise: bool | None = Field(
@@ -151,6 +158,11 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
             "Grammar every answer follows (json_schema, json_object, regex, choice; docs/engine.md). "
             "structured_predict and required tool calls set their own."
         ),
+    )
+    num_frames: int | None = Field(default=None, description="Frames sampled per video (default 8).")
+    fps: float | None = Field(default=None, description="Sample videos at this rate (num_frames: the most).")
+    video_masking: str | None = Field(
+        default=None, description="frame (default, the reference): a FOCUS slot per frame; video: one group."
     )
 
     allow_remote_images: bool = Field(

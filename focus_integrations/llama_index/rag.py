@@ -37,8 +37,10 @@ from llama_index.core.schema import BaseNode, ImageNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from focus_integrations.errors import ImageLoadError, InvalidOptionError
+from focus_integrations.groups import check_group_by
 from focus_integrations.images import load_image
 from focus_integrations.llama_index.embeddings import FocusMultiModalEmbedding
+from focus_integrations.llama_index.grouping import GroupImagesByMetadata
 from focus_integrations.llama_index.llms import FocusMultiModalLLM
 from focus_integrations.store.chroma_ef import FocusEmbeddingFunction
 from focus_integrations.store.image_store import CHROMA_SETTINGS, IMAGE_EXTENSIONS, index_text
@@ -221,6 +223,7 @@ def multimodal_query_engine(
     image_similarity_top_k: int = 3,
     streaming: bool = False,
     images_in_one_call: bool = True,
+    group_by: str | None = "auto",
     **kwargs: Any,
 ) -> RetrieverQueryEngine:
     """``RetrieverQueryEngine.from_args(retriever, llm=llm, multimodal=True, streaming=...)`` over ``index``.
@@ -232,6 +235,10 @@ def multimodal_query_engine(
     budget widened by that estimate for each of the ``image_similarity_top_k`` images, and counts text with
     the model's own tokenizer; the engine still refuses a prompt that truly overflows the context
     (``ContextLengthError``). ``False`` keeps LlamaIndex's own budget.
+
+    ``group_by``: retrieved images that share a product or document id form one FOCUS group (``"auto"``:
+    ``product_id``, ``document_id``, ``doc_id`` or ``ref_doc_id``, whichever two retrieved images share; a
+    field name; ``None``: every image its own group); see :mod:`focus_integrations.llama_index.grouping`.
 
     ``kwargs`` go to ``from_args`` / ``get_response_synthesizer`` (``response_mode``, ``node_postprocessors``,
     templates, ``response_synthesizer``, ...).
@@ -256,6 +263,12 @@ def multimodal_query_engine(
             multimodal=True,
             **synthesizer_args,
         )
+    if group_by is not None:
+        check_group_by(group_by)
+        kwargs["node_postprocessors"] = [
+            *(kwargs.get("node_postprocessors") or []),
+            GroupImagesByMetadata(group_by=group_by),
+        ]
     return RetrieverQueryEngine.from_args(retriever, llm=llm, multimodal=True, streaming=streaming, **kwargs)
 
 

@@ -4,9 +4,11 @@
                     [--caption-model MODEL] [--no-recursive] [--no-progress] [--prune]
     focus query "question" [--k 4] [--mode focus|vanilla|vcd] [--where JSON] [--model MODEL]
                     [--search TEXT | --like IMAGE] [--store PATH | --chroma-url URL] [--retrieve-only]
+                    [--group-by auto|FIELD|none]
 
 ``focus query`` retrieves the ``k`` images nearest to the question and answers it with the FOCUS decoder
-over those images (``--model``, default: the bundled default model). This module imports nothing heavy at
+over those images (``--model``, default: the bundled default model). Retrieved photos of one product (the
+same ``product_id``, or document id) form one FOCUS group by default (``--group-by``). This module imports nothing heavy at
 import time, so the ``focus`` command starts fast; errors print one line, never a traceback.
 """
 
@@ -23,6 +25,8 @@ from focus_integrations.options import MODES
 
 def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``index`` and ``query`` on the ``focus`` command's sub-parsers."""
+    from focus_integrations.cli import alpha_argument
+
     index = subparsers.add_parser("index", help="index a folder of images into the image store")
     index.add_argument("directory", help="folder of images (sidecars: catalog.json, metadata.jsonl, *.txt)")
     _add_location(index)
@@ -54,7 +58,17 @@ def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
         "--where", default=None, help='metadata filter as JSON, e.g. \'{"category": "decor"}\''
     )
     query.add_argument("--mode", choices=MODES, default="focus")
-    query.add_argument("--alpha", type=float, default=None)
+    query.add_argument(
+        "--alpha", type=alpha_argument, default=None, help="a number, or n-calibrated (alpha = (N-1)/N)"
+    )
+    query.add_argument(
+        "--group-by",
+        default="auto",
+        metavar="auto|FIELD|none",
+        help="FOCUS separates groups: retrieved images sharing this metadata field's value form one group "
+        "(default auto: product_id, document_id, doc_id when two retrieved images share one; none: every image "
+        "its own group)",
+    )
     query.add_argument(
         "--model", default=None, help="VLM hub id or folder (default: the bundled default model)"
     )
@@ -176,8 +190,14 @@ def _query(args: argparse.Namespace) -> int:
         hits = store.query(args.search or args.question, k=args.k, where=where)
     if not hits:
         raise FocusError(f"no images in {_where(store)} match (store holds {store.count()} images)")
-    for number, hit in enumerate(hits, start=1):
-        line = f"[{number}] {hit.id}  {hit.caption}  (distance {hit.distance:.3f})  {hit.uri}"
+    from focus_integrations.groups import metadata_group_keys
+
+    keys = metadata_group_keys(
+        [hit.metadata for hit in hits], None if args.group_by == "none" else args.group_by
+    )
+    for number, (hit, key) in enumerate(zip(hits, keys), start=1):
+        group = f", group {key}" if key is not None else ""
+        line = f"[{number}] {hit.id}  {hit.caption}  (distance {hit.distance:.3f}{group})  {hit.uri}"
         print(line, file=sys.stdout if args.retrieve_only else sys.stderr)
     if args.retrieve_only:
         return 0
@@ -185,9 +205,12 @@ def _query(args: argparse.Namespace) -> int:
     from focus_integrations.decoder import FocusDecoder
 
     decoder = FocusDecoder.from_pretrained(resolve_model(args.model), device=args.device)
+    images = [
+        {"type": "image", "image": hit.image()} | ({"group": key} if key is not None else {})
+        for hit, key in zip(hits, keys)
+    ]
     output = decoder.generate(
-        images=[hit.image() for hit in hits],
-        prompt=args.question,
+        messages=[{"role": "user", "content": [*images, {"type": "text", "text": args.question}]}],
         mode=args.mode,
         alpha=args.alpha,
         max_new_tokens=args.max_new_tokens,

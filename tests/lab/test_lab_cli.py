@@ -35,9 +35,12 @@ def test_eval_leakage_writes_table_json_and_plot(tmp_path, capsys):
     )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "slot binding" in printed and "noise abstain" in printed
+    assert "slot binding" in printed and "noise abstain" in printed and "N-calib acc" in printed
+    assert printed.count("N=2: ") == 1 and printed.count("N=3: ") == 1  # one conclusion per N
     result = json.loads((out / "leakage.json").read_text())
-    assert result["alpha"] in (0.5, 1.0) and result["alpha_validation"]["split"] == "val"
+    assert result["alpha_by_n"]["2"] in (0.5, 1.0) and result["alpha_by_n"]["3"] in (0.5, 2 / 3, 1.0)
+    assert result["alpha_validation"]["split"] == "val"
+    assert result["per_n"]["2"]["rules"]["winner"] in ("tie", "faithful", "calibrated", "same rule")
     assert set(result["per_n"]) == {"2", "3"}
     assert result["per_n"]["3"]["vanilla"]["accuracy"]["total"] == 3
     pytest.importorskip("matplotlib")
@@ -46,7 +49,15 @@ def test_eval_leakage_writes_table_json_and_plot(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "args",
-    [["--n", "7"], ["--n", "1"], ["--alphas", "-0.5"], ["--max-new-tokens", "0"], ["--samples", "0"]],
+    [
+        ["--n", "7"],
+        ["--n", "1"],
+        ["--alphas", "-0.5"],
+        ["--alpha", "-1"],
+        ["--alpha", "0.5", "--alphas", "0.1"],
+        ["--max-new-tokens", "0"],
+        ["--samples", "0"],
+    ],
 )
 def test_bad_lab_arguments_give_one_line_errors(args, tmp_path, capsys):
     assert main(["eval", "leakage", "--samples", "1", "--out", str(tmp_path), *args]) == 2
@@ -59,11 +70,20 @@ def test_a_missing_model_is_a_clear_error(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("focus: error:")
 
 
-def test_demo_answers_vanilla_and_focus_side_by_side(capsys):
+def test_demo_answers_vanilla_faithful_and_calibrated_side_by_side(capsys):
     assert main(["demo", "--samples", "2"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("vanilla:") == 4 and printed.count("focus:") == 4
+    answers = [
+        line.strip().split(":")[0] for line in printed.splitlines() if line.startswith("  ") and "'" in line
+    ]
+    assert answers == ["vanilla", "FOCUS", "N-calib"] * 4  # each question, the three rules
     assert "Short leakage lab" in printed and "slot binding" in printed
+    conclusions = printed.split("What to conclude:")[1]
+    assert [line.split(":")[0].strip() for line in conclusions.strip().splitlines()[:3]] == [
+        "N=2",
+        "N=4",
+        "N=6",
+    ]
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "idefics3"])

@@ -19,7 +19,7 @@ from focus_integrations.lab.leakage import (
     measure_noise_abstention,
     measure_slot_binding,
     run_leakage_lab,
-    select_alpha,
+    select_alphas,
 )
 from focus_integrations.lab.parsing import parse_ab, parse_choice, parse_open
 from focus_integrations.lab.stats import wilson_interval
@@ -174,21 +174,48 @@ def test_a_random_image_model_binds_at_chance():
 # -------------------------------------------------------------------------------------------- the lab
 
 
-def test_alpha_is_chosen_on_the_validation_split_only():
+def test_alpha_is_chosen_per_n_on_the_validation_split_only():
     val_ids = {id(im.image) for im in VAL_POOL}
     looked_at: set[int] = set()
 
-    def best_at_point_three(images, prompt, *, mode, alpha, system, seed):
+    def best_alpha_depends_on_n(images, prompt, *, mode, alpha, system, seed):
+        """Right only at alpha 0.3 with two images, and at the calibrated (N-1)/N with three."""
         looked_at.update(id(im) for im in images if seen(im) is not None)
-        good = mode == "focus" and alpha == 0.3
+        good = mode == "focus" and alpha == {2: 0.3, 3: 2 / 3}.get(len(images))
         return bound(images, prompt, mode=mode, alpha=alpha, system=system, seed=seed) if good else "none"
 
-    alpha, info = select_alpha(
-        best_at_point_three, VAL_POOL, alphas=(0.0, 0.1, 0.3, 1.0), n_values=(2, 3), samples=6, seed=0
+    chosen, info = select_alphas(
+        best_alpha_depends_on_n, VAL_POOL, alphas=(0.0, 0.1, 0.3, 1.0), n_values=(2, 3), samples=6, seed=0
     )
-    assert alpha == 0.3
-    assert info["focus_accuracy"]["0.3"].value == 1.0 and info["vanilla_accuracy"].value == 0.0
+    assert chosen == {2: 0.3, 3: 2 / 3}  # (N-1)/N is always in the grid, though not in `alphas`
+    row = info["per_n"]["3"]
+    assert set(row["focus_accuracy"]) == {"0", "0.1", "0.3", "0.666667", "1"}
+    assert row["focus_accuracy"]["0.666667"].value == 1.0 and row["vanilla_accuracy"].value == 0.0
+    assert info["single_alpha"] == 0.3  # the best one alpha for both N, from the shared grid
     assert looked_at and looked_at <= val_ids
+
+
+def test_the_lab_compares_the_calibrated_rule_and_names_the_winner():
+    """A model that is only right under the N-calibrated rule: it wins at every N, with intervals."""
+
+    def only_calibrated(images, prompt, *, mode, alpha, system, seed):
+        good = mode == "focus" and alpha == "n-calibrated"
+        return bound(images, prompt, mode=mode, alpha=alpha, system=system, seed=seed) if good else "none"
+
+    result = run_leakage_lab(
+        only_calibrated, n_values=(2, 4), samples=16, seed=0, alphas=(0.1,), pairs=0, include_choice=False
+    )
+    for n, row in result.per_n.items():
+        assert row["focus_calibrated"]["accuracy"].value == 1.0 and row["focus"]["accuracy"].value == 0.0
+        rules = row["rules"]
+        assert rules["winner"] == "calibrated" and rules["difference_ci95"] == [1.0, 1.0]
+        assert (rules["only_faithful_right"], rules["only_calibrated_right"]) == (0, 16)
+        assert rules["mcnemar_p"] < 1e-4
+        assert row["focus_calibrated"]["alpha"] == (n - 1) / n
+    from focus_integrations.lab.report import conclusions, format_table
+
+    assert "N-calib (+16/-0) [+1.00,+1.00]" in format_table(result)
+    assert all("N-calibrated rule" in line for line in conclusions(result))
 
 
 def test_the_lab_is_reproducible_from_its_seed_and_reports_every_measure():
@@ -218,9 +245,10 @@ def test_the_lab_is_reproducible_from_its_seed_and_reports_every_measure():
 def test_the_lab_passes_mode_and_alpha_through_to_the_model():
     model = FromImageOne()
     result = run_leakage_lab(model, n_values=(2,), samples=4, seed=0, alphas=(0.25,), pairs=2)
-    assert result.alpha == 0.25
+    assert result.alphas == {2: 0.25}  # every alpha ties for this model: the smaller wins
     focus_calls = [c for c in model.calls if c[1] == "focus"]
-    assert focus_calls and all(alpha == 0.25 and n >= 2 for n, _, alpha in focus_calls)
+    assert {alpha for _, _, alpha in focus_calls} == {0.25, 0.5, "n-calibrated"}
+    assert all(n >= 2 for n, _, _ in focus_calls)
     assert all(alpha is None for _, mode, alpha in model.calls if mode == "vanilla")
 
 
@@ -243,3 +271,27 @@ def test_an_empty_proportion_is_json_null_not_nan():
         "total": 0,
     }
     assert str(Proportion(0, 0)) == "n/a"
+
+
+def test_conclusions_say_what_the_numbers_show():
+    from focus_integrations.lab.report import conclusion
+    from focus_integrations.lab.stats import Proportion
+
+    def row(vanilla, faithful, calibrated, leak_v, leak_c, winner, alpha=0.5):
+        return {
+            "vanilla": {"accuracy": Proportion(vanilla, 100), "leakage": Proportion(leak_v, 100)},
+            "focus": {"alpha": alpha, "accuracy": Proportion(faithful, 100), "leakage": Proportion(0, 100)},
+            "focus_calibrated": {"accuracy": Proportion(calibrated, 100), "leakage": Proportion(leak_c, 100)},
+            "rules": {"winner": winner},
+        }
+
+    broken = conclusion(4, row(97, 28, 97, 2, 2, "calibrated"))
+    assert (
+        broken.startswith("N=4: FOCUS with alpha 0.5 breaks down (0.28)") and "level with vanilla" in broken
+    )
+    helps = conclusion(5, row(39, 20, 70, 60, 20, "calibrated"))
+    assert "FOCUS helps" in helps and "leaks less (0.20 vs 0.60)" in helps
+    level = conclusion(2, row(98, 98, 97, 0, 0, "tie"))
+    assert "level in accuracy" in level and "within the 95% intervals" in level
+    worse = conclusion(5, row(60, 10, 30, 40, 10, "calibrated", alpha=0.8))
+    assert "less accurate than vanilla" in worse and "leaks less" in worse

@@ -33,3 +33,26 @@ def data_uri(image: Image.Image) -> str:
 
 def same_pixels(a: Image.Image, b: Image.Image) -> bool:
     return a.size == b.size and a.convert("RGB").tobytes() == b.convert("RGB").tobytes()
+
+
+def llm_events_handler():
+    """A LlamaIndex event handler that records what is sent to (``starts``) and got back from (``ends``) the
+    LLM, through LlamaIndex's own instrumentation events."""
+    from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+    from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMChatStartEvent
+
+    class LLMEvents(BaseEventHandler):
+        starts: list = []
+        ends: list = []
+
+        @classmethod
+        def class_name(cls) -> str:
+            return "LLMEvents"
+
+        def handle(self, event, **kwargs) -> None:
+            if isinstance(event, LLMChatStartEvent):
+                self.starts.append(event)
+            elif isinstance(event, LLMChatEndEvent):
+                self.ends.append(event)
+
+    return LLMEvents(starts=[], ends=[])

@@ -43,10 +43,15 @@ def test_default_model_reads_the_colour_of_the_retrieved_product(default_llm, tm
         index, default_llm, image_similarity_top_k=1, chat_content_qa_template=IMAGES_THEN_QUESTION_PROMPT
     )
     entries = json.loads((default_catalog_dir() / "catalog.json").read_text(encoding="utf-8"))
+    entries = [e for e in entries if e["id"] == e["product_id"]]  # one photo per product (its first)
     correct = 0
     for entry in entries:
         response = engine.query(QueryBundle(query_str=QUESTION, custom_embedding_strs=[entry["caption"]]))
-        assert response.source_nodes[0].node.node_id == entry["id"]
+        retrieved = response.source_nodes[0].node.metadata
+        # A colour variant of another product may match as well as the product itself: the truth is the
+        # colour of the photo that was retrieved (and the model only sees that photo).
+        assert retrieved["shape"] == entry["shape"]
+        entry = {**entry, "colour": retrieved["colour"]}
         # The answer is one word, possibly restated as "image 1: red".
         words = response.response.replace(":", " ").split()
         correct += bool(words) and words[-1].strip(".") in (

@@ -106,7 +106,11 @@ def _assert_retrieved_images_reached_the_engine(events: _LLMEvents, source_nodes
     assert all(same_pixels(a, b) for a, b in zip(sent, retrieved))
     settings = events.ends[0].response.raw["settings"]
     assert settings["n_images"] == TOP_K
-    assert settings["n_rows"] == TOP_K + 1
+    # multimodal_query_engine groups the photos of one product (group_by="auto"): one row per group, plus
+    # the all-noise row (a single group decodes plainly, one row). Chat engines do not group.
+    groups = len({getattr(n.node, "group", None) or n.node.node_id for n in source_nodes})
+    assert settings["n_groups"] == groups
+    assert settings["n_rows"] == (groups + 1 if groups > 1 else 1)
 
 
 def test_catalog_nodes_follow_the_bundled_catalog(nodes, minilm):
@@ -165,7 +169,9 @@ def test_text_queries_find_the_matching_catalog_image(index):
     for entry in entries[:6]:
         hits = retriever.retrieve(entry["caption"])
         assert all(isinstance(hit.node, ImageNode) for hit in hits)
-        assert hits[0].node.node_id == entry["id"]
+        # Photos of one product (views, colour variants) are near-equal matches: the product comes first.
+        assert hits[0].node.metadata["product_id"] == entry["product_id"]
+        assert entry["id"] in [hit.node.node_id for hit in hits]
 
 
 def test_chroma_holds_image_paths_never_inline_images(index, nodes, chroma_path):
@@ -184,7 +190,7 @@ def test_query_engine_sends_every_retrieved_image_to_one_focus_call(index, llm, 
     response = engine.query("Which of these is the red circle pendant?")
     assert isinstance(response, Response)
     assert all(isinstance(n.node, ImageNode) for n in response.source_nodes)
-    assert response.source_nodes[0].node.metadata["caption"] == "red circle pendant"
+    assert response.source_nodes[0].node.metadata["caption"].startswith("red circle pendant")
     _assert_retrieved_images_reached_the_engine(llm_events, response.source_nodes)
     assert response.response == llm_events.ends[0].response.message.content
 

