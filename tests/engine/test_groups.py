@@ -209,7 +209,7 @@ def test_grouped_and_video_requests_batch_like_they_decode_alone(tmp_path) -> No
     requests = [
         dict(images=[[a1, a2], [b1]], prompt=PROMPT, seed=1, max_new_tokens=3),
         dict(images=[a1, b1], prompt=PROMPT, seed=2, max_new_tokens=3, alpha="n-calibrated"),
-        dict(videos=[str(clip)], images=[a2], prompt=PROMPT, num_frames=2, max_new_tokens=3),
+        dict(videos=[str(clip)], images=[a2], prompt=PROMPT, num_frames=2, max_new_tokens=3, seed=3),
     ]
     batched = decoder.generate_batch(requests)
     alone = [decoder.generate(**request) for request in requests]
