@@ -366,8 +366,8 @@ class BatchStream(Sink):
     """The text deltas of one request of a :class:`BatchEngine`, for any thread to iterate.
 
     Iterating blocks until the next delta; it raises the request's error if it failed. ``output`` holds the
-    :class:`GenerationOutput` once exhausted. ``close()`` cancels the request and returns once its rows (or
-    its place in the queue) are free.
+    :class:`GenerationOutput` once exhausted. ``close()`` cancels the request (its rows, or its place in
+    the queue, are freed at the next step boundary).
     """
 
     def __init__(self, engine: BatchEngine, job: Job) -> None:
@@ -403,9 +403,12 @@ class BatchStream(Sink):
             raise RuntimeError("the stream has not finished yet: iterate it to the end first")
         return self._output
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Cancel the request. Its place in the queue, or its rows, are freed at the engine's next step
+        boundary (within one decode step or prefill); ``wait=True`` returns only once they are. Never
+        blocks otherwise, so an event loop may call it."""
         if not self._job.released.is_set():
-            self._engine._cancel(self._job)
+            self._engine._cancel(self._job, wait)
         self._ended = True
         self._items.put(_END)  # wakes a consumer blocked in next() on another thread
 
@@ -471,11 +474,11 @@ class BatchEngine:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _cancel(self, job: Job) -> None:
+    def _cancel(self, job: Job, wait: bool) -> None:
         self._runner.cancel(job)
         with self._wake:
             self._wake.notify()
-        while not job.released.wait(timeout=0.5):
+        while wait and not job.released.wait(timeout=0.5):
             if not self._thread.is_alive():
                 return
 

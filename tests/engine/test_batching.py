@@ -348,8 +348,8 @@ def test_engine_close_of_a_stream_frees_its_rows_at_once(qwen, monkeypatch) -> N
         second = engine.submit(**other)
         text = next(second)
         assert engine.stats().rows_in_flight == 4 + 3
-        first.close()
-        assert engine.stats().rows_in_flight <= 3  # freed when close() returns
+        first.close(wait=True)
+        assert engine.stats().rows_in_flight <= 3  # freed when close(wait=True) returns
         text += "".join(second)
     assert list(first) == []
     assert second.output.token_ids == expected.token_ids and text == expected.text
@@ -370,6 +370,7 @@ def test_engine_close_cancels_what_is_left(qwen) -> None:
 
 def test_engine_close_from_another_thread_wakes_the_consumer(qwen, monkeypatch) -> None:
     import threading
+    import time
 
     from focus_integrations.batching import BatchEngine
 
@@ -381,7 +382,12 @@ def test_engine_close_from_another_thread_wakes_the_consumer(qwen, monkeypatch) 
         consumer.start()
         while not received:  # the consumer is inside next(), waiting for the next delta
             consumer.join(timeout=0.05)
-        stream.close()
+        started = time.monotonic()
+        stream.close()  # returns at once (an event loop may call it) ...
+        assert time.monotonic() - started < 0.5
         consumer.join(timeout=30)
         assert not consumer.is_alive()
+        deadline = time.monotonic() + 30
+        while engine.stats().rows_in_flight and time.monotonic() < deadline:  # ... rows freed at the boundary
+            time.sleep(0.01)
         assert engine.stats().rows_in_flight == 0
