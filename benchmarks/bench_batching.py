@@ -239,6 +239,7 @@ def main() -> None:
     step_time = max((clock.now() - start - first) / 7, 1e-4)
 
     figures: dict[str, dict[str, list[dict]]] = {w: {m: [] for m in MODES} for w in args.workloads}
+    mismatches: dict[str, int] = {}  # most answers (of one run) that differ from the serial ones
     for _ in range(args.repeats):
         for kind in args.workloads:
             requests = workload(kind, args, step_time)
@@ -253,8 +254,9 @@ def main() -> None:
                     results = run_batched(decoder, requests, clock, start, mode, args.max_rows)
                 figures[kind][mode].append(summarise(results, start) | {"decode_s": steps.close()})
                 answers[mode] = {r["seed"]: r["token_ids"] for r in results}
-            if not answers["serial"] == answers["step"] == answers["batch"]:
-                raise SystemExit("batched answers differ from the serial ones: the engine is not exact")
+            for mode in ("step", "batch"):
+                differ = sum(answers[mode][seed] != tokens for seed, tokens in answers["serial"].items())
+                mismatches[mode] = max(mismatches.get(mode, 0), differ)
 
     def med(kind: str, mode: str, key: str) -> float:
         return statistics.median(f[key] for f in figures[kind][mode])
@@ -269,7 +271,12 @@ def main() -> None:
         f"{args.dtype}; {sum(p.numel() for p in decoder.model.parameters()) / 1e6:.1f}M-parameter Qwen2.5-VL "
         f"({'tiny' if args.tiny else 'bench'}, random weights); {args.requests} FOCUS requests, N={args.n} "
         f"({args.n + 1} rows each), {args.clock} clock, median of {args.repeats} interleaved repeats; "
-        f"max_rows {args.max_rows}. Every batched answer was checked equal to the serial one.",
+        f"max_rows {args.max_rows}. "
+        + (
+            "Every batched answer was checked equal to the serial one."
+            if not any(mismatches.values())
+            else f"Batched answers that differ from the serial ones (of {args.requests}): {mismatches}."
+        ),
         "",
         "| workload | engine | output tokens/s | TTFT mean (s) | TTFT p90 (s) | latency mean (s) | latency p90 (s) | in decode steps (s) |",
         "|---|---|---|---|---|---|---|---|",
@@ -299,7 +306,13 @@ def main() -> None:
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "figures": figures}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"args": vars(args), "figures": figures, "mismatches": mismatches}, indent=1)
+        )
+    # float32: batching must not change a single token (tests/engine/test_batching.py). In bf16 on a GPU the
+    # batch shape changes the rounding of the matrix products, which may flip a near-tied greedy choice.
+    if any(mismatches.values()) and args.dtype == "float32":
+        raise SystemExit("batched answers differ from the serial ones in float32: the engine is not exact")
 
 
 if __name__ == "__main__":
