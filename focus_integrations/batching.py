@@ -490,7 +490,9 @@ class BatchEngine:
                         self._wake.wait()
                     if self._closed:
                         break
-                with self.decoder._lock:  # one model object: decoder calls and engine steps take turns
+                # One model object: decoder calls and engine steps take turns. timeout=-1: the engine waits
+                # for a direct call however long it runs (busy_timeout is for callers, not the scheduler).
+                with self.decoder._hold(timeout=-1):
                     try:
                         self._runner.run_once()
                     except Exception as err:  # a defect, not a request's fault: end what runs, keep serving

@@ -391,3 +391,22 @@ def test_engine_close_from_another_thread_wakes_the_consumer(qwen, monkeypatch) 
         while engine.stats().rows_in_flight and time.monotonic() < deadline:  # ... rows freed at the boundary
             time.sleep(0.01)
         assert engine.stats().rows_in_flight == 0
+
+
+def test_engine_waits_for_a_direct_call_longer_than_busy_timeout(qwen, monkeypatch) -> None:
+    import time
+
+    from focus_integrations.batching import BatchEngine
+
+    monkeypatch.setattr(qwen, "busy_timeout", 0.05)  # for callers; the scheduler waits however long it takes
+    request = dict(images=_images(2, 99), prompt="wait", seed=99, max_new_tokens=5)
+    expected = qwen.generate(**request)
+    with BatchEngine(qwen) as engine:
+        solo = qwen.stream(**request)
+        next(solo)  # this thread's stream holds the model now
+        batched = engine.submit(**request)
+        time.sleep(0.3)
+        list(solo)
+        assert solo.output.token_ids == expected.token_ids
+        assert "".join(batched) == expected.text and batched.output.token_ids == expected.token_ids
+        assert engine.stats().finished == 1
