@@ -194,38 +194,9 @@ class FocusDecoder:
         hold every request's pixels at once. The first request that fails raises its error (the others are
         cancelled); with ``return_exceptions=True`` its error takes its place in the list instead.
         """
-        from focus_integrations.batching import DEFAULT_MAX_ROWS, BatchRunner, Sink
+        from focus_integrations.batching import run_batch
 
-        class Collect(Sink):
-            def __init__(self) -> None:
-                self.result: Any = None
-
-            def done(self, output: GenerationOutput) -> None:
-                self.result = output
-
-            def fail(self, error: BaseException) -> None:
-                self.result = error
-                failures.append(error)
-
-        failures: list[BaseException] = []
-        jobs = []
-        for index, request in enumerate(requests):
-            if not isinstance(request, dict):
-                raise PromptError(f"request {index} must be a dict of generate() arguments, got {request!r}")
-            kwargs = dict(request)
-            jobs.append(
-                self._batch_job(kwargs.pop("images", None), kwargs.pop("prompt", None), kwargs, Collect())
-            )
-        runner = BatchRunner(self, max_rows=max_rows or DEFAULT_MAX_ROWS, join=join)
-        for job in jobs:
-            runner.add(job)
-        with self._hold():
-            while runner.has_work:
-                runner.run_once()
-                if failures and not return_exceptions:
-                    runner.shutdown(failures[0])
-                    raise failures[0]
-        return [job.sink.result for job in jobs]
+        return run_batch(self, requests, max_rows=max_rows, join=join, return_exceptions=return_exceptions)
 
     def score(
         self,
@@ -414,7 +385,7 @@ class FocusDecoder:
 
     def _batch_job(self, images: Any, prompt: str | None, kwargs: dict[str, Any], sink: Any = None) -> Any:
         """A ``batching.Job`` for the arguments of ``stream``; options are checked now, the rest on ``prepare``."""
-        from focus_integrations.batching import Job
+        from focus_integrations.scheduler import Job
 
         known = ("videos", "messages", "system", "tools", "require_images", "assistant_prefix")
         call = {key: kwargs.pop(key) for key in known if key in kwargs}
