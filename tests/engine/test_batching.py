@@ -410,3 +410,28 @@ def test_engine_waits_for_a_direct_call_longer_than_busy_timeout(qwen, monkeypat
         assert solo.output.token_ids == expected.token_ids
         assert "".join(batched) == expected.text and batched.output.token_ids == expected.token_ids
         assert engine.stats().finished == 1
+
+
+def test_stop_strings_and_end_tokens_end_each_request_on_its_own(qwen, monkeypatch, recorded) -> None:
+    base = [
+        dict(images=_images(3, 111), prompt="First, a long answer please.", seed=111, max_new_tokens=14),
+        dict(images=_images(2, 112), prompt="Second.", seed=112, max_new_tokens=14),
+        dict(images=_images(2, 113), prompt="Third one here.", seed=113, max_new_tokens=14),
+    ]
+    free = [qwen.generate(**r) for r in base]
+    # A stop string inside the first answer, and an end token only the second answer contains.
+    text = free[0].text
+    stop = next(text[i : i + 2] for i in range(3, len(text) - 1) if "\ufffd" not in text[i : i + 2])
+    others = set(free[0].token_ids) | set(free[2].token_ids)
+    eos = next(t for t in free[1].token_ids[3:] if t not in others)
+    monkeypatch.setattr(qwen, "eos_token_ids", qwen.eos_token_ids | {eos})
+    requests = [dict(base[0], stop=[stop]), base[1], base[2]]
+    recorded.clear()
+    solo = [qwen.generate(**r) for r in requests]
+    assert solo[0].finish_reason == "stop" and solo[0].stop_sequence == stop
+    assert solo[0].text == text[: text.find(stop)]
+    assert solo[1].finish_reason == "stop" and solo[1].token_ids[-1] == eos
+    assert solo[2].finish_reason == "length" and solo[2].token_ids == free[2].token_ids
+    for request, alone, batched in zip(requests, solo, qwen.generate_batch(requests)):
+        _assert_same(qwen, request, alone, batched, recorded)
+        assert batched.stop_sequence == alone.stop_sequence
