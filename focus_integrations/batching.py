@@ -77,7 +77,7 @@ def run_batch(
         jobs.append(
             decoder._batch_job(kwargs.pop("images", None), kwargs.pop("prompt", None), kwargs, Collect())
         )
-    runner = BatchRunner(decoder, max_rows=max_rows or DEFAULT_MAX_ROWS, join=join)
+    runner = BatchRunner(decoder, max_rows=DEFAULT_MAX_ROWS if max_rows is None else max_rows, join=join)
     for job in jobs:
         runner.add(job)
     with decoder._hold():

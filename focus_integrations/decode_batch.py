@@ -110,8 +110,9 @@ class DecodeBatch:
         if not keep:
             self.cache = self.mask = self.lengths = self.rope_deltas = None
             return
+        # A CPU index works for cache layers on any device (device_map may spread them over several GPUs).
+        self.cache.batch_select_indices(torch.tensor(keep))
         index = torch.tensor(keep, device=self.device)
-        self.cache.batch_select_indices(index)
         self.mask, self.lengths = self.mask[index], self.lengths[index]
         if self.rope_deltas is not None:
             self.rope_deltas = self.rope_deltas[index]

@@ -274,6 +274,11 @@ def test_failures_stay_with_their_request(qwen) -> None:
     good = dict(images=_images(2, 71), prompt="fine", seed=71, max_new_tokens=4)
     with pytest.raises(InvalidOptionError):  # options are checked before anything runs
         qwen.generate_batch([good, dict(good, alpha=-1)])
+    for bad_cap in (0, -3, 2.5, True):
+        with pytest.raises(InvalidOptionError):
+            qwen.generate_batch([good], max_rows=bad_cap)
+    with pytest.raises(InvalidOptionError):
+        qwen.generate_batch([good], join="sometimes")
     bad = dict(messages=[{"role": "user", "content": "no image here"}])
     with pytest.raises(NoImageError):
         qwen.generate_batch([good, bad])
