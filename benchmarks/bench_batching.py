@@ -8,11 +8,12 @@ this process, interleaved repeat by repeat so all three see the same machine loa
 - step:    ``BatchRunner(join="step")``: new requests join the running batch at the next step (continuous);
 - batch:   ``BatchRunner(join="batch")``: new requests wait until the running batch has drained.
 
-Two workloads: ``burst`` (every request arrives at once, equal budgets) and ``arrivals`` (requests arrive
-one after another, budgets from --tokens/4 to --tokens). Arrival times are on the benchmark's own clock; with
-``--clock cpu`` that is the CPU time of this process (robust to other jobs on a shared machine; use it with
-``--threads 1``), and idle time until the next arrival is skipped, not waited. Reports aggregate output
-tokens/s, mean and p90 time to first token and latency (arrival to last token), and the ratios.
+Two workloads: ``burst`` (every request arrives at once, equal budgets) and ``arrivals`` (one request every
+``--spacing`` decode steps of a lone request, budgets from --tokens/4 to --tokens). Arrival times are on the
+benchmark's own clock; with ``--clock cpu`` that is the CPU time of this process (robust to other jobs on a
+shared machine; use it with ``--threads 1``), and idle time until the next arrival is skipped, not waited.
+Reports aggregate output tokens/s, mean and p90 time to first token and latency (arrival to last token), the
+time spent in decode steps, and the ratios.
 
     python benchmarks/bench_batching.py --clock cpu --threads 1     # what docs/benchmarks.md shows
     python benchmarks/bench_batching.py --tiny                      # seconds: tiny checkpoint (CI smoke)
@@ -77,8 +78,8 @@ def workload(kind: str, args: argparse.Namespace, step_time: float) -> list[dict
                 args.tokens // 4
                 + (args.tokens - args.tokens // 4) * ((i * 5) % args.requests) / max(1, args.requests - 1)
             )
-            # One arrival about every 4 decode steps of a lone request: the batch is never empty for long.
-            arrival = i * 4 * step_time
+            # One arrival every --spacing decode steps of a lone request (4: the batch is never empty for long).
+            arrival = i * args.spacing * step_time
         requests.append(
             dict(
                 arrival=arrival,
@@ -200,6 +201,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-rows", type=int, default=64)
+    parser.add_argument("--spacing", type=float, default=4.0, help="arrivals: lone decode steps between two")
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
