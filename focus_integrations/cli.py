@@ -4,16 +4,24 @@
               [--noise] [--num-frames] [--fps] [--video-masking frame|video] [--max-new-tokens] [--seed]
               [--stream] "question"
 
-Sub-commands of the optional parts (``index``, ``query``, ``eval``, ``demo``, ``serve``) register themselves when their
-modules are importable. Errors print one line (``focus: error: ...``) and exit with status 2, never a traceback.
+Sub-commands of the optional parts (``index``, ``query``, ``catalog``, ``eval``, ``demo``, ``serve``) register
+themselves when their modules are importable.
+
+What every sub-command prints on stderr: its own progress lines, and for any bad input (a usage mistake, a
+:class:`FocusError`) exactly one ``focus: error: ...`` line, exit status 2; anything unexpected is one
+``focus: error: unexpected ...`` line, status 1. Never a traceback, and no progress bars, log lines or warnings
+of transformers, huggingface_hub or other libraries (:func:`focus_integrations.console.quiet_libraries`).
+``--verbose`` (on every sub-command) shows all of that, tracebacks included.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from focus_integrations.errors import FocusError
 from focus_integrations.noise import NOISE_MODES
@@ -48,9 +56,45 @@ def alpha_argument(text: str) -> float | str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+class UsageError(FocusError, ValueError):
+    """A command line argparse refused (unknown option, missing or malformed value)."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse, with its errors raised as :class:`UsageError` (one line) instead of usage + exit.
+
+    Sub-parsers made by ``add_subparsers().add_parser`` are of the same class, so every ``focus`` sub-command
+    reports usage mistakes the same way.
+    """
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def text_argument(value: str) -> str:
+    """argparse ``type=`` for text (a question, a search): undecodable bytes in argv are a clear error.
+
+    Python turns argv bytes that are not valid in the locale's encoding into lone surrogates; a path keeps
+    them (they map back to the same file name), but text for a model or an embedder cannot.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = value[err.start]
+        what = (
+            f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"lone surrogate {bad!r}"
+        )
+        shown = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise argparse.ArgumentTypeError(
+            f"'{shown}' is not valid UTF-8 text ({what} at position {err.start}): use a UTF-8 locale or pass "
+            "UTF-8 text"
+        ) from None
+    return value
+
+
 def _add_ask(subparsers: argparse._SubParsersAction) -> None:
     ask = subparsers.add_parser("ask", help="answer a question about one or more images")
-    ask.add_argument("question")
+    ask.add_argument("question", type=text_argument)
     ask.add_argument(
         "--model", default=None, help="hub id or local folder (default: the bundled default model)"
     )
@@ -66,7 +110,7 @@ def _add_ask(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="frame: every frame its own FOCUS slot (the reference, default); video: one group per video",
     )
-    ask.add_argument("--system", default=None, help="optional system prompt")
+    ask.add_argument("--system", type=text_argument, default=None, help="optional system prompt")
     ask.add_argument("--mode", choices=MODES, default="focus")
     ask.add_argument(
         "--alpha", type=alpha_argument, default=None, help="a number, or n-calibrated (alpha = (N-1)/N)"
@@ -94,10 +138,11 @@ def resolve_model(name: str | None) -> str:
 
 def _run_ask(args: argparse.Namespace) -> int:
     from focus_integrations.decoder import FocusDecoder
+    from focus_integrations.images import load_image
+    from focus_integrations.options import DecodingOptions
 
     if not args.image and not args.video:
         raise FocusError("give at least one --image or --video")
-    decoder = FocusDecoder.from_pretrained(resolve_model(args.model), device=args.device, dtype=args.dtype)
     options = {
         "mode": args.mode,
         "alpha": args.alpha,
@@ -108,9 +153,13 @@ def _run_ask(args: argparse.Namespace) -> int:
         "fps": args.fps,
         "video_masking": args.video_masking,
     }
-    media = {"images": args.image or None, "videos": args.video or None}
+    media: dict[str, Any] = {"images": None, "videos": args.video or None}
     if args.temperature is not None:
         options |= {"do_sample": True, "temperature": args.temperature}
+    # Options and images are checked before the weights load: a typo costs nothing.
+    DecodingOptions.resolve(**options)
+    media["images"] = [load_image(path) for path in args.image] or None
+    decoder = FocusDecoder.from_pretrained(resolve_model(args.model), device=args.device, dtype=args.dtype)
     if args.stream:
         stream = decoder.stream(**media, prompt=args.question, system=args.system, **options)
         for delta in stream:
@@ -132,9 +181,8 @@ def _run_ask(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="focus", description="FOCUS multi-image decoding for vision-language models"
-    )
+    parser = CommandParser(prog="focus", description="FOCUS multi-image decoding for vision-language models")
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_ask(subparsers)
     for module_name, function_name in _COMMAND_GROUPS:
@@ -143,23 +191,93 @@ def build_parser() -> argparse.ArgumentParser:
         except ImportError:
             continue  # that optional part (or its extra) is not installed
         getattr(module, function_name)(subparsers)
+    add_verbose_flags(parser)
     return parser
 
 
+_VERBOSE_HELP = "show library progress bars, logs, warnings and tracebacks"
+
+
+def add_verbose_flags(parser: argparse.ArgumentParser) -> None:
+    """Give every sub-command (at any depth) a ``--verbose`` flag, so it may follow the sub-command's name."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                if "--verbose" not in sub._option_string_actions:
+                    # SUPPRESS: an absent flag must not reset a `focus --verbose ask ...` given before the name.
+                    sub.add_argument(
+                        "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP
+                    )
+                add_verbose_flags(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_command(build_parser(), argv)
+
+
+def run_command(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, prog: str = "focus"
+) -> int:
+    """Parse ``argv`` and run the chosen sub-command's ``func(args)`` under the output contract above."""
+    from focus_integrations.console import quiet_libraries
+
+    _tolerant_output()
     try:
-        return int(args.func(args) or 0)
+        args = parser.parse_args(argv)
+    except FocusError as err:  # UsageError
+        return fail(err, prog)
+    verbose = bool(getattr(args, "verbose", False))
+    try:
+        with quiet_libraries(not verbose, prefix=prog):
+            return int(args.func(args) or 0)
     except FocusError as err:
-        print(f"focus: error: {err}", file=sys.stderr)
-        return 2
+        if verbose:
+            raise
+        return fail(err, prog)
     except KeyboardInterrupt:
-        print("focus: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `focus query ... | head`: the reader left, nothing more to say
         sys.stderr.close()
         return 0
+    except Exception as err:  # noqa: BLE001 - the last line of defence: a bug, reported in one line
+        if verbose:
+            raise
+        return fail(
+            f"unexpected {type(err).__name__}: {err} (run again with --verbose for the traceback)", prog, 1
+        )
+
+
+def fail(error: BaseException | str, prog: str = "focus", status: int = 2) -> int:
+    """Print ``error`` as exactly one ``focus: error: ...`` line on stderr; return the exit status."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
+    return status
+
+
+def _output_errors(error: UnicodeError) -> tuple[str | bytes, int]:
+    """Codec error handler for stdout/stderr: undecodable file-name bytes go out as they came in
+    (surrogateescape); any other unencodable character is written as a backslash escape."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    chunk = error.object[error.start : error.end]
+    if all(0xDC80 <= ord(c) <= 0xDCFF for c in chunk):
+        return bytes(ord(c) - 0xDC00 for c in chunk), error.end
+    return chunk.encode("ascii", "backslashreplace").decode("ascii"), error.end
+
+
+codecs.register_error("focus-output", _output_errors)
+
+
+def _tolerant_output() -> None:
+    # A non-UTF-8 file name in a result line must not turn into a UnicodeEncodeError traceback.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="focus-output")
+            except (ValueError, OSError, TypeError):  # a closed or unusual stream: leave it as it is
+                pass
 
 
 if __name__ == "__main__":

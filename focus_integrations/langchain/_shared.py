@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,23 +12,13 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# One decoder per checkpoint and placement, shared by every ChatFocus that names it (weights load once).
-_SHARED_DECODERS: weakref.WeakValueDictionary[tuple[Any, ...], FocusDecoder] = weakref.WeakValueDictionary()
-_SHARED_LOCK = threading.Lock()
-
 
 def _shared_decoder(name_or_path: str, device: Any, dtype: Any, trust_remote_code: bool) -> FocusDecoder:
-    from focus_integrations.decoder import FocusDecoder
+    """The process-wide decoder for this checkpoint (``focus_integrations.shared``: the same one every
+    ChatFocus and FocusMultiModalLLM naming it with the same loading options uses)."""
+    from focus_integrations.shared import shared_decoder
 
-    key = (name_or_path, device, dtype, trust_remote_code)
-    with _SHARED_LOCK:  # two threads asking for the same checkpoint must not load it twice
-        decoder = _SHARED_DECODERS.get(key)
-        if decoder is None:
-            decoder = FocusDecoder.from_pretrained(
-                name_or_path, device=device, dtype=dtype, trust_remote_code=trust_remote_code
-            )
-            _SHARED_DECODERS[key] = decoder
-        return decoder
+    return shared_decoder(name_or_path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 async def iterate_in_thread(

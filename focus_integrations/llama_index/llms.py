@@ -205,9 +205,10 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
         # Fail on a bad option value before loading any weights, not at the first query.
         DecodingOptions.resolve(**self._explicit_options())
         if decoder is None:
-            from focus_integrations.decoder import FocusDecoder
+            from focus_integrations.shared import shared_decoder
 
-            decoder = FocusDecoder.from_pretrained(
+            # One decoder per checkpoint and loading options in the process, shared with ChatFocus too.
+            decoder = shared_decoder(
                 self.model,
                 device=self.device,
                 dtype=self.dtype,

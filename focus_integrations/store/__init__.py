@@ -28,6 +28,7 @@ _EXPORTS = {
     "StoreConnectionError": "errors",
     "StoreTimeoutError": "errors",
     "StoreError": "errors",
+    "StoreNotFoundError": "errors",
     "CHROMA_SETTINGS": "image_store",
     "DEFAULT_COLLECTION": "image_store",
     "ImageHit": "image_store",
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         RecordNotFoundError,
         StoreConnectionError,
         StoreError,
+        StoreNotFoundError,
         StoreTimeoutError,
     )
     from focus_integrations.store.image_store import (
@@ -115,6 +117,7 @@ __all__ = [
     "StoreConnectionError",
     "StoreError",
     "StoreTimeoutError",
+    "StoreNotFoundError",
     "bundled_catalog_path",
     "chroma_settings",
     "default_store_path",

@@ -5,10 +5,13 @@
     focus query "question" [--k 4] [--mode focus|vanilla|vcd] [--where JSON] [--model MODEL]
                     [--search TEXT | --like IMAGE] [--store PATH | --chroma-url URL] [--retrieve-only]
                     [--group-by auto|FIELD|none]
+    focus catalog DIR    (a copy of the bundled toy catalog: product photos + catalog.json)
 
 ``focus query`` retrieves the ``k`` images nearest to the question and answers it with the FOCUS decoder
 over those images (``--model``, default: the bundled default model). Retrieved photos of one product (the
-same ``product_id``, or document id) form one FOCUS group by default (``--group-by``). This module imports nothing heavy at
+same ``product_id``, or document id) form one FOCUS group by default (``--group-by``). It only reads: a store
+that does not exist (say, ``--store`` forgotten after ``focus index DIR --store ./store``) is an error naming
+the store it looked at, never a new empty store in the home folder. This module imports nothing heavy at
 import time, so the ``focus`` command starts fast; errors print one line, never a traceback.
 """
 
@@ -21,6 +24,12 @@ from typing import Any
 
 from focus_integrations.errors import FocusError, InvalidOptionError
 from focus_integrations.options import MODES
+
+
+def _text(value: str) -> str:
+    from focus_integrations.cli import text_argument
+
+    return text_argument(value)
 
 
 def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -51,11 +60,11 @@ def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     query = subparsers.add_parser(
         "query", help="answer a question from the images the store retrieves for it"
     )
-    query.add_argument("question")
+    query.add_argument("question", type=_text)
     _add_location(query)
     query.add_argument("--k", type=int, default=4, help="number of images to retrieve (default 4)")
     query.add_argument(
-        "--where", default=None, help='metadata filter as JSON, e.g. \'{"category": "decor"}\''
+        "--where", type=_text, default=None, help='metadata filter as JSON, e.g. \'{"category": "decor"}\''
     )
     query.add_argument("--mode", choices=MODES, default="focus")
     query.add_argument(
@@ -77,7 +86,11 @@ def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     query.add_argument("--device", default=None)
     like_or_search = query.add_mutually_exclusive_group()
     like_or_search.add_argument(
-        "--search", default=None, metavar="TEXT", help="retrieve with TEXT instead of the question"
+        "--search",
+        type=_text,
+        default=None,
+        metavar="TEXT",
+        help="retrieve with TEXT instead of the question",
     )
     like_or_search.add_argument(
         "--like",
@@ -89,6 +102,12 @@ def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
         "--retrieve-only", action="store_true", help="list the retrieved images, do not answer"
     )
     query.set_defaults(func=run_query)
+
+    catalog = subparsers.add_parser(
+        "catalog", help="copy the bundled toy product catalog (photos + catalog.json) into a folder"
+    )
+    catalog.add_argument("directory", help="folder to create (or an empty one)")
+    catalog.set_defaults(func=run_catalog)
 
 
 def _add_location(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +128,7 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--collection", default=None, help="collection name (default focus-images)")
 
 
-def _open_store(args: argparse.Namespace, embedder: str | None = None) -> Any:
+def _open_store(args: argparse.Namespace, embedder: str | None = None, *, create: bool = True) -> Any:
     from focus_integrations.store.connection import DEFAULT_SERVER_TIMEOUT_S
     from focus_integrations.store.image_store import DEFAULT_COLLECTION, ImageStore
 
@@ -121,6 +140,7 @@ def _open_store(args: argparse.Namespace, embedder: str | None = None) -> Any:
         collection=args.collection or DEFAULT_COLLECTION,
         embedder=embedder,
         batch_size=getattr(args, "batch_size", 32),
+        create=create,
     )
 
 
@@ -149,6 +169,26 @@ def run_index(args: argparse.Namespace) -> int:
 
 def run_query(args: argparse.Namespace) -> int:
     return _guarded(_query, args)
+
+
+def run_catalog(args: argparse.Namespace) -> int:
+    """Copy the bundled catalog, so a walkthrough can index it and ask about its photos by file name."""
+    import shutil
+    from pathlib import Path
+
+    from focus_integrations.store.errors import StoreError
+    from focus_integrations.store.sidecars import bundled_catalog_path
+
+    target = Path(args.directory)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise StoreError(f"{target} exists and is not an empty folder: choose a new one")
+    try:
+        shutil.copytree(bundled_catalog_path(), target, dirs_exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"cannot copy the catalog to {target}: {err}") from None
+    photos = sum(1 for path in target.iterdir() if path.suffix.lower() == ".png")
+    print(f"copied the bundled catalog ({photos} product photos, catalog.json) to {target}")
+    return 0
 
 
 def _index(args: argparse.Namespace) -> int:
@@ -183,7 +223,12 @@ def _query(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise InvalidOptionError("--k must be at least 1")
     where = _parse_where(args.where)
-    store = _open_store(args)
+    store = _open_store(args, create=False)
+    if store.count() == 0:
+        from focus_integrations.store.errors import StoreNotFoundError
+        from focus_integrations.store.image_store import _INDEX_HINT
+
+        raise StoreNotFoundError(f"the image store {_where(store)} holds no images{_INDEX_HINT}")
     if args.like is not None:
         hits = store.query(image=args.like, k=args.k, where=where)
     else:
@@ -239,14 +284,12 @@ def _where(store: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``index`` / ``query`` on their own (``python -m focus_integrations.store.commands ...``)."""
-    parser = argparse.ArgumentParser(prog="focus")
+    from focus_integrations.cli import CommandParser, add_verbose_flags, run_command
+
+    parser = CommandParser(prog="focus")
     add_store_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except FocusError as err:
-        print(f"focus: error: {err}", file=sys.stderr)
-        return 2
+    add_verbose_flags(parser)
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,10 @@ class StoreTimeoutError(StoreConnectionError, TimeoutError):
     """The Chroma server did not answer one call within the store's ``timeout`` (frozen, overloaded, stalled)."""
 
 
+class StoreNotFoundError(StoreError, LookupError):
+    """A store opened for reading only (``ImageStore(..., create=False)``) does not exist there."""
+
+
 __all__ = [
     "StoreError",
     "EmbedderMismatchError",
@@ -53,4 +57,5 @@ __all__ = [
     "RecordNotFoundError",
     "StoreConnectionError",
     "StoreTimeoutError",
+    "StoreNotFoundError",
 ]

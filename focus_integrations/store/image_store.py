@@ -39,6 +39,7 @@ from focus_integrations.store.errors import (
     EmbedderCapabilityError,
     EmbedderMismatchError,
     RecordNotFoundError,
+    StoreNotFoundError,
 )
 from focus_integrations.store.ingest import (
     DEFAULT_MAX_FILE_BYTES,
@@ -71,6 +72,10 @@ from focus_integrations.store.records import (
 
 DEFAULT_COLLECTION = "focus-images"
 STORE_FORMAT = 1
+_INDEX_HINT = (
+    " (index images first with `focus index DIR` / ImageStore.add_folder, or open the store you indexed:"
+    " --store PATH, --chroma-url URL, $FOCUS_STORE_PATH)"
+)
 
 
 class ImageStore(IngestMixin):
@@ -89,6 +94,10 @@ class ImageStore(IngestMixin):
     ``timeout`` is the deadline, in seconds, of each call to a Chroma server (``url=``, or a ``client=`` that is
     an ``HttpClient``); a server that does not answer in time raises :class:`StoreTimeoutError`. None: no
     deadline. Embedded stores make no network calls and ignore it.
+
+    ``create=False`` opens an existing store only (what a read-only caller such as ``focus query`` wants): a
+    missing embedded store (no Chroma database under ``path``) or a missing collection raises
+    :class:`StoreNotFoundError` and nothing is created.
     """
 
     def __init__(
@@ -104,6 +113,7 @@ class ImageStore(IngestMixin):
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         batch_size: int = 32,
         timeout: float | None = DEFAULT_SERVER_TIMEOUT_S,
+        create: bool = True,
     ) -> None:
         if sum(x is not None for x in (path, client, url)) > 1:
             raise InvalidOptionError("give at most one of path=, client=, url=")
@@ -117,13 +127,21 @@ class ImageStore(IngestMixin):
         self.url: str | None = None
         if client is None and url is None:
             self.path = Path(path).expanduser() if path is not None else default_store_path()
+            if not create and not (self.path / "chroma.sqlite3").is_file():  # Chroma's database file
+                raise StoreNotFoundError(f"no image store at {self.path}{_INDEX_HINT}")
         # Two processes creating the same new embedded store race inside Chroma (its schema migration, the
         # collection's creation): one file lock per store folder serialises opening; ingest runs unlocked.
         with store_open_lock(self.path) if self.path is not None else contextlib.nullcontext():
-            self._connect(client, url, batch_size, media_dir, embedder)
+            self._connect(client, url, batch_size, media_dir, embedder, create)
 
     def _connect(
-        self, client: Any, url: str | None, batch_size: int, media_dir: Any, embedder: Embedder | str | None
+        self,
+        client: Any,
+        url: str | None,
+        batch_size: int,
+        media_dir: Any,
+        embedder: Embedder | str | None,
+        create: bool = True,
     ) -> None:
         if client is not None:
             self.client = client
@@ -148,7 +166,7 @@ class ImageStore(IngestMixin):
             self.media_dir: Path | None = Path(media_dir).expanduser()
         else:
             self.media_dir = self.path / "media" if self.path is not None else None
-        self.embedder, self._raw_collection = self._open_collection(embedder)
+        self.embedder, self._raw_collection = self._open_collection(embedder, create=create)
         self._collection = self._guard(self._raw_collection)
 
     def _guard(self, target: Any) -> Any:
@@ -158,8 +176,15 @@ class ImageStore(IngestMixin):
 
     # ----------------------------------------------------------------------------------------------- opening
 
-    def _open_collection(self, embedder: Embedder | str | None) -> tuple[Embedder, Any]:
+    def _open_collection(
+        self, embedder: Embedder | str | None, *, create: bool = True
+    ) -> tuple[Embedder, Any]:
         existing = self._existing_collection()
+        if existing is None and not create:
+            where = self.url or (str(self.path) if self.path is not None else "the given client")
+            raise StoreNotFoundError(
+                f"no collection {self.collection_name!r} in the store at {where}{_INDEX_HINT}"
+            )
         if existing is None:
             resolved = load_embedder(embedder if embedder is not None else DEFAULT_EMBEDDER_SPEC)
             return resolved, self._create_collection(resolved)

@@ -105,7 +105,13 @@ def test_errors_are_one_line(indexed_catalog: Path, capsys, args: list[str], mes
 
 def test_empty_store_query_is_a_clear_error(tmp_path: Path, minilm, capsys) -> None:
     assert main(["query", "anything", "--store", str(tmp_path / "empty"), "--retrieve-only"]) == 2
-    assert "no images" in capsys.readouterr().err
+    assert "no image store at" in capsys.readouterr().err
+    assert not (tmp_path / "empty").exists()  # a query never creates a store
+    from focus_integrations.store import ImageStore
+
+    ImageStore(tmp_path / "made", embedder=minilm)  # exists, holds nothing
+    assert main(["query", "anything", "--store", str(tmp_path / "made"), "--retrieve-only"]) == 2
+    assert "holds no images" in capsys.readouterr().err
 
 
 def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
