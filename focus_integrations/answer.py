@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from focus_integrations.logits import TokenChooser
+from focus_integrations.logprobs import recorder_for
 from focus_integrations.outputs import FinishReason, GenerationOutput, Usage
 from focus_integrations.request import PreparedRequest
 from focus_integrations.text import IncrementalDetokenizer
@@ -38,6 +39,8 @@ class Answer:
         self.detok = IncrementalDetokenizer(tokenizer, request.options.stop)
         self.sequence = request.prompt_ids.to(device)  # prompt + generated ids (repetition penalty reads it)
         self.token_ids: list[int] = []
+        self.logprobs = recorder_for(request.options)  # None unless the request asks for log-probabilities
+        self.tokenizer = tokenizer
         self.finish_reason: FinishReason | None = None
 
     @property
@@ -51,7 +54,11 @@ class Answer:
     def choose(self, logits: torch.Tensor) -> int:
         """``logits``: fp32 ``(rows, vocab)`` of this request's rows, in rule order -> its next token."""
         # A grammar constraint restricts the plausibility cutoff's reference to the tokens it allows.
-        return self.chooser(self.request.rule.combine(logits, self.chooser.allowed()), self.sequence)
+        combined = self.request.rule.combine(logits, self.chooser.allowed())
+        token = self.chooser(combined, self.sequence)
+        if self.logprobs is not None:
+            self.logprobs.record(combined, token)
+        return token
 
     def push(self, token: int) -> str:
         """Record ``token``; return the text that became final (possibly empty)."""
@@ -81,6 +88,7 @@ class Answer:
             stop_sequence=self.detok.stop_sequence,
             settings=self.request.settings(),
             constraint_satisfied=self.constraint_satisfied,
+            logprobs=self.logprobs.result(self.tokenizer) if self.logprobs is not None else None,
         )
 
     @property

@@ -10,6 +10,7 @@ from focus_integrations.constraints import ResponseFormat
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.noise import DEFAULT_NOISE, check_noise_mode
 
+MAX_TOP_LOGPROBS = 20  # as OpenAI's API
 Mode = Literal["focus", "vanilla", "vcd"]
 MODES: tuple[str, ...] = ("focus", "vanilla", "vcd")
 
@@ -67,6 +68,10 @@ class DecodingOptions:
     video_masking: str | None = None
     # What the answer must look like (JSON schema, JSON object, regex, choice, tool call): see constraints.py.
     response_format: ResponseFormat | None = None
+    # Report each generated token's log-probability (GenerationOutput.logprobs); top_logprobs (0-20) adds the
+    # k likeliest tokens of each step and implies logprobs. They observe the decode, they never change it.
+    logprobs: bool = False
+    top_logprobs: int | None = None
 
     @classmethod
     def resolve(cls, base: DecodingOptions | None = None, **overrides: Any) -> DecodingOptions:
@@ -140,6 +145,16 @@ class DecodingOptions:
             bad(f"fps must be a positive number or None, got {self.fps!r}")
         if self.video_masking is not None and self.video_masking not in VIDEO_MASKING:
             bad(f"video_masking must be one of {', '.join(VIDEO_MASKING)}, got {self.video_masking!r}")
+        if not isinstance(self.logprobs, bool):
+            bad(f"logprobs must be True or False, got {self.logprobs!r}")
+        if self.top_logprobs is not None and (
+            not isinstance(self.top_logprobs, int)
+            or isinstance(self.top_logprobs, bool)
+            or not 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS
+        ):
+            bad(
+                f"top_logprobs must be an integer from 0 to {MAX_TOP_LOGPROBS} or None, got {self.top_logprobs!r}"
+            )
 
     def as_settings(self) -> dict[str, Any]:
         values = dataclasses.asdict(self) | {"stop": list(self.stop)}

@@ -18,6 +18,24 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token and its log-probability under the combined rule.
+
+    ``logprob`` is ``log_softmax`` of the COMBINED logits of that step (for FOCUS ``sum_k z_k - alpha N z_0``,
+    after the plausibility cutoff and the image-placeholder ban), before repetition penalty, temperature,
+    top-k / top-p and a grammar constraint: the distribution of the logits rule itself, the one ``score()``
+    reports, whatever the sampling settings. ``top`` holds the ``top_logprobs`` likeliest tokens of that
+    distribution as ``(token_id, token, logprob)``, likeliest first. ``token`` is the token decoded on its own
+    (a piece of a multi-byte character decodes as U+FFFD).
+    """
+
+    token_id: int
+    token: str
+    logprob: float
+    top: tuple[tuple[int, str, float], ...] = ()
+
+
 @dataclass
 class GenerationOutput:
     """What one decode produced.
@@ -27,7 +45,8 @@ class GenerationOutput:
     ``max_new_tokens`` ran out. ``settings`` records the options actually used, plus ``n_images`` and
     ``n_rows``. ``constraint_satisfied`` is ``None`` without a ``response_format``; otherwise True only when
     ``text`` is a complete answer of its grammar (False: cut off by ``max_new_tokens`` or a stop string, so
-    it must not be parsed as if it were valid).
+    it must not be parsed as if it were valid). ``logprobs`` (with ``logprobs=True`` or ``top_logprobs=k``) has
+    one :class:`TokenLogprob` per entry of ``token_ids``.
     """
 
     text: str
@@ -37,3 +56,4 @@ class GenerationOutput:
     stop_sequence: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     constraint_satisfied: bool | None = None
+    logprobs: list[TokenLogprob] | None = None  # one per token_ids entry when asked (logprobs / top_logprobs)

@@ -48,6 +48,12 @@ def shared_decoder(name_or_path: str | os.PathLike[str], **loading: Any) -> Focu
         return decoder
 
 
+def loaded_decoder(name_or_path: str | os.PathLike[str], **loading: Any) -> FocusDecoder | None:
+    """The shared decoder for these arguments if one is loaded already, else None (never loads)."""
+    with _LOCK:
+        return _DECODERS.get(decoder_key(name_or_path, loading))
+
+
 def decoder_key(name_or_path: str | os.PathLike[str], loading: Mapping[str, Any]) -> Hashable:
     """The registry key: the checkpoint and the normalised loading arguments (see the module docstring)."""
     name = os.fspath(name_or_path)

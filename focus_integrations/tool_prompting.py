@@ -54,13 +54,23 @@ def renders_tools(decoder: FocusDecoder) -> bool:
     """Does the chat template show the ``tools`` argument to the model? (Probed once per decoder.)"""
     known = _RENDERS_TOOLS.get(decoder)
     if known is None:
-        try:
-            rendered = decoder.render_prompt([{"role": "user", "content": "hi"}], tools=[_PROBE_TOOL])
-            known = _PROBE_TOOL["function"]["name"] in rendered
-        except Exception:  # a template that chokes on tools does not support them
-            known = False
+        known = processor_renders_tools(decoder.processor)
         _RENDERS_TOOLS[decoder] = known
     return known
+
+
+def processor_renders_tools(processor: Any) -> bool:
+    """The same probe on a processor alone (what a chat model can know before it loads any weights)."""
+    try:
+        rendered = processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+            tools=[_PROBE_TOOL],
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+    except Exception:  # noqa: BLE001 - a template that chokes on tools does not support them
+        return False
+    return isinstance(rendered, str) and _PROBE_TOOL["function"]["name"] in rendered
 
 
 def forced_tool_call_prefix(decoder: FocusDecoder, tool_choice: str) -> str:

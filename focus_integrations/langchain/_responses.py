@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from focus_integrations.outputs import GenerationOutput
 
 
+# LangChain's provider key (langchain-core >= 1.0 reads it to pick a content translator; none is registered
+# for this one, so message content is parsed the standard way). The same name as `ls_provider`.
+MODEL_PROVIDER = "focus"
+PROVIDER = {"model_provider": MODEL_PROVIDER}
+
+
 @dataclass
 class _Request:
     """One call, prepared outside the decoder lock: images loaded, options validated, tools resolved."""
@@ -52,13 +58,35 @@ def metadata(request: _Request, output: GenerationOutput) -> tuple[UsageMetadata
     settings = dict(output.settings)
     response = {
         "model_name": request.model_name,
+        "model_provider": MODEL_PROVIDER,
         "finish_reason": output.finish_reason,
         "stop_sequence": output.stop_sequence,
         "focus": settings,
     }
     if output.constraint_satisfied is not None:  # constrained: False means cut off, not a valid answer
         response["constraint_satisfied"] = output.constraint_satisfied
+    if output.logprobs is not None:
+        response["logprobs"] = openai_logprobs(output, request.decoder.eos_token_ids)
     return usage, response
+
+
+def openai_logprobs(output: GenerationOutput, eos_token_ids: set[int]) -> dict[str, Any]:
+    """``GenerationOutput.logprobs`` in the shape ChatOpenAI puts in ``response_metadata["logprobs"]``:
+    ``{"content": [{"token", "bytes", "logprob", "top_logprobs": [{"token", "bytes", "logprob"}]}],
+    "refusal": None}``; a final end-of-sequence token (not part of the text) is left out."""
+    entries = list(output.logprobs or ())
+    if entries and entries[-1].token_id in eos_token_ids and output.finish_reason == "stop":
+        entries = entries[:-1]
+
+    def one(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "bytes": list(token.encode("utf-8")), "logprob": logprob}
+
+    return {
+        "content": [
+            {**one(e.token, e.logprob), "top_logprobs": [one(t, lp) for _, t, lp in e.top]} for e in entries
+        ],
+        "refusal": None,
+    }
 
 
 def tool_fields(parsed: ParsedToolCalls | None) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.langchain._messages import FileResolver, ImagePolicy, to_engine_messages
-from focus_integrations.langchain._responses import _Outcome, _Request, chat_result, final_chunk
+from focus_integrations.langchain._profile import model_profile
+from focus_integrations.langchain._responses import PROVIDER, _Outcome, _Request, chat_result, final_chunk
 from focus_integrations.langchain._shared import _shared_decoder, iterate_in_thread
 from focus_integrations.langchain._structured import (
     as_response_format,
@@ -61,6 +62,8 @@ _OPTION_FIELDS = {
     "num_frames": "num_frames",
     "fps": "fps",
     "video_masking": "video_masking",
+    "logprobs": "logprobs",
+    "top_logprobs": "top_logprobs",
 }
 # Per-call kwargs ChatFocus understands besides the options (tools come from bind_tools).
 _CALL_KWARGS = {
@@ -160,6 +163,12 @@ class ChatFocus(BaseChatModel):
     repetition_penalty: float | None = None
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     """Stop strings (not included in the output). A ``stop`` passed to a call replaces these."""
+    logprobs: bool | None = None
+    """Return each answer token's log-probability in ``response_metadata["logprobs"]`` (OpenAI's shape). They
+    are log-probabilities under the COMBINED rule (for FOCUS ``sum_k z_k - alpha N z_0``), before repetition
+    penalty, temperature and top-k/p: see docs/langchain.md."""
+    top_logprobs: int | None = None
+    """Also the k (0-20) likeliest tokens of each step (implies ``logprobs``)."""
     timeout: float | None = None
     """Seconds one call may take; checked between tokens, raises ``TimeoutError``."""
     streaming: bool = False
@@ -214,26 +223,7 @@ class ChatFocus(BaseChatModel):
     # ChatFocus could not be loaded back (and a live `decoder` / `file_resolver` never serialises).
 
     def _resolve_model_profile(self) -> ModelProfile | None:
-        # What the adapter supports, known without loading the model (the context size would need it).
-        profile = ModelProfile(
-            open_weights=True,
-            text_inputs=True,
-            image_inputs=True,
-            image_url_inputs=self.allow_remote_images,
-            image_tool_message=True,
-            pdf_inputs=False,
-            audio_inputs=False,
-            video_inputs=False,
-            pdf_tool_message=False,
-            text_outputs=True,
-            image_outputs=False,
-            tool_calling=True,
-            tool_choice=True,
-            tool_call_streaming=False,  # calls arrive whole, on the last chunk
-        )
-        if self.max_tokens is not None:
-            profile["max_output_tokens"] = self.max_tokens
-        return profile
+        return model_profile(self)
 
     @property
     def model_name(self) -> str:
@@ -521,7 +511,9 @@ class ChatFocus(BaseChatModel):
             if isinstance(item, _Outcome):
                 yield final_chunk(request, item, "")
             else:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=item))
+                yield ChatGenerationChunk(
+                    message=AIMessageChunk(content=item, response_metadata=dict(PROVIDER))
+                )
 
     # ------------------------------------------------------------------------------------ async
 
@@ -537,7 +529,9 @@ class ChatFocus(BaseChatModel):
             if isinstance(item, _Outcome):
                 yield final_chunk(request, item, "")
             else:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=item))
+                yield ChatGenerationChunk(
+                    message=AIMessageChunk(content=item, response_metadata=dict(PROVIDER))
+                )
 
     async def _agenerate(
         self,

@@ -7,7 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, MessageRole
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    LogProb,
+    MessageRole,
+)
 
 from focus_integrations.llama_index.tools import ToolRequest, answer_blocks, invalid_calls_kwargs
 from focus_integrations.tool_calls import ParsedToolCalls
@@ -54,6 +60,22 @@ class _ResponseMixin:
             "constraint_satisfied": output.constraint_satisfied,
         }
 
+    def _logprobs(self, output: GenerationOutput | None) -> list[list[LogProb]] | None:
+        """LlamaIndex's ``response.logprobs``: per answer token, the token itself first, then the other
+        ``top_logprobs`` likeliest tokens of that step (a final end-of-sequence token is left out)."""
+        if output is None or output.logprobs is None:
+            return None
+        entries = list(output.logprobs)
+        if entries and entries[-1].token_id in self._decoder.eos_token_ids and output.finish_reason == "stop":
+            entries = entries[:-1]
+
+        def one(token: str, logprob: float) -> LogProb:
+            return LogProb(token=token, logprob=logprob, bytes=list(token.encode("utf-8")))
+
+        return [
+            [one(e.token, e.logprob), *(one(t, lp) for i, t, lp in e.top if i != e.token_id)] for e in entries
+        ]
+
     @staticmethod
     def _token_counts(output: GenerationOutput) -> dict[str, int]:
         return {
@@ -81,6 +103,7 @@ class _ResponseMixin:
             message=message,
             delta=delta,
             raw=self._raw(output) if output is not None else None,
+            logprobs=self._logprobs(output),
             additional_kwargs=self._token_counts(output) if output is not None else {},
         )
 
@@ -117,5 +140,6 @@ class _ResponseMixin:
             text=text,
             delta=delta,
             raw=self._raw(output) if output is not None else None,
+            logprobs=self._logprobs(output),
             additional_kwargs=self._token_counts(output) if output is not None else {},
         )

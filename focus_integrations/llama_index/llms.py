@@ -80,6 +80,8 @@ ENGINE_OPTION_FIELDS: tuple[str, ...] = (
     "num_frames",
     "fps",
     "video_masking",
+    "logprobs",
+    "top_logprobs",
 )
 
 _LOADING_FIELDS = frozenset({"device", "dtype", "device_map", "local_files_only", "trust_remote_code"})
@@ -163,6 +165,13 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
     fps: float | None = Field(default=None, description="Sample videos at this rate (num_frames: the most).")
     video_masking: str | None = Field(
         default=None, description="frame (default, the reference): a FOCUS slot per frame; video: one group."
+    )
+    logprobs: bool | None = Field(
+        default=None,
+        description="Return each token's log-probability under the combined rule (response.logprobs).",
+    )
+    top_logprobs: int | None = Field(
+        default=None, description="Also the k (0-20) likeliest tokens of each step (implies logprobs)."
     )
 
     allow_remote_images: bool = Field(

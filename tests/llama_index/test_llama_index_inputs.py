@@ -50,3 +50,47 @@ def test_developer_role_is_a_system_turn() -> None:
         ]
     )
     assert engine[0] == {"role": "system", "content": "Be brief."}
+
+
+def test_logprobs_fill_the_response_s_logprobs(decoder, images) -> None:
+    from focus_integrations.llama_index import FocusMultiModalLLM
+
+    llm = FocusMultiModalLLM(decoder=decoder, max_new_tokens=5, seed=0, top_logprobs=2)
+    blocks = [ImageBlock(image=_png(images[0])), ImageBlock(image=_png(images[1])), TextBlock(text="Colour?")]
+    response = llm.chat([ChatMessage(role=MessageRole.USER, blocks=blocks)])
+    engine = decoder.generate(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "image": images[0]},
+                    {"type": "image", "image": images[1]},
+                    {"type": "text", "text": "Colour?"},
+                ],
+            }
+        ],
+        max_new_tokens=5,
+        seed=0,
+        top_logprobs=2,
+        require_images=False,
+    )
+    expected = [e for e in engine.logprobs if e.token_id not in decoder.eos_token_ids]
+    assert [step[0].token for step in response.logprobs] == [e.token for e in expected]
+    assert [step[0].logprob for step in response.logprobs] == [e.logprob for e in expected]
+    assert all(
+        len(step) in (2, 3) and step[0].bytes == list(step[0].token.encode()) for step in response.logprobs
+    )
+    assert (
+        FocusMultiModalLLM(decoder=decoder, max_new_tokens=2)
+        .chat([ChatMessage(role=MessageRole.USER, blocks=blocks)])
+        .logprobs
+        is None
+    )
+
+
+def _png(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
