@@ -114,4 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from focus_integrations.console import quiet_libraries
+
+    with quiet_libraries():  # no weight-loading bars or library warnings between the example's lines
+        raise SystemExit(main())

@@ -12,8 +12,9 @@ What happens:
    the same catalog (captions and prices from its ``catalog.json``). It returns a ``ToolMessage`` whose
    content is the products' text (SKU, caption, price) and their photos as image blocks.
 2. ``create_agent`` runs the loop: model -> tool -> model. The final answer is decoded with FOCUS over the
-   photos the tool returned (one masked row per photo, plus the all-noise row); ``--compare`` also decodes
-   it plainly (vanilla) to show what FOCUS changed.
+   photos the tool returned (one masked row per photo, plus the all-noise row); ``--compare`` runs the same
+   agent again (same system prompt, same tool, same middleware) with the answer decoded plainly (vanilla), so
+   the decoding rule is the only difference between the two answers.
 
 The project's default model (a small shapes-and-colours VLM) cannot write tool calls or read prices, so by
 default a ``retrieve_first`` middleware makes the first step a catalog search, and the answer step shows the
@@ -58,6 +59,8 @@ CATALOG = Path(__file__).resolve().parents[1] / "focus_integrations" / "assets" 
 # The default model's question form (it knows colours and shapes, nothing about prices).
 DEFAULT_QUESTION = "What color is the shape in image 2? Answer with one word, or none if there is no shape."
 DEFAULT_SEARCH = "circle pendant"
+# Both agents of --compare get this same system turn: only the decoding rule may differ between them.
+SYSTEM_PROMPT = "You compare catalog products. Look products up with find_product_images, then answer."
 
 
 @dataclass
@@ -148,7 +151,8 @@ def retrieve_first(search: str | None, show_tool_text: bool) -> Any:
     """Middleware for models that cannot call tools: search first, then answer from the photos.
 
     First model step: a ``find_product_images`` call with ``search`` (default: the user's question). Answer
-    step: one user turn with the retrieved photos, optionally the tool's text, then the question; no tools.
+    step: one user turn with the retrieved photos, optionally the tool's text, then the question; no tools and
+    no system turn.
     """
 
     @wrap_model_call
@@ -167,7 +171,9 @@ def retrieve_first(search: str | None, show_tool_text: bool) -> Any:
             else []
         )
         prompt = HumanMessage(content=[*photos, {"type": "text", "text": "\n\n".join([*texts, question])}])
-        return handler(request.override(messages=[prompt], tools=[]))
+        # The answer step has no tools, so the agent's system turn (how to use them) is left out too: the
+        # photos and the question alone, the prompt form the default model was trained on.
+        return handler(request.override(messages=[prompt], tools=[], system_message=None))
 
     return retrieve_first
 
@@ -196,7 +202,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--model", help="hub id or folder (default: the bundled default model)")
     parser.add_argument("--k", type=int, default=2, help="products to retrieve")
-    parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="FOCUS alpha (default: the checkpoint's validated one, else 0.1)",
+    )
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--store", type=Path, help="Chroma store folder (default: a fresh temporary one)")
     parser.add_argument("--no-store", action="store_true", help="search the catalog folder, not Chroma")
@@ -216,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     agent = create_agent(
         llm,
         tools=[make_tool(search)],
-        system_prompt="You compare catalog products. Look products up with find_product_images, then answer.",
+        system_prompt=SYSTEM_PROMPT,
         middleware=middleware,
     )
     print(f"model: {llm.model}\ncatalog: {where}\nquestion: {args.question}\n")
@@ -244,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plain_agent = create_agent(
             llm.model_copy(update={"mode": "vanilla"}),
             tools=[make_tool(search)],
+            system_prompt=SYSTEM_PROMPT,
             middleware=middleware,
         )
         vanilla = plain_agent.invoke({"messages": [HumanMessage(args.question)]})["messages"][-1]
@@ -253,4 +265,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from focus_integrations.console import quiet_libraries
+
+    with quiet_libraries():  # no weight-loading bars or library warnings between the example's lines
+        main()

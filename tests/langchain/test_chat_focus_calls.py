@@ -226,7 +226,8 @@ def test_profile_describes_capabilities_without_loading() -> None:
     llm = ChatFocus(model="some/unloaded-model", max_tokens=12, allow_remote_images=True)
     assert llm._decoder is None  # building the profile loaded nothing
     profile = llm.profile
-    assert profile["image_inputs"] and profile["image_tool_message"] and profile["tool_calling"]
+    assert profile["image_inputs"] and profile["image_tool_message"] and profile["tool_choice"]
+    assert "tool_calling" not in profile  # whether its template renders tools is unknown without its files
     assert profile["image_url_inputs"] is True and profile["max_output_tokens"] == 12
     assert not profile["audio_inputs"] and not profile["pdf_inputs"]
 
