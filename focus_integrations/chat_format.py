@@ -42,7 +42,7 @@ def as_message(message: Any, index: int) -> dict[str, Any]:
     """One message as a plain dict: ``None`` values dropped, role aliases mapped, string content checked."""
     if not isinstance(message, Mapping):
         message = _object_as_dict(message)
-    if not isinstance(message, Mapping) or "role" not in message:
+    if not isinstance(message, Mapping) or message.get("role") is None:
         raise InvalidOptionError(f"message {index} must be a dict with 'role' and 'content'")
     plain = {key: value for key, value in message.items() if value is not None}
     role = plain["role"]

@@ -150,9 +150,12 @@ KNOWN_OPEN: list[tuple[str, str, str]] = [
     ("A options", "ChatFocus", ""),  # constructor errors are pydantic ValidationErrors; misspellings, NaN
     ("A options", "engine (options)", "'row_chunk_size': True"),
     ("A options", "FocusMultiModalLLM", ""),  # misspellings dropped; seed -1 / 2**70 crash in numpy; seed '7'
-    ("C inputs", "engine (messages)", "[None]"),  # a message whose role is None: KeyError 'role'
-    ("C inputs", "CLI (focus ask)", ""),  # the weight-loading progress bar before the one error line
     ("A options", "CLI (focus ask)", "--alpha inf"),
+    # One line now (C's CLI contract: "focus: error: unexpected ...", status 1), but not yet refused as bad
+    # options with status 2: the option / device validation is A's.
+    ("A options", "CLI (focus ask)", "--seed -1"),
+    ("A options", "CLI (focus ask)", "--temperature nan"),
+    ("A options", "CLI (focus ask)", "--device no-such-device"),
 ]
 
 
