@@ -57,8 +57,11 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
             assert noise not in result.stderr, (command, result.stderr)
         outputs.append(result)
     catalog, index, retrieve, query, ask = outputs
-    assert "24 product photos" in catalog.stdout
-    assert "added 24, updated 0, unchanged 0, failed 0; 24 images in store" in index.stdout
+    from focus_integrations.store import bundled_catalog_path
+
+    photos = len(list(bundled_catalog_path().glob("*.png")))
+    assert f"({photos} photos, catalog.json)" in catalog.stdout
+    assert f"added {photos}, updated 0, unchanged 0, failed 0; {photos} images in store" in index.stdout
     hits = retrieve.stdout.splitlines()
     assert len(hits) == 3 and "blue circle pendant" in hits[0]
     assert query.stdout.startswith("image 1 :") and len(query.stderr.splitlines()) == 3  # the 3 retrieved

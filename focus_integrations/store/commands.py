@@ -187,7 +187,7 @@ def run_catalog(args: argparse.Namespace) -> int:
     except OSError as err:
         raise StoreError(f"cannot copy the catalog to {target}: {err}") from None
     photos = sum(1 for path in target.iterdir() if path.suffix.lower() == ".png")
-    print(f"copied the bundled catalog ({photos} product photos, catalog.json) to {target}")
+    print(f"copied the bundled catalog ({photos} photos, catalog.json) to {target}")
     return 0
 
 
