@@ -74,5 +74,11 @@ def test_the_script_prints_what_the_docs_show(tmp_path: Path) -> None:
     assert lines[4] == "-> tool call: find_product_images({'query': 'circle pendant'})"
     assert lines[5] == "<- tool result: 2 photos"
     assert lines[-3].startswith("answer (FOCUS): 'image 2 : ")
-    assert lines[-2] == "FOCUS: 2 images, 3 rows, alpha 0.5"  # the default model's validated alpha
+    import json
+
+    from focus_integrations.default_model import default_model_path
+
+    validated = json.loads((default_model_path() / "focus_config.json").read_text())["alpha"]
+    alpha = validated["2"] if isinstance(validated, dict) else validated  # the default model's, for N = 2
+    assert lines[-2] == f"FOCUS: 2 images, 3 rows, alpha {alpha}"
     assert lines[-1].startswith("answer (vanilla): 'image 2 : ")
