@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tokens", type=int, default=None, help="output tokens per run (default 24)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per configuration (default 2)")
-    parser.add_argument("--budget", type=float, default=None, help="seconds for part 1 (default 270)")
+    parser.add_argument("--budget", type=float, default=None, help="seconds for part 1 (default 220)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--skip-batching", action="store_true")
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args.n = args.n or ([2, 3] if tiny else [2, 4, 8, 16])
     args.tokens = args.tokens or (4 if tiny else 24)
     args.repeats = args.repeats or (1 if tiny else 2)
-    args.budget = args.budget if args.budget is not None else (600.0 if tiny else 270.0)
+    args.budget = args.budget if args.budget is not None else (600.0 if tiny else 220.0)
     args.device = args.device or ("cpu" if tiny else "cuda")
     args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
 
@@ -398,14 +398,12 @@ def main(argv: list[str] | None = None) -> int:
         extra = (
             ["--tiny", "--threads", "1"] if tiny else ["--requests", "8", "--tokens", "32", "--repeats", "1"]
         )
-        report["batching"] = run_script(
-            "bench_batching.py", [*extra, *hardware], timeout=120 if tiny else 150
-        )
+        report["batching"] = run_script("bench_batching.py", [*extra, *hardware], timeout=120 if tiny else 60)
     if not args.skip_serve:
         log("serving load test ...")
         extra = ["--tiny", "--threads", "1", "--clients", "2"] if tiny else ["--clients", "8", "32"]
         report["serve"] = run_script(
-            "bench_serve.py", [*extra, "--level-timeout", "60", *hardware], timeout=240 if tiny else 200
+            "bench_serve.py", [*extra, "--level-timeout", "30", *hardware], timeout=240 if tiny else 150
         )
     report["seconds"] = time.monotonic() - started
     text = markdown(report)
