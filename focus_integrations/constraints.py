@@ -10,7 +10,10 @@ of our own::
     {"type": "tool_call", "tools": [<OpenAI tool dicts>], "suffix": "\\n</tool_call>"}
 
 ``tool_call`` is one call ``{"name": <one of the tools>, "arguments": <that tool's parameters>}`` followed by
-``suffix`` (the template's closing markup, if any); the adapters build it for forced tool calls.
+``suffix`` (the template's closing markup, if any); the adapters build it for forced tool calls. With
+``"answer": <a json_schema or json_object response_format>`` the model may instead give that JSON answer
+(``tool_choice`` auto with a ``response_format``: call a tool or answer in the schema); the call then starts
+with ``prefix`` (the template's opening markup), which the grammar spells, so the two can be told apart.
 
 The grammar is compiled by `llguidance <https://github.com/guidance-ai/llguidance>`_ (chosen over xgrammar by
 measurement: ``benchmarks/bench_constrained.py``, docs/benchmarks.md). Per request, a :class:`GrammarConstraint`
@@ -66,6 +69,8 @@ class ResponseFormat:
     pattern: str | None = None
     choices: tuple[str, ...] = ()
     suffix: str = ""
+    prefix: str = ""  # tool_call with an answer: the call's opening markup
+    answer_json: str | None = None  # tool_call: the schema of the JSON answer allowed instead of a call
 
     @classmethod
     def parse(cls, value: Any) -> ResponseFormat | None:
@@ -123,10 +128,26 @@ class ResponseFormat:
             names = [tool["name"] for tool in tools]
             if len(set(names)) != len(names):
                 raise InvalidOptionError(f"tool names must be unique, got {names}")
-            suffix = value.get("suffix", "")
-            if not isinstance(suffix, str):
-                raise InvalidOptionError("response_format tool_call 'suffix' must be a string")
-            return cls("tool_call", schema_json=_canonical(tools, "tools"), suffix=suffix)
+            suffix, prefix = value.get("suffix", ""), value.get("prefix", "")
+            if not isinstance(suffix, str) or not isinstance(prefix, str):
+                raise InvalidOptionError("response_format tool_call 'prefix' and 'suffix' must be strings")
+            answer = value.get("answer")
+            answer_json = None
+            if answer is not None:
+                alternative = cls.parse(answer)
+                if alternative is None or alternative.type not in ("json_schema", "json_object"):
+                    raise InvalidOptionError(
+                        "response_format tool_call 'answer' must be a json_schema or json_object response_format"
+                    )
+                schema = alternative.schema or {}
+                answer_json = _canonical(_closed_objects(schema) if alternative.strict else schema, "answer")
+            return cls(
+                "tool_call",
+                schema_json=_canonical(tools, "tools"),
+                suffix=suffix,
+                prefix=prefix,
+                answer_json=answer_json,
+            )
         raise InvalidOptionError(
             f"unknown response_format type {kind!r}; use one of text, {', '.join(RESPONSE_FORMAT_TYPES)}"
         )
@@ -139,7 +160,8 @@ class ResponseFormat:
         if self.type == "json_schema":
             return json.loads(self.schema_json or "{}")
         if self.type == "tool_call":
-            return tool_call_schema(json.loads(self.schema_json or "[]"))
+            call = tool_call_schema(json.loads(self.schema_json or "[]"))
+            return call if self.answer_json is None else {"anyOf": [call, json.loads(self.answer_json)]}
         return None
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +176,13 @@ class ResponseFormat:
             return {"type": "choice", "choices": list(self.choices)}
         if self.type == "tool_call":
             tools = [{"type": "function", "function": f} for f in json.loads(self.schema_json or "[]")]
-            return {"type": "tool_call", "tools": tools, "suffix": self.suffix}
+            out: dict[str, Any] = {"type": "tool_call", "tools": tools, "suffix": self.suffix}
+            if self.prefix:
+                out["prefix"] = self.prefix
+            if self.answer_json is not None:
+                answer = {"name": "answer", "schema": json.loads(self.answer_json)}
+                out["answer"] = {"type": "json_schema", "json_schema": answer}
+            return out
         return {"type": self.type}
 
 
@@ -224,10 +252,27 @@ def grammar_text(response_format: ResponseFormat, vocabulary: GrammarVocabulary)
         return LLMatcher.grammar_from_lark(
             "start: " + " | ".join(json.dumps(c, ensure_ascii=False) for c in response_format.choices)
         )
-    schema = dict(response_format.schema or {}, **{"x-guidance": JSON_STYLE})
-    body = json.dumps(schema, ensure_ascii=False)
-    suffix = vocabulary.lark_literal(response_format.suffix)
-    return LLMatcher.grammar_from_lark(f"start: call {suffix}\ncall: %json {body}")
+    functions = json.loads(response_format.schema_json or "[]")
+    call = json.dumps(dict(tool_call_schema(functions), **{"x-guidance": JSON_STYLE}), ensure_ascii=False)
+    block = " ".join(
+        part
+        for part in (
+            vocabulary.lark_literal(response_format.prefix),
+            "call",
+            vocabulary.lark_literal(response_format.suffix),
+        )
+        if part
+    )
+    grammar = f"start: {block}\ncall: %json {call}"
+    if response_format.answer_json is not None:  # a call, or the JSON answer instead
+        answer = dict(json.loads(response_format.answer_json), **{"x-guidance": JSON_STYLE})
+        grammar = (
+            f"start: block | answer\nblock: {block}\ncall: %json {call}\nanswer: %json {json.dumps(answer)}"
+        )
+    try:
+        return LLMatcher.grammar_from_lark(grammar)
+    except ValueError as err:
+        raise UnsupportedSchemaError(f"the tool call grammar could not be compiled: {err}") from None
 
 
 def _json_grammar(schema: dict[str, Any]) -> str:

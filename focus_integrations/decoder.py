@@ -486,6 +486,7 @@ class TextStream:
         self._tools = tools
         self._options = options
         self._output: GenerationOutput | None = None
+        self._answer: Answer | None = None  # set once the prompt is prefilled
         self._iterator = self._run()
 
     def __iter__(self) -> Iterator[str]:
@@ -503,6 +504,11 @@ class TextStream:
             raise RuntimeError("the stream has not finished yet: iterate it to the end first")
         return self._output
 
+    @property
+    def tokens_generated(self) -> int:
+        """Tokens chosen so far (0 before the prefill); a server's throughput gauge reads it mid-answer."""
+        return len(self._answer.token_ids) if self._answer is not None else 0
+
     def _run(self) -> Iterator[str]:
         decoder = self._decoder
         with decoder._hold():
@@ -510,7 +516,9 @@ class TextStream:
 
             def start(request: PreparedRequest, groups: list[RowGroup]) -> tuple[Answer, list[RowGroup], Any]:
                 # The prefill runs inside the fallback: memory peaks there.
-                return decoder._answer(request, chooser), groups, prefill_logits(groups)
+                logits = prefill_logits(groups)
+                self._answer = decoder._answer(request, chooser)
+                return self._answer, groups, logits
 
             answer, groups, logits = decoder._run_with_memory_fallback(
                 self._conversation, self._tools, self._options, start

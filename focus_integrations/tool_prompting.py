@@ -29,6 +29,7 @@ __all__ = [
     "forced_tool_call_prefix",
     "forced_tool_call",
     "ForcedToolCall",
+    "tool_call_or_answer",
     "writes_call_markup",
     "tool_instruction",
     "json_instruction",
@@ -112,6 +113,22 @@ def forced_tool_call(decoder: FocusDecoder, tools: list[dict[str, Any]], tool_ch
         prefix=QWEN_OPEN + "\n" if markup else "",
         response_format={"type": "tool_call", "tools": chosen, "suffix": "\n" + QWEN_CLOSE if markup else ""},
     )
+
+
+def tool_call_or_answer(
+    decoder: FocusDecoder, tools: list[dict[str, Any]], answer: dict[str, Any]
+) -> dict[str, Any]:
+    """The grammar of ``tool_choice`` auto with a JSON ``answer`` format: one call to an offered tool (in
+    the template's markup, which the grammar spells) or the JSON answer. Without markup the call is bare JSON,
+    told from the answer by its shape."""
+    markup = writes_call_markup(decoder)
+    return {
+        "type": "tool_call",
+        "tools": tools,
+        "prefix": QWEN_OPEN + "\n" if markup else "",
+        "suffix": "\n" + QWEN_CLOSE if markup else "",
+        "answer": answer,
+    }
 
 
 def tool_instruction(tools: list[dict[str, Any]]) -> str:

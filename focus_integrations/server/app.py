@@ -27,10 +27,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from focus_integrations.errors import FocusError
-from focus_integrations.server import protocol
+from focus_integrations.errors import ConstraintError, FocusError
+from focus_integrations.server import protocol, responses
 from focus_integrations.server.config import ServerConfig
-from focus_integrations.server.engines import Engine, EngineStats, EngineStream, as_engine_stats
+from focus_integrations.server.engines import Engine, EngineStats, EngineStream, as_engine_stats, engine_kind
 from focus_integrations.server.errors import APIError, bad_request, from_focus_error
 from focus_integrations.server.media import load_request_image
 from focus_integrations.server.metrics import CONTENT_TYPE, ServerMetrics
@@ -119,6 +119,7 @@ class _Deltas:
         self._loop = asyncio.get_running_loop()
         self._items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.first_token_at: float | None = None
+        self._closed = False
         threading.Thread(target=self._pump, name="focus-pump", daemon=True).start()
 
     def _post(self, kind: str, value: Any) -> None:
@@ -148,7 +149,11 @@ class _Deltas:
         return value
 
     def close(self) -> None:
-        self.stream.close()
+        """Cancel the request, without waiting on the event loop: an engine's ``close()`` may wait for its
+        current step (the batched engine returns once the rows are free) while other streams need the loop."""
+        if not self._closed:
+            self._closed = True
+            threading.Thread(target=self.stream.close, name="focus-close", daemon=True).start()
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
@@ -268,7 +273,7 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
     async def health() -> JSONResponse:
         if state.closed:
             return JSONResponse({"status": "closed"}, status_code=503)
-        return JSONResponse({"status": "ok", "model": config.model_id})
+        return JSONResponse({"status": "ok", "model": config.model_id, "engine": engine_kind(engine)})
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -338,7 +343,12 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
         else:
             prepared = protocol.completion_request(body, state.decoder, state.limits, config.model_id)
         state.check_total_tokens(prepared)
-        return prepared, state.engine.submit(**prepared.submit_kwargs())
+        try:
+            return prepared, state.engine.submit(**prepared.submit_kwargs())
+        except ConstraintError as err:  # the grammar could not be built: say which field asked for it
+            raise from_focus_error(
+                err, "tool_choice" if prepared.forced_call else "response_format"
+            ) from None
 
     async def _serve(request: Request, kind: str) -> Response:
         started = time.monotonic()
@@ -372,15 +382,11 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
             output = deltas.stream.output
             _observe(endpoint, started, deltas, output)
             if kind == "completions":
-                return JSONResponse(protocol.completion_body(prepared, output, protocol.new_id("cmpl")))
-            text, calls = "".join(text_parts), []
-            parser = prepared.tool_parser()
-            if parser is not None:
-                parser.feed(text)
-                _, parsed = parser.finish()
-                text, calls = parsed.content, protocol.openai_tool_calls(parsed, prepared.tool_names)
+                return JSONResponse(responses.completion_body(prepared, output, responses.new_id("cmpl")))
+            text, parser = "".join(text_parts), prepared.tool_parser()
+            end = responses.finish_chat(prepared, parser, output, parser.feed(text) if parser else text)
             return JSONResponse(
-                protocol.chat_completion_body(prepared, output, text, calls, protocol.new_id("chatcmpl"))
+                responses.chat_completion_body(prepared, output, end, responses.new_id("chatcmpl"))
             )
         except _Disconnected:
             state.metrics.rejected.labels("client_disconnected").inc()
@@ -404,32 +410,31 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
     async def _chat_events(
         prepared: protocol.EngineRequest, deltas: _Deltas, first: str | None, started: float, endpoint: str
     ) -> AsyncIterator[str]:
-        response_id, created = protocol.new_id("chatcmpl"), int(time.time())
+        response_id, created = responses.new_id("chatcmpl"), int(time.time())
 
         def chunk(delta: dict[str, Any] | None, finish: str | None = None, usage: Any = None) -> str:
-            return _sse(protocol.chat_chunk(prepared, response_id, created, delta, finish, usage))
+            return _sse(responses.chat_chunk(prepared, response_id, created, delta, finish, usage))
 
         yield chunk({"role": "assistant", "content": ""})
         parser = prepared.tool_parser()
+        shown: list[str] = []
         try:
             delta = first
             while delta is not None:
-                shown = parser.feed(delta) if parser else delta
-                if shown:
-                    yield chunk({"content": shown})
+                visible = parser.feed(delta) if parser else delta
+                if visible:
+                    shown.append(visible)
+                    yield chunk({"content": visible})
                 delta = await deltas.next_delta()
             output = deltas.stream.output
-            calls: list[dict[str, Any]] = []
-            if parser is not None:
-                tail, parsed = parser.finish()
-                if tail:
-                    yield chunk({"content": tail})
-                calls = protocol.openai_tool_calls(parsed, prepared.tool_names)
-            if calls:
-                yield chunk({"tool_calls": [{"index": i, **call} for i, call in enumerate(calls)]})
-            yield chunk({}, protocol.finish_reason(output, calls))
+            end = responses.finish_chat(prepared, parser, output, "".join(shown))
+            if end.tail:
+                yield chunk({"content": end.tail})
+            if end.calls:
+                yield chunk({"tool_calls": [{"index": i, **call} for i, call in enumerate(end.calls)]})
+            yield chunk({}, end.finish_reason)
             if prepared.include_usage:
-                yield chunk(None, usage=protocol.usage_body(output))
+                yield chunk(None, usage=responses.usage_body(output))
             _observe(endpoint, started, deltas, output)
         except Exception as err:  # the status line is sent already: report in the stream, as OpenAI does
             yield _sse(_stream_error(err))
@@ -438,18 +443,18 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
     async def _completion_events(
         prepared: protocol.EngineRequest, deltas: _Deltas, first: str | None, started: float, endpoint: str
     ) -> AsyncIterator[str]:
-        response_id, created = protocol.new_id("cmpl"), int(time.time())
+        response_id, created = responses.new_id("cmpl"), int(time.time())
         try:
             delta = first
             while delta is not None:
                 if delta:
-                    yield _sse(protocol.completion_chunk(prepared, response_id, created, delta))
+                    yield _sse(responses.completion_chunk(prepared, response_id, created, delta))
                 delta = await deltas.next_delta()
             output = deltas.stream.output
-            yield _sse(protocol.completion_chunk(prepared, response_id, created, "", output.finish_reason))
+            yield _sse(responses.completion_chunk(prepared, response_id, created, "", output.finish_reason))
             if prepared.include_usage:
-                usage = protocol.usage_body(output)
-                yield _sse(protocol.completion_chunk(prepared, response_id, created, None, usage=usage))
+                usage = responses.usage_body(output)
+                yield _sse(responses.completion_chunk(prepared, response_id, created, None, usage=usage))
             _observe(endpoint, started, deltas, output)
         except Exception as err:
             yield _sse(_stream_error(err))

@@ -151,7 +151,7 @@ class SerialEngine:
                 queued=sum(not s.cancelled.is_set() for s in self._queue),
                 active=int(active is not None),
                 rows_in_flight=active.rows if active is not None else 0,
-                tokens_generated=self._tokens,
+                tokens_generated=self._tokens + (_tokens_of(active) if active is not None else 0),
             )
 
     def close(self) -> None:
@@ -180,7 +180,8 @@ class SerialEngine:
             try:
                 self._decode(stream)
             finally:
-                with self._wake:
+                with self._wake:  # one update: stats never count the request's tokens twice or not at all
+                    self._tokens += _tokens_of(stream)
                     self._active = None
 
     def _decode(self, stream: _SerialStream) -> None:
@@ -196,9 +197,12 @@ class SerialEngine:
             return
         finally:
             text_stream.close()  # releases the decoder at once, also when cancelled
-        with self._wake:
-            self._tokens += output.usage.output_tokens
         stream._finish(output)
+
+
+def _tokens_of(stream: _SerialStream) -> int:
+    """Tokens the request has generated so far (finished, cancelled or still decoding)."""
+    return int(getattr(stream.text_stream, "tokens_generated", 0))
 
 
 def _rows_of(text_stream: TextStream) -> int:
@@ -225,6 +229,12 @@ def make_engine(decoder: FocusDecoder, kind: str = "batched", *, max_rows: int |
         kwargs = {"max_rows": max_rows} if max_rows is not None else {}
         return BatchEngine(decoder, **kwargs)
     raise InvalidOptionError(f"unknown engine {kind!r}; choose one of batched, serial")
+
+
+def engine_kind(engine: Engine) -> str:
+    """``"batched"``, ``"serial"`` or the engine's class name (shown by ``/health``)."""
+    name = type(engine).__name__
+    return {"BatchEngine": "batched", "SerialEngine": "serial"}.get(name, name)
 
 
 def batched_engine_available() -> bool:

@@ -49,15 +49,18 @@ _FOCUS_ERROR_STATUS: tuple[tuple[str, int, str | None], ...] = (
     ("ImageLoadError", 400, "invalid_image"),
     ("NoImageError", 400, "no_image"),
     ("InvalidOptionError", 400, "invalid_option"),
+    ("UnsupportedTokenizerError", 400, "response_format_unsupported"),
+    ("UnsupportedSchemaError", 400, "unsupported_schema"),
+    ("ConstraintError", 400, "invalid_constraint"),
     ("PromptError", 400, "invalid_prompt"),
     ("UnsupportedModelError", 400, "unsupported_model"),
 )
 
 
-def from_focus_error(err: core_errors.FocusError) -> APIError:
-    """The 4xx answer for an error the engine raised about this request."""
+def from_focus_error(err: core_errors.FocusError, param: str | None = None) -> APIError:
+    """The 4xx answer for an error the engine raised about this request (``param``: the field at fault)."""
     for name, status, code in _FOCUS_ERROR_STATUS:
         cls = getattr(core_errors, name, None)
         if cls is not None and isinstance(err, cls):
-            return APIError(status, str(err), code=code)
-    return APIError(400, str(err), code="invalid_request")
+            return APIError(status, str(err), param=param, code=code)
+    return APIError(400, str(err), param=param, code="invalid_request")

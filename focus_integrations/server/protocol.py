@@ -1,16 +1,23 @@
-"""OpenAI request bodies -> engine requests, and engine results -> OpenAI response bodies.
+"""OpenAI request bodies -> engine requests (responses are built in :mod:`.responses`).
 
 Chat Completions (``/v1/chat/completions``) and the legacy Completions (``/v1/completions``). Unknown fields
 are ignored, as OpenAI-compatible servers do; FOCUS settings ride along as extra top-level fields named like
 the :class:`DecodingOptions` fields (``mode``, ``alpha``, ``noise``, ...: the ``extra_body`` of the SDKs).
+
+Structured answers decode under the engine's grammar constraint: ``response_format`` (``json_schema``,
+``json_object``) goes to ``DecodingOptions.response_format`` as sent, and a required ``tool_choice``
+("required" or a named function) becomes the call grammar of :func:`tool_prompting.forced_tool_call`, so the
+call names an offered tool and its arguments validate against that tool's parameters; ``tool_choice`` auto
+next to a ``response_format`` decodes under a grammar of "a call, or the JSON answer"
+(:func:`tool_prompting.tool_call_or_answer`). A constraint the
+engine cannot build (a tokenizer that cannot spell JSON, a schema the grammar library refuses) is a 400 when
+the request is submitted, before any decoding.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,18 +28,20 @@ from focus_integrations.messages import append_turn
 from focus_integrations.options import DecodingOptions
 from focus_integrations.server.config import Limits
 from focus_integrations.server.errors import bad_request
-from focus_integrations.tool_calls import QWEN_CLOSE, QWEN_OPEN, ParsedToolCalls, ToolCallStreamParser
+from focus_integrations.tool_calls import ToolCallStreamParser
 from focus_integrations.tool_prompting import (
-    forced_tool_call_prefix,
+    forced_tool_call,
+    json_instruction,
     renders_tools,
+    tool_call_or_answer,
     tool_instruction,
     tool_turn_as_text,
     with_system_instructions,
+    writes_call_markup,
 )
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder
-    from focus_integrations.outputs import GenerationOutput
 
 ImageLoader = Callable[[str], Image.Image]
 
@@ -45,11 +54,6 @@ _ROLES["function"] = "tool"
 def focus_extra_fields() -> frozenset[str]:
     """The FOCUS settings a request may carry as extra fields (every DecodingOptions field not OpenAI's)."""
     return frozenset(f.name for f in dataclasses.fields(DecodingOptions)) - _OPENAI_MAPPED
-
-
-def supports_response_format() -> bool:
-    """Whether the engine constrains answers to a JSON schema (``DecodingOptions.response_format``)."""
-    return any(f.name == "response_format" for f in dataclasses.fields(DecodingOptions))
 
 
 @dataclass
@@ -65,6 +69,9 @@ class EngineRequest:
     template_tools: list[dict[str, Any]] | None = None
     tool_names: list[str] = field(default_factory=list)
     answer_prefix: str = ""  # forced start of the answer (enforces tool_choice); part of the tool-call text
+    forced_call: bool = False  # the answer is a required tool call, decoded under the call grammar
+    forced_tool: str | None = None  # ... to this one tool (a named tool_choice)
+    generic_json: bool = True  # bare JSON answers are read as tool calls (templates without call markup)
 
     def submit_kwargs(self) -> dict[str, Any]:
         return {
@@ -79,7 +86,7 @@ class EngineRequest:
         """A parser that has seen the forced prefix already (None when no tools were offered)."""
         if not self.tool_names:
             return None
-        parser = ToolCallStreamParser(tool_names=self.tool_names)
+        parser = ToolCallStreamParser(tool_names=self.tool_names, generic_json=self.generic_json)
         if self.answer_prefix:
             parser.feed(self.answer_prefix)
         return parser
@@ -157,15 +164,7 @@ def decoding_options(body: dict[str, Any], limits: Limits, *, context_length: in
                 param="response_format",
             )
         if response_format["type"] != "text":
-            if not supports_response_format():
-                raise bad_request(
-                    "response_format json_object / json_schema needs constrained decoding, which this "
-                    "installation of focus-integrations does not have yet; use a forced tool call "
-                    "(tool_choice) for structured answers",
-                    param="response_format",
-                    code="response_format_unsupported",
-                )
-            options["response_format"] = response_format
+            options["response_format"] = response_format  # checked by DecodingOptions below
     try:
         DecodingOptions.resolve(**options)
     except ValueError as err:
@@ -342,12 +341,18 @@ def chat_request(
             instructions.append("You must answer with a call to one of the tools.")
         elif choice:
             instructions.append(f"You must answer with a call to the tool `{choice}`.")
+    forced = forced_tool_call(decoder, tools, choice) if tools and choice else None
+    answer_format = options.get("response_format")
+    if forced is not None:
+        # The call grammar constrains this turn; a response_format applies to the answer after the tool
+        # results (OpenAI's order: a forced call first, the structured answer later).
+        options["response_format"] = forced.response_format
+    elif answer_format:
+        instructions.append(json_instruction(answer_format))
+        if tools:  # auto: the model may call a tool or answer in the format, and nothing else
+            options["response_format"] = tool_call_or_answer(decoder, tools, answer_format)
     if instructions:
         messages = with_system_instructions(messages, instructions)
-    prefix = forced_tool_call_prefix(decoder, choice) if tools and choice else ""
-    if choice not in (None, "any") and prefix.startswith(QWEN_OPEN):
-        # A named tool_choice asks for exactly one call: stop when it closes instead of writing on.
-        options["stop"] = (*options.get("stop", ()), QWEN_CLOSE)
     stream_options = body.get("stream_options") or {}
     return EngineRequest(
         model=model,
@@ -358,7 +363,11 @@ def chat_request(
         include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
         template_tools=tools if tools and template_renders else None,
         tool_names=[t["function"]["name"] for t in tools],
-        answer_prefix=prefix,
+        answer_prefix=forced.prefix if forced is not None else "",
+        forced_call=forced is not None,
+        forced_tool=choice if forced is not None and choice != "any" else None,
+        # A JSON answer next to tools: only markup marks a call (else the answer could be read as one).
+        generic_json=not (tools and answer_format and forced is None and writes_call_markup(decoder)),
     )
 
 
@@ -389,131 +398,3 @@ def completion_request(
         stream=bool(body.get("stream")),
         include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
     )
-
-
-# ---------------------------------------------------------------------------------------------- responses
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
-
-
-def usage_body(output: GenerationOutput) -> dict[str, int]:
-    return {
-        "prompt_tokens": output.usage.input_tokens,
-        "completion_tokens": output.usage.output_tokens,
-        "total_tokens": output.usage.total_tokens,
-    }
-
-
-def openai_tool_calls(parsed: ParsedToolCalls, tool_names: list[str]) -> list[dict[str, Any]]:
-    """Parsed calls to offered tools as OpenAI ``tool_calls`` (arguments as a JSON string).
-
-    A malformed call to an offered tool keeps its raw arguments text (OpenAI's ``arguments`` is a string that
-    clients parse, and LangChain files a bad one under ``invalid_tool_calls``); a call to a tool that was not
-    offered is dropped.
-    """
-    calls = [
-        {
-            "id": c["id"],
-            "type": "function",
-            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
-        }
-        for c in parsed.tool_calls
-        if c["name"] in tool_names
-    ]
-    calls += [
-        {
-            "id": c["id"],
-            "type": "function",
-            "function": {"name": c["name"], "arguments": c["arguments"] or ""},
-        }
-        for c in parsed.invalid
-        if c["name"] in tool_names
-    ]
-    return calls
-
-
-def finish_reason(output: GenerationOutput, calls: list[dict[str, Any]]) -> str:
-    return "tool_calls" if calls else output.finish_reason
-
-
-def chat_completion_body(
-    request: EngineRequest, output: GenerationOutput, text: str, calls: list[dict[str, Any]], response_id: str
-) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
-    if calls:
-        message["tool_calls"] = calls
-    return {
-        "id": response_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": request.model,
-        "system_fingerprint": None,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(output, calls)}
-        ],
-        "usage": usage_body(output),
-        "focus": output.settings,
-    }
-
-
-def chat_chunk(
-    request: EngineRequest,
-    response_id: str,
-    created: int,
-    delta: dict[str, Any] | None,
-    finish: str | None = None,
-    usage: dict[str, int] | None = None,
-) -> dict[str, Any]:
-    chunk: dict[str, Any] = {
-        "id": response_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": request.model,
-        "system_fingerprint": None,
-        "choices": []
-        if delta is None
-        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-    }
-    if request.include_usage:
-        chunk["usage"] = usage  # null on every chunk but the last, as OpenAI sends it
-    return chunk
-
-
-def completion_body(request: EngineRequest, output: GenerationOutput, response_id: str) -> dict[str, Any]:
-    return {
-        "id": response_id,
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": request.model,
-        "system_fingerprint": None,
-        "choices": [
-            {"index": 0, "text": output.text, "logprobs": None, "finish_reason": output.finish_reason}
-        ],
-        "usage": usage_body(output),
-        "focus": output.settings,
-    }
-
-
-def completion_chunk(
-    request: EngineRequest,
-    response_id: str,
-    created: int,
-    text: str | None,
-    finish: str | None = None,
-    usage: dict[str, int] | None = None,
-) -> dict[str, Any]:
-    chunk: dict[str, Any] = {
-        "id": response_id,
-        "object": "text_completion",
-        "created": created,
-        "model": request.model,
-        "system_fingerprint": None,
-        "choices": []
-        if text is None
-        else [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
-    }
-    if request.include_usage:
-        chunk["usage"] = usage
-    return chunk

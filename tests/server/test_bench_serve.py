@@ -8,14 +8,32 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def test_bench_serve_tiny_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def bench_serve(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.syspath_prepend(str(BENCH))
     import bench_serve
 
+    yield bench_serve
+    sys.modules.pop("bench_serve", None)
+
+
+def test_answer_check_fails_on_mix_ups_and_on_drift_only_when_exact(bench_serve) -> None:
+    compare = bench_serve.compare_answers
+    solo = {0: "a", 1: "b", 2: "c"}
+    assert compare(solo, dict(solo), 3)["ok"]
+    swapped = compare(solo, {0: "b", 1: "a", 2: "c"}, 3, exact=False)
+    assert (swapped["swapped"], swapped["ok"]) == (2, False)
+    drifted = {0: "a", 1: "b", 2: "c!"}  # not anyone's answer: rounding drift in bf16, a defect in fp32
+    assert compare(solo, drifted, 3, exact=False)["ok"]
+    assert not compare(solo, drifted, 3)["ok"]
+    assert not compare(solo, {0: "a", 1: "b"}, 3, exact=False)["ok"]  # dropped
+
+
+@pytest.mark.slow
+def test_bench_serve_tiny_mode(tmp_path: Path, bench_serve) -> None:
     report_path = tmp_path / "report.json"
     status = bench_serve.main(["--tiny", "--threads", "1", "--clients", "1", "3", "--json", str(report_path)])
     report = json.loads(report_path.read_text())
@@ -28,4 +46,3 @@ def test_bench_serve_tiny_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert check["ok"] and check["concurrent_answered"] == check["requests"] == 8
         overload = report["overload"][engine]
         assert overload["rejected_429"] > 0 and overload["ok"] > 0 and not overload["other"]
-    sys.modules.pop("bench_serve", None)

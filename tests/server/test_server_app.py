@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 
 from focus_integrations import errors as core_errors
+from focus_integrations.batching import BatchEngine
 from focus_integrations.server import Limits, SerialEngine, ServerConfig, create_app
 from focus_integrations.server.errors import from_focus_error
 from tests.server.conftest import data_uri, free_port, image_part
@@ -206,3 +207,25 @@ def test_serial_engine_answers_equal_direct_decodes_and_close_cancels(reference_
         assert engine.stats().tokens_generated == 10
     finally:
         engine.close()
+
+
+def test_a_constraint_the_tokenizer_cannot_spell_is_a_400() -> None:
+    """The bundled default model's word-level vocabulary has no '{': structured answers are refused, clearly."""
+    from focus_integrations import FocusDecoder
+    from focus_integrations.cli import resolve_model
+
+    decoder = FocusDecoder.from_pretrained(resolve_model(None))
+    app = create_app(BatchEngine(decoder), ServerConfig(model_id="m"))
+    tools = [{"type": "function", "function": {"name": "price", "parameters": {"type": "object"}}}]
+    with running(app) as url:
+        for extra, param in (
+            ({"response_format": {"type": "json_object"}}, "response_format"),
+            ({"tools": tools, "tool_choice": "required"}, "tool_choice"),
+        ):
+            response = httpx.post(f"{url}/v1/chat/completions", json=chat_body(**extra))
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert (error["code"], error["param"]) == ("response_format_unsupported", param)
+            assert "tokenizer" in error["message"]
+        assert httpx.get(f"{url}/metrics").text.count("focus_rows_in_flight 0.0") == 1
+        assert httpx.post(f"{url}/v1/chat/completions", json=chat_body()).status_code == 200

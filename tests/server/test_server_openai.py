@@ -6,14 +6,15 @@ seeded noise): the server must not change what the engine says.
 
 from __future__ import annotations
 
-import json
+import re
+import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from PIL import Image
 
-from focus_integrations.server.protocol import supports_response_format
 from tests.server.conftest import MODEL_ID, data_uri, image_part
 
 QUESTION = "Which product is cheaper?"
@@ -142,72 +143,6 @@ def test_file_urls_only_inside_the_media_folder(client: openai.OpenAI, media_dir
         assert caught.value.status_code == 400
 
 
-def test_forced_tool_call_names_the_tool(client: openai.OpenAI) -> None:
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_price",
-                "description": "Price of a product",
-                "parameters": {"type": "object", "properties": {"product": {"type": "string"}}},
-            },
-        }
-    ]
-    choice = {"type": "function", "function": {"name": "get_price"}}
-    response = client.chat.completions.create(
-        model=MODEL_ID, messages=_two_images(), max_tokens=12, tools=tools, tool_choice=choice
-    )
-    message = response.choices[0].message
-    assert response.choices[0].finish_reason == "tool_calls"
-    assert [call.function.name for call in message.tool_calls] == ["get_price"]
-    assert message.tool_calls[0].id.startswith("call_")
-    streamed = list(
-        client.chat.completions.create(
-            model=MODEL_ID,
-            messages=_two_images(),
-            max_tokens=12,
-            tools=tools,
-            tool_choice=choice,
-            stream=True,
-        )
-    )
-    calls = [tc for c in streamed if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
-    assert [c.function.name for c in calls] == ["get_price"]
-    assert calls[0].function.arguments == message.tool_calls[0].function.arguments
-    assert streamed[-1].choices[0].finish_reason == "tool_calls"
-    # The tool's answer goes back in a tool turn (with the call it answers), and the chat continues.
-    follow_up = _two_images() + [
-        {"role": "assistant", "content": None, "tool_calls": [message.tool_calls[0].model_dump()]},
-        {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": json.dumps({"price": 3})},
-    ]
-    again = client.chat.completions.create(model=MODEL_ID, messages=follow_up, max_tokens=3, tools=tools)
-    assert again.usage.prompt_tokens > response.usage.prompt_tokens
-
-
-def test_structured_output(client: openai.OpenAI) -> None:
-    schema = {
-        "type": "object",
-        "properties": {"cheaper": {"type": "string", "enum": ["first", "second"]}},
-        "required": ["cheaper"],
-        "additionalProperties": False,
-    }
-    response_format = {
-        "type": "json_schema",
-        "json_schema": {"name": "answer", "schema": schema, "strict": True},
-    }
-    if not supports_response_format():
-        with pytest.raises(openai.BadRequestError) as caught:
-            client.chat.completions.create(
-                model=MODEL_ID, messages=_two_images(), max_tokens=16, response_format=response_format
-            )
-        assert caught.value.code == "response_format_unsupported"
-        return
-    response = client.chat.completions.create(
-        model=MODEL_ID, messages=_two_images(), max_tokens=32, response_format=response_format
-    )
-    assert json.loads(response.choices[0].message.content)["cheaper"] in ("first", "second")
-
-
 def test_completions_endpoint(client: openai.OpenAI, reference_decoder) -> None:
     response = client.completions.create(model=MODEL_ID, prompt="Name a colour.", max_tokens=5)
     expected = reference_decoder.generate(
@@ -273,3 +208,35 @@ def test_image_limits(client: openai.OpenAI) -> None:
     ]
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL_ID, messages=broken, max_tokens=2)
+
+
+def _metric(base_url: str, name: str) -> float:
+    text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_rows_at_once(server: str) -> None:
+    """The default engine is the batched one; a stream the client drops frees its rows (seen in /metrics)."""
+    assert httpx.get(f"{server}/health").json()["engine"] == "batched"
+    body = {"model": MODEL_ID, "messages": _two_images(), "max_tokens": 2000, "stream": True}
+    before = _metric(server, "focus_engine_tokens_generated_total")
+    with httpx.Client(base_url=server, timeout=120) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            next(line for line in lines if '"content": "' in line and '"content": ""' not in line)
+            assert _metric(server, "focus_rows_in_flight") == 3  # FOCUS over 2 images
+            assert _metric(server, "focus_requests_active") == 1
+            first = _metric(server, "focus_engine_tokens_generated_total")
+            time.sleep(1.0)
+            # Tokens count while the answer is still being written, not only when it ends.
+            assert _metric(server, "focus_engine_tokens_generated_total") > first
+            assert _metric(server, "focus_tokens_per_second") > 0
+    deadline = time.monotonic() + 10
+    while _metric(server, "focus_rows_in_flight") or _metric(server, "focus_requests_active"):
+        assert time.monotonic() < deadline, "the rows of a disconnected client were not freed"
+        time.sleep(0.05)
+    generated = _metric(server, "focus_engine_tokens_generated_total") - before
+    time.sleep(0.5)
+    assert _metric(server, "focus_engine_tokens_generated_total") - before == generated < 2000
+    assert _metric(server, "focus_queue_depth") == 0

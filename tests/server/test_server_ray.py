@@ -29,7 +29,7 @@ def ray_url(qwen_path: str):
     port = free_port()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        settings = ServeSettings(model=qwen_path, served_model_name=MODEL_ID, engine="serial", threads=1)
+        settings = ServeSettings(model=qwen_path, served_model_name=MODEL_ID, threads=1)  # batched engine
         app = focus_deployment(
             settings, num_replicas=2, ray_actor_options={"num_cpus": 1}, max_ongoing_requests=16
         )
