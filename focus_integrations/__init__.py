@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from focus_integrations.errors import (
+    CheckpointError,
     ConstraintError,
     ContextLengthError,
     DecoderBusyError,
@@ -35,6 +36,7 @@ _LAZY = {
     "GenerationOutput": "focus_integrations.outputs",
     "Usage": "focus_integrations.outputs",
     "DecodingOptions": "focus_integrations.options",
+    "LoadingOptions": "focus_integrations.loading",
     "default_model_path": "focus_integrations.default_model",
     "sample_frames": "focus_integrations.video",
     "ResponseFormat": "focus_integrations.constraints",
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from focus_integrations.constraints import ResponseFormat
     from focus_integrations.decoder import FocusDecoder, TextStream
     from focus_integrations.default_model import default_model_path
+    from focus_integrations.loading import LoadingOptions
     from focus_integrations.options import DecodingOptions
     from focus_integrations.outputs import GenerationOutput, Usage
     from focus_integrations.video import sample_frames
@@ -64,6 +67,7 @@ __all__ = [
     "GenerationOutput",
     "Usage",
     "DecodingOptions",
+    "LoadingOptions",
     "default_model_path",
     "sample_frames",
     "FocusError",
@@ -76,6 +80,7 @@ __all__ = [
     "ContextLengthError",
     "EngineClosedError",
     "ModelNotFoundError",
+    "CheckpointError",
     "UnsupportedModelError",
     "VideoLoadError",
     "ResponseFormat",

@@ -2,6 +2,7 @@
 
     focus ask --model PATH_OR_ID --image A --image B [--video CLIP] [--mode focus|vanilla|vcd] [--alpha]
               [--noise] [--num-frames] [--fps] [--video-masking frame|video] [--max-new-tokens] [--seed]
+              [--temperature] [--chat-template-kwargs JSON] [--generate-kwargs JSON] [loading flags]
               [--stream] "question"
 
 Sub-commands of the optional parts (``index``, ``query``, ``catalog``, ``eval``, ``demo``, ``serve``) register
@@ -23,9 +24,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from focus_integrations.cli_options import (
+    add_decoding_arguments,
+    add_loading_arguments,
+    decoding_options,
+    loading_options,
+)
 from focus_integrations.errors import FocusError
-from focus_integrations.noise import NOISE_MODES
-from focus_integrations.options import MODES, VIDEO_MASKING, parse_alpha
+from focus_integrations.options import VIDEO_MASKING
 
 # Optional command groups: module -> function that adds its sub-commands to the parser.
 _COMMAND_GROUPS = (
@@ -46,14 +52,6 @@ def command_group(
         parser = subparsers.add_parser(name, help=help)
         parser.set_defaults(_command_group=parser.add_subparsers(dest=dest, required=True))
     return parser.get_default("_command_group")
-
-
-def alpha_argument(text: str) -> float | str:
-    """``--alpha``: a number, or ``n-calibrated`` (argparse reports a bad value in one line)."""
-    try:
-        return parse_alpha(text)
-    except FocusError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 class UsageError(FocusError, ValueError):
@@ -111,18 +109,8 @@ def _add_ask(subparsers: argparse._SubParsersAction) -> None:
         help="frame: every frame its own FOCUS slot (the reference, default); video: one group per video",
     )
     ask.add_argument("--system", type=text_argument, default=None, help="optional system prompt")
-    ask.add_argument("--mode", choices=MODES, default="focus")
-    ask.add_argument(
-        "--alpha", type=alpha_argument, default=None, help="a number, or n-calibrated (alpha = (N-1)/N)"
-    )
-    ask.add_argument("--noise", choices=sorted(NOISE_MODES), default=None)
-    ask.add_argument("--max-new-tokens", type=int, default=128)
-    ask.add_argument(
-        "--temperature", type=float, default=None, help="sample with this temperature (default greedy)"
-    )
-    ask.add_argument("--seed", type=int, default=None)
-    ask.add_argument("--device", default=None)
-    ask.add_argument("--dtype", default=None)
+    add_decoding_arguments(ask)
+    add_loading_arguments(ask)
     ask.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     ask.set_defaults(func=_run_ask)
 
@@ -143,23 +131,14 @@ def _run_ask(args: argparse.Namespace) -> int:
 
     if not args.image and not args.video:
         raise FocusError("give at least one --image or --video")
-    options = {
-        "mode": args.mode,
-        "alpha": args.alpha,
-        "noise": args.noise,
-        "max_new_tokens": args.max_new_tokens,
-        "seed": args.seed,
-        "num_frames": args.num_frames,
-        "fps": args.fps,
-        "video_masking": args.video_masking,
-    }
-    media: dict[str, Any] = {"images": None, "videos": args.video or None}
-    if args.temperature is not None:
-        options |= {"do_sample": True, "temperature": args.temperature}
+    options = decoding_options(args)
     # Options and images are checked before the weights load: a typo costs nothing.
-    DecodingOptions.resolve(**options)
-    media["images"] = [load_image(path) for path in args.image] or None
-    decoder = FocusDecoder.from_pretrained(resolve_model(args.model), device=args.device, dtype=args.dtype)
+    DecodingOptions.from_layers(options)
+    media: dict[str, Any] = {
+        "images": [load_image(path) for path in args.image] or None,
+        "videos": args.video or None,
+    }
+    decoder = FocusDecoder.from_pretrained(resolve_model(args.model), **loading_options(args))
     if args.stream:
         stream = decoder.stream(**media, prompt=args.question, system=args.system, **options)
         for delta in stream:

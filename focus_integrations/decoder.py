@@ -6,6 +6,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -14,10 +15,11 @@ from focus_integrations.answer import Answer
 from focus_integrations.decode import RowGroup, prefill_logits, step_logits
 from focus_integrations.errors import DecoderBusyError, InvalidOptionError, PromptError, UnsupportedModelError
 from focus_integrations.families import FamilySpec, family_of
+from focus_integrations.loading import LoadingOptions
 from focus_integrations.logits import TokenChooser
 from focus_integrations.media import VideoSampling
 from focus_integrations.messages import Conversation, prepare
-from focus_integrations.options import DecodingOptions
+from focus_integrations.options import DecodingOptions, layer_sources
 from focus_integrations.outputs import GenerationOutput
 from focus_integrations.request import (
     PreparedRequest,
@@ -30,6 +32,7 @@ from focus_integrations.request import (
 from focus_integrations.rows import encode_rows
 from focus_integrations.scoring import score_candidates
 from focus_integrations.vision import supports_shared_vision
+from focus_integrations.vocabulary import decoding_layer, generation_config_layer, split_options
 
 if TYPE_CHECKING:
     from focus_integrations.constraints import GrammarConstraint, ResponseFormat
@@ -39,7 +42,10 @@ class FocusDecoder:
     """FOCUS (and vanilla / VCD) decoding around a Hugging Face image-text-to-text model.
 
     ``FocusDecoder(model, processor, **defaults)`` wraps objects you loaded; ``FocusDecoder.from_pretrained``
-    loads them. ``defaults`` are :class:`DecodingOptions` fields used when a call does not set them.
+    loads them. ``defaults`` are decoding options (any name of the vocabulary, see
+    :mod:`focus_integrations.vocabulary`) used when a call does not set them. Precedence, highest first: the
+    call, these defaults, ``checkpoint_defaults`` (the checkpoint's ``focus_config.json``), the model's
+    ``generation_config``, the library defaults; ``None`` means "not set" at every layer.
 
     Calls are serialised with a lock: one model object cannot run two requests at once. A call from another
     thread waits for the running one (at most ``busy_timeout`` seconds if set, then
@@ -55,6 +61,7 @@ class FocusDecoder:
         model_name: str | None = None,
         allow_remote_images: bool = False,
         busy_timeout: float | None = None,
+        checkpoint_defaults: dict[str, Any] | None = None,
         **defaults: Any,
     ) -> None:
         if not hasattr(model, "get_image_features") and not hasattr(
@@ -69,9 +76,20 @@ class FocusDecoder:
         self.model_name = model_name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.allow_remote_images = allow_remote_images
         self.family: FamilySpec = family_of(model)
-        DecodingOptions.resolve(**defaults)  # fail early on bad defaults
-        self.defaults = dict(defaults)
-        self.eos_token_ids = self._eos_token_ids()
+        if not isinstance(allow_remote_images, bool):
+            raise InvalidOptionError(
+                f"allow_remote_images must be True or False, got {allow_remote_images!r}"
+            )
+        # The layers below a call, lowest first (see the class docstring); each holds only what it sets.
+        config = getattr(model, "generation_config", None)
+        self.generation_defaults, self.ignored_generation_config = (
+            generation_config_layer(config) if config is not None else ({}, {})
+        )
+        self.checkpoint_defaults = decoding_layer(checkpoint_defaults or {}, where=f"in {FOCUS_CONFIG}")
+        self.defaults = decoding_layer(defaults, where="in the decoder defaults")
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        # The default end ids (a call's eos_token_id may differ); resolving also fails early on bad defaults.
+        self.eos_token_ids = set(self.resolve_options().eos_token_id or ())
         self.banned_token_ids = self._placeholder_token_ids()
         self.context_length = self._context_length()
         self.supports_shared_vision = supports_shared_vision(model)
@@ -86,34 +104,58 @@ class FocusDecoder:
         cls,
         name_or_path: str | os.PathLike[str],
         *,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        device_map: str | dict[str, Any] | None = None,
-        local_files_only: bool | None = None,
-        trust_remote_code: bool = False,
-        revision: str | None = None,
-        **defaults: Any,
+        allow_remote_images: bool = False,
+        busy_timeout: float | None = None,
+        loading: LoadingOptions | None = None,
+        **options: Any,
     ) -> FocusDecoder:
-        """Load a checkpoint (hub id or local folder). Offline, a missing checkpoint raises ModelNotFoundError."""
-        from focus_integrations.loading import load_model_and_processor
+        """Load a checkpoint (hub id or local folder) and wrap it.
 
-        model, processor = load_model_and_processor(
-            name_or_path,
-            device=device,
-            dtype=dtype,
-            device_map=device_map,
-            local_files_only=local_files_only,
-            trust_remote_code=trust_remote_code,
-            revision=revision,
-        )
-        # A checkpoint folder may carry FOCUS settings validated for it (e.g. alpha chosen by the leakage lab);
-        # explicit arguments win.
+        ``options`` are transformers loading arguments (``dtype``/``torch_dtype``, ``device``, ``device_map``,
+        ``attn_implementation``, ``quantization_config``, ``low_cpu_mem_usage``, ``revision``, ``cache_dir``,
+        ``token``, ``trust_remote_code``, ``local_files_only``, ``model_kwargs``, ``processor_kwargs``; or all
+        of them as ``loading=LoadingOptions(...)``) and decoding defaults; an unknown name raises
+        ``InvalidOptionError`` listing both. Offline, a missing checkpoint raises ``ModelNotFoundError``; a
+        damaged one ``CheckpointError``; a missing backend or a bad device ``InvalidOptionError``.
+        """
+        from focus_integrations.loading import hub_arguments, load_model_and_processor
+
+        loading_kwargs, defaults = split_options(options)
+        if loading is not None and loading_kwargs:
+            raise InvalidOptionError(
+                "pass loading options either as loading=LoadingOptions(...) or as keywords"
+            )
+        loading = loading or LoadingOptions.from_kwargs(**loading_kwargs)
+        name = os.fspath(name_or_path)
+        # Read before the weights: a bad focus_config.json fails fast.
+        checkpoint_defaults = _checkpoint_defaults(name, hub_arguments(loading, name))
+        model, processor = load_model_and_processor(name_or_path, loading)
         return cls(
             model,
             processor,
-            model_name=os.fspath(name_or_path),
-            **(_checkpoint_defaults(name_or_path) | defaults),
+            model_name=name,
+            allow_remote_images=allow_remote_images,
+            busy_timeout=busy_timeout,
+            checkpoint_defaults=checkpoint_defaults,
+            **defaults,
         )
+
+    def resolve_options(self, **options: Any) -> DecodingOptions:
+        """The options a call with ``options`` decodes with (every layer applied, validated)."""
+        return self._with_eos(DecodingOptions.from_layers(*self._layers(options)))
+
+    def _layers(self, options: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            ("generation_config", self.generation_defaults),
+            (FOCUS_CONFIG, self.checkpoint_defaults),
+            ("decoder defaults", self.defaults),
+            ("call", decoding_layer(options)),
+        ]
+
+    def _resolve(self, options: dict[str, Any]) -> tuple[DecodingOptions, dict[str, str]]:
+        """A call's options and which layer set each one (reported in ``settings["sources"]``)."""
+        layers = self._layers(options)
+        return self._with_eos(DecodingOptions.from_layers(*layers)), layer_sources(layers)
 
     # ----------------------------------------------------------------------------------------------- public
 
@@ -169,13 +211,13 @@ class FocusDecoder:
         **options: Any,
     ) -> TextStream:
         """Like ``generate``, as an iterator of text deltas; ``.output`` holds the result once exhausted."""
-        resolved = DecodingOptions.resolve(**(self.defaults | options))
+        resolved, sources = self._resolve(options)
         conversation = self._conversation(
             images, prompt, videos, messages, system, require_images, assistant_prefix, resolved
         )
         # Built now, so an unsupported tokenizer or schema fails at the call, before any decoding.
         constraint = self._constraint(resolved.response_format)
-        return TextStream(self, conversation, tools, resolved, constraint)
+        return TextStream(self, conversation, tools, resolved, constraint, sources)
 
     def generate_batch(
         self,
@@ -244,13 +286,18 @@ class FocusDecoder:
         **options: Any,
     ) -> list[list[float]]:
         """Per-token log-probabilities of each candidate (tokenised on its own, no special tokens)."""
-        if isinstance(candidates, str) or not candidates:
-            raise PromptError("candidates must be a non-empty list of strings")
+        if (
+            isinstance(candidates, str)
+            or not isinstance(candidates, Sequence)
+            or not candidates
+            or not all(isinstance(c, str) for c in candidates)
+        ):
+            raise PromptError(f"candidates must be a non-empty list of strings, got {candidates!r:.200}")
         candidate_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in candidates]
         for text, ids in zip(candidates, candidate_ids):
             if not ids:
                 raise PromptError(f"candidate {text!r} tokenises to nothing")
-        resolved = DecodingOptions.resolve(**(self.defaults | options))
+        resolved, sources = self._resolve(options)
         conversation = self._conversation(
             images, prompt, videos, messages, system, require_images, assistant_prefix, resolved
         )
@@ -260,23 +307,38 @@ class FocusDecoder:
                 tools,
                 resolved,
                 lambda request, groups: score_candidates(groups, request.rule, candidate_ids),
+                sources,
             )
 
     def render_prompt(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None = None,
+        *,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ) -> str:
-        """The chat template applied to ``messages`` (with a generation prompt), as text."""
-        return render(self.processor, self._prepare(messages), tools)
+        """The chat template applied to ``messages`` (with a generation prompt), as text.
+
+        ``chat_template_kwargs`` go to ``apply_chat_template`` (on top of the decoder's defaults), e.g.
+        ``{"add_vision_id": True}`` for Qwen2/2.5-VL.
+        """
+        options = self.resolve_options(chat_template_kwargs=chat_template_kwargs)
+        return render(self.processor, self._prepare(messages, options), tools, options.chat_template_kwargs)
 
     def count_tokens(
-        self, text_or_messages: str | Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] | None = None
+        self,
+        text_or_messages: str | Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None = None,
+        *,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ) -> int:
         """Tokens of a text, or of a whole chat prompt including its image tokens."""
         if isinstance(text_or_messages, str):
             with self.processor_lock:
                 return len(self.tokenizer(text_or_messages, add_special_tokens=False)["input_ids"])
-        conversation = self._prepare(text_or_messages)
-        prompt = render(self.processor, conversation, tools)
+        options = self.resolve_options(chat_template_kwargs=chat_template_kwargs)
+        conversation = self._prepare(text_or_messages, options)
+        prompt = render(self.processor, conversation, tools, options.chat_template_kwargs)
         with self.processor_lock:
             inputs = encode_rows(
                 self.processor,
@@ -315,9 +377,13 @@ class FocusDecoder:
 
     # ----------------------------------------------------------------------------------------------- internals
 
-    def _prepare(self, messages: Any) -> Conversation:
+    def _prepare(self, messages: Any, options: DecodingOptions) -> Conversation:
         """Messages with the decoder's defaults for video sampling (render_prompt, count_tokens)."""
-        video = VideoSampling.from_options(DecodingOptions.resolve(**self.defaults))
+        if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+            raise PromptError(
+                f"messages must be a list of {{'role': ..., 'content': ...}} dicts, got {type(messages).__name__}"
+            )
+        video = VideoSampling.from_options(options)
         return prepare(messages, allow_remote_images=self.allow_remote_images, video=video)
 
     def _conversation(
@@ -349,9 +415,10 @@ class FocusDecoder:
         tools: Any,
         options: DecodingOptions,
         run: Callable[[PreparedRequest, list[RowGroup]], Any],
+        sources: dict[str, str] | None = None,
     ) -> Any:
         """Prepare the request and run it; on out-of-memory, retry with the rows in groups half as large."""
-        request = prepare_request(self, conversation, tools, options)
+        request = prepare_request(self, conversation, tools, options, sources=sources)
         chunk = request.chunk
         while True:
             groups = row_groups(self, request, chunk)
@@ -389,7 +456,7 @@ class FocusDecoder:
 
         known = ("videos", "messages", "system", "tools", "require_images", "assistant_prefix")
         call = {key: kwargs.pop(key) for key in known if key in kwargs}
-        options = DecodingOptions.resolve(**(self.defaults | kwargs))
+        options, sources = self._resolve(kwargs)
         tools = call.get("tools")
 
         def prepare() -> tuple[PreparedRequest, Answer]:
@@ -403,24 +470,34 @@ class FocusDecoder:
                 call.get("assistant_prefix"),
                 options,
             )
-            request = prepare_request(self, conversation, tools, options)
+            request = prepare_request(self, conversation, tools, options, sources=sources)
             return request, self._answer(request, self._chooser(options))
 
         return Job(prepare, sink)
 
     def _answer(self, request: PreparedRequest, chooser: TokenChooser) -> Answer:
-        return Answer(request, chooser, self.tokenizer, self.eos_token_ids, self.device)
+        eos = set(request.options.eos_token_id or ()) or self.eos_token_ids
+        return Answer(request, chooser, self.tokenizer, eos, self.device)
 
-    def _eos_token_ids(self) -> set[int]:
-        ids: set[int] = set()
-        config = getattr(self.model, "generation_config", None)
-        eos = getattr(config, "eos_token_id", None) if config is not None else None
-        for value in eos if isinstance(eos, (list, tuple)) else [eos]:
-            if isinstance(value, int):
-                ids.add(value)
-        if getattr(self.tokenizer, "eos_token_id", None) is not None:
-            ids.add(int(self.tokenizer.eos_token_id))
-        return ids
+    def _with_eos(self, options: DecodingOptions) -> DecodingOptions:
+        """``eos_token_id`` as ``generate`` uses it (the generation config's unless overridden); without one
+        anywhere, the tokenizer's EOS (``generate`` would never stop)."""
+        if options.eos_token_id is not None:
+            return options
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        return replace(options, eos_token_id=(int(eos),) if eos is not None else None)
+
+    def check_token_ids(self, options: DecodingOptions) -> None:
+        """Token ids in the options must exist in the model's vocabulary (else transformers' processors fail
+        deep inside torch)."""
+        ids = [*(options.eos_token_id or ()), *(options.suppress_tokens or ())]
+        ids += [i for words in options.bad_words_ids or () for i in words]
+        ids += [options.pad_token_id] if options.pad_token_id is not None else []
+        outside = sorted({i for i in ids if i >= self.vocab_size})
+        if outside:
+            raise InvalidOptionError(
+                f"token id(s) {outside} are outside the model's vocabulary (size {self.vocab_size})"
+            )
 
     def _placeholder_token_ids(self) -> tuple[int, ...]:
         """Image/video placeholder ids (from the config, any family's spelling); never generated."""
@@ -443,13 +520,18 @@ class FocusDecoder:
 FOCUS_CONFIG = "focus_config.json"
 
 
-def _checkpoint_defaults(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Decoding defaults from ``focus_config.json`` in a local checkpoint folder (absent: none)."""
+def _checkpoint_defaults(name: str, hub_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Decoding defaults from ``focus_config.json`` of a checkpoint: a local folder, or a hub repo's files in
+    the local cache (the same revision and cache folder as the weights). Absent: none."""
     import json
     from pathlib import Path
 
-    path = Path(name_or_path) / FOCUS_CONFIG
-    if not path.is_file():
+    from focus_integrations.processors import _cached_hub_file as cached_hub_file
+
+    path: Path | None = Path(name) / FOCUS_CONFIG
+    if not Path(name).is_dir():
+        path = cached_hub_file(name, FOCUS_CONFIG, **hub_kwargs)
+    if path is None or not path.is_file():
         return {}
     try:
         values = json.loads(path.read_text())
@@ -457,7 +539,8 @@ def _checkpoint_defaults(name_or_path: str | os.PathLike[str]) -> dict[str, Any]
         raise InvalidOptionError(f"{path} is not valid JSON: {err}") from None
     if not isinstance(values, dict):
         raise InvalidOptionError(f"{path} must hold a JSON object of decoding options")
-    DecodingOptions.resolve(**values)  # unknown keys or bad values: a clear error now, not at the first call
+    # Unknown keys or bad values: a clear error now, not at the first call.
+    DecodingOptions.from_layers((FOCUS_CONFIG, decoding_layer(values, where=f"in {path}")))
     return values
 
 
@@ -479,7 +562,9 @@ class TextStream:
         tools: Any,
         options: DecodingOptions,
         constraint: GrammarConstraint | None = None,
+        sources: dict[str, str] | None = None,
     ) -> None:
+        self._sources = sources
         self._decoder = decoder
         self._constraint = constraint
         self._conversation = conversation
@@ -521,7 +606,7 @@ class TextStream:
                 return self._answer, groups, logits
 
             answer, groups, logits = decoder._run_with_memory_fallback(
-                self._conversation, self._tools, self._options, start
+                self._conversation, self._tools, self._options, start, self._sources
             )
             while True:
                 delta = answer.push(answer.choose(logits))

@@ -107,3 +107,10 @@ class DecoderBusyError(FocusError, RuntimeError):
 
 
 __all__ += ["DecoderBusyError"]
+
+
+class CheckpointError(FocusError, OSError):
+    """A checkpoint was found but its files cannot be read: truncated or corrupt weights, invalid JSON."""
+
+
+__all__ += ["CheckpointError"]

@@ -24,15 +24,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-from transformers import (
-    LogitsProcessorList,
-    RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers import LogitsProcessorList
 
 from focus_integrations.errors import ConstraintError
+from focus_integrations.generation import generate_processors
 from focus_integrations.options import N_CALIBRATED, DecodingOptions
 
 if TYPE_CHECKING:
@@ -156,21 +151,6 @@ def build_rule(
     return LogitsRule("vanilla", 0.0, (all_clean,), None, banned_token_ids)
 
 
-def sampling_processors(options: DecodingOptions) -> LogitsProcessorList:
-    """transformers' own processors, applied to the combined vector (batch of one)."""
-    processors = LogitsProcessorList()
-    if options.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(options.repetition_penalty))
-    if options.do_sample:
-        if options.temperature != 1.0:
-            processors.append(TemperatureLogitsWarper(options.temperature))
-        if options.top_k is not None:
-            processors.append(TopKLogitsWarper(options.top_k))
-        if options.top_p is not None and options.top_p < 1.0:
-            processors.append(TopPLogitsWarper(options.top_p))
-    return processors
-
-
 class TokenChooser:
     """Turns the combined logits of ONE request into ONE token per step (appended to every row of it).
 
@@ -187,11 +167,24 @@ class TokenChooser:
         options: DecodingOptions,
         generator: torch.Generator | None = None,
         constraint: GrammarConstraint | None = None,
+        *,
+        prompt_length: int | None = None,
     ) -> None:
+        self.options = options
         self.sampling = options.do_sample
-        self.processors = sampling_processors(options)
         self.generator = generator
         self.constraint = constraint
+        self.prompt_length = prompt_length
+        self.processors: LogitsProcessorList | None = None
+
+    def _processors(self, combined: torch.Tensor, sequence: torch.Tensor) -> LogitsProcessorList:
+        # transformers' own processors, built as model.generate builds them (generation.py), on the first call:
+        # its sequence is the prompt (unless prompt_length says otherwise) and its logits tell the device.
+        if self.processors is None:
+            length = self.prompt_length if self.prompt_length is not None else int(sequence.shape[0])
+            eos = self.options.eos_token_id or ()
+            self.processors = generate_processors(self.options, length, eos, device=combined.device)
+        return self.processors
 
     def allowed(self) -> torch.Tensor | None:
         """The tokens the constraint allows at this step (None: unconstrained); see ``LogitsRule.combine``."""
@@ -212,7 +205,7 @@ class TokenChooser:
                     f"no token the {self.constraint.response_format.type} constraint allows can be generated "
                     "here (every allowed token is banned)"
                 )
-        processed = self.processors(sequence[None], scores)
+        processed = self._processors(combined, sequence)(sequence[None], scores)
         if self.constraint is not None and not torch.isfinite(processed).any():
             processed = scores
         processed = processed[0]

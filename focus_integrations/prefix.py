@@ -4,7 +4,8 @@ With one noise draw per slot, row k (image k clean, the others noise) is token f
 the same as the all-noise row 0 up to the first token of image k. So row 0 is prefilled once, and every other
 row continues from a copy of its KV cache cut at the start of its first clean image, computing only the rest.
 For the FOCUS rows this prefills about ``L + sum_k (L - start_k)`` tokens instead of ``(N + 1) * L``.
-The rows' caches are then joined into one batch for the lockstep decode.
+The rows' caches are then joined into one batch for the lockstep decode. When the all-noise row has noise
+draws of its own (``SharedEncoding.reference``), the rows share only the text before the first image.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def prefill_sharing_prefix(
     row_logits, row_caches = [], []
     for mask in masks:
         first_clean = next((slot for slot, clean in enumerate(mask) if clean), None)
+        if first_clean is not None and encoding.reference is not None:
+            first_clean = 0  # its noise differs from the reference row's from the first image on
         if first_clean is None:  # the all-noise row itself
             row_logits.append(base_logits)
             row_caches.append(base_cache)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from focus_integrations.decode import RowGroup
-from focus_integrations.errors import ContextLengthError, NoImageError, PromptError
+from focus_integrations.errors import ContextLengthError, InvalidOptionError, NoImageError, PromptError
 from focus_integrations.logits import LogitsRule, build_rule
 from focus_integrations.media import VideoSampling
 from focus_integrations.messages import Conversation, from_prompt, prepare
@@ -46,6 +46,7 @@ class PreparedRequest:
     n_images: int
     n_groups: int  # FOCUS's N: image groups (each image its own group unless the request groups them)
     max_new_tokens: int
+    sources: dict[str, str] | None = None  # which layer set each option (decoder.resolve_options)
     # Processor outputs: the distinct-images encoding (shared vision), or the rows' inputs per group size.
     encoded: dict[int, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
     encoding: SharedEncoding | None = field(default=None, repr=False)
@@ -71,6 +72,7 @@ class PreparedRequest:
             "n_groups": self.n_groups,
             "n_rows": self.rule.n_rows,
             "max_new_tokens": self.max_new_tokens,
+            "sources": dict(self.sources or {}),
         }
 
 
@@ -88,11 +90,19 @@ def build_conversation(
 ) -> Conversation:
     """The engine input (``messages``, or ``images``/``videos`` + ``prompt``) as a conversation with loaded
     images; video items become their sampled frames (``video``)."""
+    if not isinstance(require_images, bool):
+        raise InvalidOptionError(f"require_images must be True or False, got {require_images!r}")
+    if assistant_prefix is not None and not isinstance(assistant_prefix, str):
+        raise InvalidOptionError(f"assistant_prefix must be a string or None, got {assistant_prefix!r}")
     if messages is not None and (prompt is not None or images is not None or videos is not None):
         raise PromptError("pass either messages, or images/videos and prompt, not both")
+    if messages is not None and (isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence)):
+        raise PromptError(
+            f"messages must be a list of {{'role': ..., 'content': ...}} dicts, got {type(messages).__name__}"
+        )
     if messages is None:
-        if prompt is None:
-            raise PromptError("pass a prompt (with images) or messages")
+        if not isinstance(prompt, str):
+            raise PromptError(f"pass a prompt string (with images) or messages, got prompt={prompt!r:.100}")
         messages = from_prompt(_as_list(images), prompt, system, _as_list(videos))
     conversation = prepare(messages, allow_remote_images=allow_remote_images, video=video)
     conversation.assistant_prefix = assistant_prefix or ""
@@ -113,8 +123,15 @@ def _as_list(media: Any) -> list[Any] | None:
     return list(media)
 
 
-def render(processor: Any, conversation: Conversation, tools: Sequence[dict[str, Any]] | None) -> str:
-    kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
+def render(
+    processor: Any,
+    conversation: Conversation,
+    tools: Sequence[dict[str, Any]] | None,
+    template_kwargs: dict[str, Any] | None = None,
+) -> str:
+    """The chat template with a generation prompt; ``template_kwargs`` (``chat_template_kwargs``) go along."""
+    kwargs: dict[str, Any] = dict(template_kwargs or {})
+    kwargs |= {"add_generation_prompt": True, "tokenize": False}
     if tools:
         kwargs["tools"] = list(tools)
     try:
@@ -130,10 +147,16 @@ def wants_special_tokens(tokenizer: Any, prompt: str) -> bool:
 
 
 def prepare_request(
-    decoder: FocusDecoder, conversation: Conversation, tools: Any, options: DecodingOptions
+    decoder: FocusDecoder,
+    conversation: Conversation,
+    tools: Any,
+    options: DecodingOptions,
+    *,
+    sources: dict[str, str] | None = None,
 ) -> PreparedRequest:
     """The CPU work of a request; raises ``PromptError`` / ``ContextLengthError`` before any model work."""
-    prompt = render(decoder.processor, conversation, tools)
+    decoder.check_token_ids(options)
+    prompt = render(decoder.processor, conversation, tools, options.chat_template_kwargs)
     image_groups = conversation.groups
     rule = build_rule(options, len(conversation.images), decoder.banned_token_ids, groups=image_groups)
     rng = np.random.default_rng(options.seed)
@@ -149,7 +172,8 @@ def prepare_request(
         prompt_ids=torch.empty(0, dtype=torch.long),
         n_images=len(conversation.images),
         n_groups=len(set(image_groups)),
-        max_new_tokens=options.max_new_tokens,
+        max_new_tokens=0,
+        sources=sources,
     )
     encoded = _processor_outputs(decoder, request, request.chunk)
     request.prompt_ids = encoded[0]["input_ids"][0]
@@ -158,7 +182,13 @@ def prepare_request(
             f"the prompt needs {request.prompt_length} tokens ({request.n_images} images) but the model's "
             f"context holds {decoder.context_length}"
         )
-    request.max_new_tokens = min(options.max_new_tokens, decoder.context_length - request.prompt_length)
+    budget = options.new_token_budget(request.prompt_length)
+    if budget < 1:
+        raise ContextLengthError(
+            f"the prompt needs {request.prompt_length} tokens but max_length={options.max_length} leaves no "
+            "room for an answer (set max_new_tokens instead)"
+        )
+    request.max_new_tokens = min(budget, decoder.context_length - request.prompt_length)
     return request
 
 

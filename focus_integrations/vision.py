@@ -1,8 +1,9 @@
 """Vision features once per DISTINCT image: N clean + N noise encodes instead of N(N+1).
 
-With one noise draw per slot shared by all rows, the N+1 rows contain only 2N distinct images. They are
-encoded once, as a two-row batch (all clean, all noise) of the same prompt so each image is processed exactly
-as it is inside the rows; the per-slot features are then re-assembled into the rows and handed to the model as
+With one noise draw per slot shared by all rows, the N+1 rows contain only 2N distinct images (3N when the
+all-noise reference row has its own draws, see ``rows.RowImages.reference_noise``). They are encoded once, as a
+two-row (three-row) batch (all clean, all noise[, all reference noise]) of the same prompt so each image is
+processed exactly as it is inside the rows; the per-slot features are then re-assembled into the rows and handed to the model as
 ``mm_encoder_outputs`` (transformers >= 5.18), with no ``pixel_values``. The result is bit-identical to
 encoding every row's images (tested for every family).
 """
@@ -48,9 +49,17 @@ def _per_slot(flat: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
 
 
 def _rows_features(
-    clean: list[torch.Tensor], noise: list[torch.Tensor], masks: RowMasks, container: str, slots: range
+    clean: list[torch.Tensor],
+    noise: list[torch.Tensor],
+    masks: RowMasks,
+    container: str,
+    slots: range,
+    reference: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, ...] | torch.Tensor:
-    per_image = [clean[j] if mask[j] else noise[j] for mask in masks for j in slots]
+    def masked(mask: tuple[bool, ...]) -> list[torch.Tensor]:
+        return reference if reference is not None and not any(mask) else noise
+
+    per_image = [clean[j] if mask[j] else masked(mask)[j] for mask in masks for j in slots]
     return tuple(per_image) if container == "tuple" else torch.cat(per_image, dim=0)
 
 
@@ -64,10 +73,9 @@ class SharedEncoding:
     per_image: dict[str, torch.Tensor]  # position keys, one entry per slot (image_grid_thw)
     clean: list[torch.Tensor]  # per slot: (tokens, hidden)
     noise: list[torch.Tensor]
-    deepstack: (
-        list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None
-    )  # per layer: (clean, noise) per slot
+    deepstack: list[list[list[torch.Tensor]]] | None  # per layer: [clean, noise(, reference)], per slot
     slot_starts: list[int]  # position of each slot's first image token in input_ids
+    reference: list[torch.Tensor] | None = None  # the all-noise row's own noise features, when distinct
 
     @property
     def length(self) -> int:
@@ -79,11 +87,14 @@ class SharedEncoding:
         n_rows = len(masks)
         slots = range(from_slot or 0, len(self.clean))
         features: dict[str, Any] = {
-            "pooler_output": _rows_features(self.clean, self.noise, masks, self.container, slots)
+            "pooler_output": _rows_features(
+                self.clean, self.noise, masks, self.container, slots, self.reference
+            )
         }
         if self.deepstack is not None:
             features["deepstack_features"] = [
-                _rows_features(clean, noise, masks, self.container, slots) for clean, noise in self.deepstack
+                _rows_features(layer[0], layer[1], masks, self.container, slots, (layer[2:] or [None])[0])
+                for layer in self.deepstack
             ]
         mm = {"mm_encoder_outputs": {"image": self.output_type(**features)}}
         if from_slot is not None:
@@ -96,15 +107,19 @@ class SharedEncoding:
 def distinct_images_inputs(
     processor: Any, prompt: str, images: RowImages, *, add_special_tokens: bool
 ) -> dict[str, Any]:
-    """Processor outputs of the prompt twice: once with the N clean images, once with the N noise images.
+    """Processor outputs of the prompt twice: once with the N clean images, once with the N noise images
+    (three times when the reference row has its own noise draws).
 
     Each image is processed exactly as it is inside the rows; nothing has run on the model yet.
     """
     assert images.noise is not None, "shared vision needs one noise draw per slot"
+    sets = [images.clean, images.noise]
+    if images.reference_noise is not None:
+        sets.append(images.reference_noise)
     return encode_rows(
         processor,
         prompt,
-        [images.clean, images.noise],
+        sets,
         add_special_tokens=add_special_tokens,
         replacement_offsets=True,
     )
@@ -114,7 +129,8 @@ def distinct_images_inputs(
 def encode_shared(
     model: torch.nn.Module, spec: FamilySpec, tokenizer: Any, encoded: dict[str, Any]
 ) -> SharedEncoding:
-    """Run the vision tower once over the 2N distinct images of ``distinct_images_inputs``."""
+    """Run the vision tower once over the 2N (3N) distinct images of ``distinct_images_inputs``."""
+    n_sets = len(encoded["text_replacement_offsets"])
     n_slots = len(encoded["text_replacement_offsets"][0])
     image_token_id = _image_token_id(model)
     token = tokenizer.convert_ids_to_tokens(image_token_id)
@@ -133,11 +149,13 @@ def encode_shared(
     deepstack = None
     if spec.deepstack and getattr(output, "deepstack_features", None) is not None:
         layers = [_per_slot(_flatten(layer), counts) for layer in output.deepstack_features]
-        deepstack = [(layer[:n_slots], layer[n_slots:]) for layer in layers]
+        deepstack = [[layer[k * n_slots : (k + 1) * n_slots] for k in range(n_sets)] for layer in layers]
 
     seq_len = encoded["input_ids"].shape[1]
     text = {
-        k: v[:1] for k, v in encoded.items() if isinstance(v, torch.Tensor) and v.shape[:2] == (2, seq_len)
+        k: v[:1]
+        for k, v in encoded.items()
+        if isinstance(v, torch.Tensor) and v.shape[:2] == (n_sets, seq_len)
     }
     image_positions = (text["input_ids"][0] == image_token_id).nonzero().flatten().tolist()
     firsts = [sum(counts[:slot]) for slot in range(n_slots)]
@@ -147,7 +165,8 @@ def encode_shared(
         text=text,
         per_image={k: encoded[k][:n_slots] for k in spec.position_image_keys if k in encoded},
         clean=slots[:n_slots],
-        noise=slots[n_slots:],
+        noise=slots[n_slots : 2 * n_slots],
         deepstack=deepstack,
         slot_starts=[image_positions[i] for i in firsts],
+        reference=slots[2 * n_slots :] if n_sets == 3 else None,
     )

@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from focus_integrations.cli_options import add_loading_arguments, json_object, loading_options
 from focus_integrations.errors import InvalidOptionError
+from focus_integrations.options import DecodingOptions
 
 QUICK = {"n": (2, 4, 6), "samples": 30, "alphas": (0.1, 0.5, 1.0)}
 DEMO_IMAGE_COUNTS = (2, 3, 4, 5)
@@ -64,8 +66,14 @@ def add_lab_commands(subparsers: argparse._SubParsersAction) -> None:
     leak.add_argument(
         "--quick", action="store_true", help="N in 2 4 6, 30 questions, 3 alphas (a few minutes)"
     )
-    leak.add_argument("--device", default=None)
-    leak.add_argument("--dtype", default=None)
+    leak.add_argument(
+        "--chat-template-kwargs",
+        type=json_object,
+        default=None,
+        metavar="JSON",
+        help='chat template options, e.g. \'{"add_vision_id": true}\' (Qwen2/2.5-VL: "Picture k:" labels)',
+    )
+    add_loading_arguments(leak)
     leak.set_defaults(func=_run_leakage)
 
     demo = subparsers.add_parser(
@@ -120,9 +128,14 @@ def _run_leakage(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 1:
         raise InvalidOptionError("--max-new-tokens must be >= 1")
     model = _model_path(args.model)
-    decoder = FocusDecoder.from_pretrained(model, device=args.device, dtype=args.dtype)
+    template_kwargs = DecodingOptions.from_layers({"chat_template_kwargs": args.chat_template_kwargs})
+    decoder = FocusDecoder.from_pretrained(model, **loading_options(args))
     result = run_leakage_lab(
-        decoder_answer_function(decoder, max_new_tokens=args.max_new_tokens),
+        decoder_answer_function(
+            decoder,
+            max_new_tokens=args.max_new_tokens,
+            chat_template_kwargs=template_kwargs.chat_template_kwargs,
+        ),
         n_values=n_values,
         samples=samples,
         val_samples=args.val_samples,
@@ -132,6 +145,7 @@ def _run_leakage(args: argparse.Namespace) -> int:
         model_name=args.model or "default model",
         progress=_progress,
     )
+    result.settings["chat_template_kwargs"] = template_kwargs.chat_template_kwargs
     print(format_table(result))
     from focus_integrations.lab.report import conclusions
 

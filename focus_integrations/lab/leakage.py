@@ -71,9 +71,17 @@ class AnswerFunction(Protocol):
 
 
 def decoder_answer_function(
-    decoder: Any, *, max_new_tokens: int = 16, noise: str | None = None
+    decoder: Any,
+    *,
+    max_new_tokens: int = 16,
+    noise: str | None = None,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> AnswerFunction:
-    """Wrap a ``FocusDecoder``: greedy decoding, the paper's ``[image]*N + [text]`` user turn."""
+    """Wrap a ``FocusDecoder``: greedy decoding, the paper's ``[image]*N + [text]`` user turn.
+
+    ``chat_template_kwargs`` go to the chat template (e.g. ``{"add_vision_id": True}`` for Qwen2/2.5-VL,
+    which labels the images "Picture 1:", "Picture 2:" ...).
+    """
 
     def answer(
         images: Sequence[Image.Image],
@@ -84,7 +92,13 @@ def decoder_answer_function(
         system: str | None,
         seed: int,
     ) -> str:
-        options: dict[str, Any] = {"mode": mode, "seed": seed, "max_new_tokens": max_new_tokens}
+        options: dict[str, Any] = {
+            "mode": mode,
+            "seed": seed,
+            "max_new_tokens": max_new_tokens,
+            "do_sample": False,  # a measurement: greedy, whatever the checkpoint's generation config says
+            "chat_template_kwargs": chat_template_kwargs,
+        }
         if mode == "focus":
             options["alpha"] = alpha
             if noise is not None:

@@ -9,16 +9,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder
+    from focus_integrations.loading import LoadingOptions
 
 T = TypeVar("T")
 
 
-def _shared_decoder(name_or_path: str, device: Any, dtype: Any, trust_remote_code: bool) -> FocusDecoder:
+def _shared_decoder(name_or_path: str, loading: LoadingOptions) -> FocusDecoder:
     """The process-wide decoder for this checkpoint (``focus_integrations.shared``: the same one every
     ChatFocus and FocusMultiModalLLM naming it with the same loading options uses)."""
     from focus_integrations.shared import shared_decoder
 
-    return shared_decoder(name_or_path, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    return shared_decoder(name_or_path, **loading.set_values())
 
 
 async def iterate_in_thread(

@@ -18,10 +18,17 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.langchain._messages import FileResolver, ImagePolicy, to_engine_messages
+from focus_integrations.langchain._options import (
+    _IGNORED_KWARGS,
+    _OPTION_FIELDS,
+    check_raw_fields,
+    engine_options,
+    loading_options,
+)
 from focus_integrations.langchain._profile import model_profile
 from focus_integrations.langchain._responses import PROVIDER, _Outcome, _Request, chat_result, final_chunk
 from focus_integrations.langchain._shared import _shared_decoder, iterate_in_thread
@@ -39,44 +46,12 @@ from focus_integrations.langchain._tools import (
 )
 from focus_integrations.tool_calls import ToolCallStreamParser
 from focus_integrations.tool_prompting import format_instruction
+from focus_integrations.vocabulary import check_timeout, constructor_error
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder, TextStream
 
 __all__ = ["ChatFocus"]
-
-# Engine options a call may override (ChatFocus field name -> engine option name).
-_OPTION_FIELDS = {
-    "mode": "mode",
-    "alpha": "alpha",
-    "noise": "noise",
-    "noise_scale": "noise_scale",
-    "fresh_noise": "fresh_noise",
-    "plausibility_beta": "plausibility_beta",
-    "seed": "seed",
-    "max_tokens": "max_new_tokens",
-    "top_k": "top_k",
-    "top_p": "top_p",
-    "repetition_penalty": "repetition_penalty",
-    "row_chunk_size": "row_chunk_size",
-    "num_frames": "num_frames",
-    "fps": "fps",
-    "video_masking": "video_masking",
-    "logprobs": "logprobs",
-    "top_logprobs": "top_logprobs",
-}
-# Per-call kwargs ChatFocus understands besides the options (tools come from bind_tools).
-_CALL_KWARGS = {
-    "model",
-    "tools",
-    "tool_choice",
-    "response_format",
-    "temperature",
-    "max_new_tokens",
-    "timeout",
-}
-# Hosted-API knobs that mean nothing for a local model; accepted so ChatFocus drops into code written for one.
-_IGNORED_KWARGS = {"stream", "parallel_tool_calls", "n", "api_key", "base_url", "max_retries", "user"}
 
 
 class ChatFocus(BaseChatModel):
@@ -125,14 +100,32 @@ class ChatFocus(BaseChatModel):
     """Hub id or local folder of the checkpoint (default: ``$FOCUS_MODEL``). Optional with ``decoder``."""
     decoder: Any = Field(default=None, exclude=True, repr=False)
     """An existing ``FocusDecoder`` to use instead of loading ``model``."""
-    device: Any = None
-    """Where to load the model (``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``); default: the
-    loader's choice."""
-    dtype: Any = None
-    """``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"`` or a ``torch.dtype``; default: the loader's."""
-    trust_remote_code: bool = False
 
-    mode: Literal["focus", "vanilla", "vcd"] = "focus"
+    # Loading options (transformers' from_pretrained arguments; see focus_integrations.loading.LoadingOptions).
+    device: Any = None
+    """Where to move the loaded model (``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``)."""
+    dtype: Any = Field(default=None, alias="torch_dtype")
+    """``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"`` or a ``torch.dtype``; default: the checkpoint's."""
+    device_map: str | dict[str, Any] | None = None
+    """accelerate placement while loading (``"auto"``); excludes ``device``."""
+    attn_implementation: str | None = None
+    """``"sdpa"``, ``"eager"``, ``"flash_attention_2"``, ..."""
+    quantization_config: Any = None
+    """e.g. ``BitsAndBytesConfig(load_in_4bit=True)`` (needs bitsandbytes and a GPU)."""
+    low_cpu_mem_usage: bool | None = None
+    revision: str | None = None
+    cache_dir: str | None = None
+    token: str | bool | None = Field(default=None, repr=False, exclude=True)
+    trust_remote_code: bool = False
+    local_files_only: bool | None = None
+    model_kwargs: dict[str, Any] | None = None
+    """Extra keyword arguments for the model's ``from_pretrained``."""
+    processor_kwargs: dict[str, Any] | None = None
+    """Extra keyword arguments for the processor's ``from_pretrained``."""
+
+    # Decoding options. None means "not set": the checkpoint's generation_config.json / focus_config.json
+    # (or the engine default) decides.
+    mode: Literal["focus", "vanilla", "vcd"] | None = None
     """``"focus"`` (default), ``"vanilla"`` (plain multi-image decoding) or ``"vcd"`` (baseline)."""
     alpha: float | str | dict[int, float] | None = None
     """Contrast weight; default 0.1 for focus, 1.0 for vcd. Also a table ``{N: alpha}`` (per number of images
@@ -140,6 +133,8 @@ class ChatFocus(BaseChatModel):
     noise: str | None = None
     """Noise mode for masked images; default ``"imagenet+uniform"`` (the reference code's)."""
     noise_scale: float | None = None
+    noise_severity: int | None = None
+    """Strength 1-5 of the shot / impulse / speckle noise modes (default 3, the reference's evaluation)."""
     fresh_noise: bool | None = None
     """True: new noise for every row (reference code); default: one draw per slot shared by all rows."""
     plausibility_beta: float | None = None
@@ -155,9 +150,10 @@ class ChatFocus(BaseChatModel):
     """``"frame"`` (default, the reference): every frame its own FOCUS slot; ``"video"``: one group per video."""
 
     max_tokens: int | None = Field(default=None, alias="max_new_tokens")
-    """Most tokens to generate (engine default 256)."""
+    """Most tokens to generate (default: the checkpoint's generation config, else 256)."""
     temperature: float | None = None
-    """``None`` or 0: greedy decoding; > 0: sampling at this temperature (it acts on the combined logits)."""
+    """0: greedy decoding; > 0: sampling at this temperature (it acts on the combined logits); None: the
+    checkpoint's generation config decides (greedy if it says nothing)."""
     top_p: float | None = None
     top_k: int | None = None
     repetition_penalty: float | None = None
@@ -169,6 +165,12 @@ class ChatFocus(BaseChatModel):
     penalty, temperature and top-k/p: see docs/langchain.md."""
     top_logprobs: int | None = None
     """Also the k (0-20) likeliest tokens of each step (implies ``logprobs``)."""
+    chat_template_kwargs: dict[str, Any] | None = None
+    """Keyword arguments for the chat template (``{"add_vision_id": True}``, ``{"enable_thinking": False}``);
+    a call's ``chat_template_kwargs`` are merged on top."""
+    generate_kwargs: dict[str, Any] | None = None
+    """Any other decoding option of the engine's vocabulary (``min_new_tokens``, ``no_repeat_ngram_size``,
+    ``generation_config``, ...), below the named fields."""
     timeout: float | None = None
     """Seconds one call may take; checked between tokens, raises ``TimeoutError``."""
     streaming: bool = False
@@ -189,13 +191,34 @@ class ChatFocus(BaseChatModel):
     # Checkpoints named by per-call `model=` overrides, held so they are not reloaded on every call.
     _override_decoders: dict[str, Any] = PrivateAttr(default_factory=dict)
 
+    def __init__(self, **kwargs: Any) -> None:
+        # One error contract for both adapters' constructors: InvalidOptionError, never pydantic's own type.
+        try:
+            super().__init__(**kwargs)
+        except ValidationError as err:
+            known = [
+                *type(self).model_fields,
+                "model_name",
+                "max_new_tokens",
+                "stop_sequences",
+                "torch_dtype",
+            ]
+            raise constructor_error("ChatFocus", err.errors(), known) from None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_string(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # "END" is one stop string, not E, N, D
+
     @model_validator(mode="before")
     @classmethod
-    def _drop_hosted_only_params(cls, values: Any) -> Any:
+    def _check_raw_options(cls, values: Any) -> Any:
         # `api_key` / `max_retries` / `base_url` are passed by code written for hosted models (and by
         # langchain-tests); a local model has no use for them. Anything else unknown is an error.
         if isinstance(values, dict):
             values = {k: v for k, v in values.items() if k not in _IGNORED_KWARGS}
+            # The engine's one validation on the values as given, before pydantic coerces "0.5" or True.
+            check_raw_fields(values)
         return values
 
     @model_validator(mode="after")
@@ -209,8 +232,10 @@ class ChatFocus(BaseChatModel):
                 raise InvalidOptionError(f"decoder must be a FocusDecoder, got {type(self.decoder).__name__}")
             if not self.model:
                 self.model = self.decoder.model_name
-        # Validate the option fields now, not at the first call.
-        self._engine_options({}, None)
+        if self.decoder is not None and loading_options(self).set_values():
+            raise InvalidOptionError(
+                "loading options only apply when loading a checkpoint (model=...), not to a given decoder"
+            )
         return self
 
     # ------------------------------------------------------------------------------------ LangChain surface
@@ -232,7 +257,7 @@ class ChatFocus(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         params = {"model_name": self.model_name}
-        for name in (*_OPTION_FIELDS, "temperature", "stop"):
+        for name in _OPTION_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 params[name] = value
@@ -250,8 +275,9 @@ class ChatFocus(BaseChatModel):
         max_tokens = kwargs.get("max_tokens", self.max_tokens)
         if max_tokens is not None:
             params["ls_max_tokens"] = int(max_tokens)
-        if stop or self.stop:
-            params["ls_stop"] = list(stop or self.stop or [])
+        stops = stop if stop is not None else self.stop
+        if stops:
+            params["ls_stop"] = [stops] if isinstance(stops, str) else list(stops)
         return params
 
     @property
@@ -264,16 +290,14 @@ class ChatFocus(BaseChatModel):
             with self._decoder_lock:
                 decoder = self._override_decoders.get(model_override)
                 if decoder is None:
-                    decoder = _shared_decoder(model_override, self.device, self.dtype, self.trust_remote_code)
+                    decoder = _shared_decoder(model_override, loading_options(self))
                     self._override_decoders[model_override] = decoder
                 return decoder
         if self.decoder is not None:
             return self.decoder
         with self._decoder_lock:
             if self._decoder is None:
-                self._decoder = _shared_decoder(
-                    str(self.model), self.device, self.dtype, self.trust_remote_code
-                )
+                self._decoder = _shared_decoder(str(self.model), loading_options(self))
             return self._decoder
 
     def get_token_ids(self, text: str) -> list[int]:
@@ -292,7 +316,11 @@ class ChatFocus(BaseChatModel):
         formatted = [convert_to_openai_tool(t) for t in tools] if tools else None
         # The same preparation as a call, so tool instructions and rewritten tool turns are counted too.
         request = self._prepare(messages, None, {"tools": formatted} if formatted else {})
-        return request.decoder.count_tokens(request.messages, tools=request.tools)
+        return request.decoder.count_tokens(
+            request.messages,
+            tools=request.tools,
+            chat_template_kwargs=request.options.get("chat_template_kwargs"),
+        )
 
     # ------------------------------------------------------------------------------------ tools / structure
 
@@ -352,37 +380,12 @@ class ChatFocus(BaseChatModel):
 
     def _engine_options(self, overrides: dict[str, Any], stop: list[str] | None) -> dict[str, Any]:
         """Fields + per-call overrides -> validated engine options (InvalidOptionError on bad values)."""
-        from focus_integrations.options import DecodingOptions
-
-        options: dict[str, Any] = {}
-        for field_name, option in _OPTION_FIELDS.items():
-            value = overrides.get(field_name, getattr(self, field_name))
-            if field_name == "max_tokens" and overrides.get("max_new_tokens") is not None:
-                value = overrides["max_new_tokens"]
-            if value is not None:
-                options[option] = value
-        temperature = overrides.get("temperature", self.temperature)
-        if temperature is not None:
-            if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
-                raise InvalidOptionError(f"temperature must be a number >= 0, got {temperature!r}")
-            if temperature > 0:  # 0 means greedy, as with hosted APIs
-                options["do_sample"] = True
-                options["temperature"] = float(temperature)
-        stops = stop if stop is not None else self.stop
-        if stops:
-            options["stop"] = tuple(stops)
-        DecodingOptions.resolve(**options)  # raises InvalidOptionError before any work
-        return options
+        return engine_options(self, overrides, stop)
 
     def _prepare(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> _Request:
-        unknown = set(kwargs) - set(_OPTION_FIELDS) - _CALL_KWARGS - _IGNORED_KWARGS
-        unknown = {k for k in unknown if not k.startswith("ls_")}
-        if unknown:
-            known = sorted(set(_OPTION_FIELDS) | _CALL_KWARGS)
-            raise InvalidOptionError(f"unknown ChatFocus argument(s) {sorted(unknown)}; known: {known}")
-        options = self._engine_options(kwargs, stop)
+        options = self._engine_options(kwargs, stop)  # unknown names raise, listing the vocabulary
         model_override = kwargs.get("model")
         decoder = self._decoder_for(model_override)
         model_name = model_override or self.model_name
@@ -416,7 +419,7 @@ class ChatFocus(BaseChatModel):
         constrained = constraint_for(decoder, tools, tool_choice, response_format)
         if constrained.response_format is not None:
             options["response_format"] = constrained.response_format
-        timeout = kwargs.get("timeout", self.timeout)
+        timeout = check_timeout(kwargs.get("timeout", self.timeout))
         return _Request(
             decoder=decoder,
             model_name=model_name,

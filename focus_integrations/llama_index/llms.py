@@ -31,7 +31,7 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationError
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -51,18 +51,23 @@ from focus_integrations.llama_index.tools import (
     tool_request,
     tool_selections,
 )
+from focus_integrations.loading import LOADING_FIELDS, LoadingOptions
+from focus_integrations.options import DEFAULT_MAX_NEW_TOKENS, DecodingOptions
+from focus_integrations.vocabulary import check_adapter_fields, combine_layers, constructor_error
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder
     from focus_integrations.options import DecodingOptions
     from focus_integrations.outputs import GenerationOutput
 
-# The engine options (docs/architecture.md) mirrored as fields; per-call kwargs override them.
+# Engine options mirrored as fields; per-call kwargs override them. Every other option of the engine's
+# vocabulary goes in ``generate_kwargs`` (field) or as a per-call keyword.
 ENGINE_OPTION_FIELDS: tuple[str, ...] = (
     "mode",
     "alpha",
     "noise",
     "noise_scale",
+    "noise_severity",
     "fresh_noise",
     "shared_vision",
     "share_prefix",
@@ -76,6 +81,7 @@ ENGINE_OPTION_FIELDS: tuple[str, ...] = (
     "stop",
     "seed",
     "row_chunk_size",
+    "chat_template_kwargs",
     "response_format",
     "num_frames",
     "fps",
@@ -83,8 +89,6 @@ ENGINE_OPTION_FIELDS: tuple[str, ...] = (
     "logprobs",
     "top_logprobs",
 )
-
-_LOADING_FIELDS = frozenset({"device", "dtype", "device_map", "local_files_only", "trust_remote_code"})
 
 
 class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCallingLLM):
@@ -109,19 +113,37 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
     ``<tool_call>`` answers back as ``ToolCallBlock``s (markup never reaches the streamed text).
     """
 
+    # Unknown constructor arguments are errors (LlamaIndex's components ignore them by default).
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
     model: str | None = Field(default=None, description="Hub id or local folder of the checkpoint.")
-    device: str | None = Field(
-        default=None, description="Device to load the model on (cpu, cuda, cuda:1, ...)."
+    # Loading options: transformers' from_pretrained arguments (focus_integrations.loading.LoadingOptions).
+    device: Any = Field(default=None, description="Device to move the model to (cpu, cuda, cuda:1, ...).")
+    dtype: Any = Field(
+        default=None, description="torch dtype (float32, bfloat16, auto, ...); torch_dtype is accepted too."
     )
-    dtype: str | None = Field(default=None, description="torch dtype name (float32, bfloat16, auto, ...).")
-    device_map: str | None = Field(default=None, description="accelerate device map, e.g. 'auto'.")
+    device_map: str | dict[str, Any] | None = Field(
+        default=None, description="accelerate placement while loading, e.g. 'auto'."
+    )
+    attn_implementation: str | None = Field(default=None, description="sdpa, eager, flash_attention_2, ...")
+    quantization_config: Any = Field(default=None, description="e.g. BitsAndBytesConfig(load_in_4bit=True).")
+    low_cpu_mem_usage: bool | None = Field(default=None, description="Passed to from_pretrained.")
+    revision: str | None = Field(default=None, description="Hub branch, tag or commit.")
+    cache_dir: str | None = Field(default=None, description="Hugging Face cache folder.")
+    token: str | bool | None = Field(default=None, exclude=True, repr=False, description="Hub token.")
     local_files_only: bool | None = Field(
         default=None, description="Never reach the Hub (None: follow HF_HUB_OFFLINE)."
     )
     trust_remote_code: bool = Field(default=False, description="Allow checkpoint code to run.")
+    model_kwargs: dict[str, Any] | None = Field(
+        default=None, description="Extra keyword arguments for the model's from_pretrained."
+    )
+    processor_kwargs: dict[str, Any] | None = Field(
+        default=None, description="Extra keyword arguments for the processor's from_pretrained."
+    )
 
-    # Decoding fields (docs/architecture.md). None means "not set": the decoder's own default (or the mode's)
-    # applies. Only the fields you set are sent, so a decoder built with its own defaults keeps them.
+    # Decoding fields (docs/engine.md). None means "not set": the decoder's defaults, the checkpoint's
+    # focus_config.json and generation_config.json, then the library defaults decide, in that order.
     mode: str | None = Field(default=None, description="Logits rule: focus (default), vanilla or vcd.")
     alpha: float | str | dict[int, float] | None = Field(
         default=None,
@@ -130,6 +152,9 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
     )
     noise: str | None = Field(default=None, description="Noise mode name (default: the mode's).")
     noise_scale: float | None = Field(default=None, description="Noise strength in [0, 1].")
+    noise_severity: int | None = Field(
+        default=None, description="Strength 1-5 of shot / impulse / speckle noise (default 3)."
+    )
     fresh_noise: bool | None = Field(
         default=None, description="New noise per row (reference code) instead of one draw per slot."
     )
@@ -141,12 +166,15 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
         description="Rows continue from the all-noise row's KV cache up to their first clean image.",
     )
     plausibility_beta: float | None = Field(default=None, description="VCD plausibility cutoff.")
-    max_new_tokens: int | None = Field(default=None, description="Tokens to generate at most (default 256).")
+    max_new_tokens: int | None = Field(
+        default=None,
+        description="Tokens to generate at most (max_tokens per call too; default: generation config, else 256).",
+    )
     do_sample: bool | None = Field(
         default=None, description="Sample from the combined logits (default greedy)."
     )
     temperature: float | None = Field(
-        default=None, description="Sampling temperature on the combined logits."
+        default=None, description="0: greedy; > 0: sampling at this temperature, on the combined logits."
     )
     top_k: int | None = Field(default=None, description="Top-k sampling cutoff.")
     top_p: float | None = Field(default=None, description="Nucleus sampling cutoff.")
@@ -154,6 +182,13 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
     stop: list[str] | None = Field(default=None, description="Stop strings (not included in the text).")
     seed: int | None = Field(default=None, description="Seed for noise and sampling.")
     row_chunk_size: int | None = Field(default=None, description="Max rows per forward pass.")
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        default=None, description="Keyword arguments for the chat template, e.g. {'add_vision_id': True}."
+    )
+    generate_kwargs: dict[str, Any] | None = Field(
+        default=None,
+        description="Any other decoding option of the engine (min_new_tokens, generation_config, ...).",
+    )
     response_format: dict[str, Any] | None = Field(
         default=None,
         description=(
@@ -200,32 +235,39 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
     ) -> None:
         if (model is None) == (decoder is None):
             raise InvalidOptionError("pass exactly one of model=<hub id or folder> or decoder=<FocusDecoder>")
+        if "torch_dtype" in kwargs:  # transformers' older name
+            kwargs["dtype"] = LoadingOptions.from_kwargs(
+                dtype=kwargs.get("dtype"), torch_dtype=kwargs.pop("torch_dtype")
+            ).dtype
+        # The engine's one validation, on the values as given (before pydantic coerces "0.5" or True), then
+        # pydantic's; both end as InvalidOptionError (the same contract as ChatFocus).
+        try:
+            check_adapter_fields(
+                {k: v for k, v in kwargs.items() if k in ENGINE_OPTION_FIELDS},
+                kwargs.get("generate_kwargs"),
+                {k: v for k, v in kwargs.items() if k in LOADING_FIELDS},
+            )
+        except InvalidOptionError as err:
+            raise InvalidOptionError(f"invalid FocusMultiModalLLM argument(s): {err}") from None
         try:
             super().__init__(model=os.fspath(model) if model is not None else None, **kwargs)
-        except ValidationError as err:  # a wrongly typed field: report it as the library's option error
-            raise InvalidOptionError(f"invalid FocusMultiModalLLM argument: {err}") from None
-        from focus_integrations.options import DecodingOptions
-
-        loading = sorted(_LOADING_FIELDS & self.model_fields_set)
+        except ValidationError as err:
+            known = [*type(self).model_fields, "torch_dtype"]
+            raise constructor_error("FocusMultiModalLLM", err.errors(), known) from None
+        loading = sorted(
+            set(LOADING_FIELDS) & {k for k in self.model_fields_set if getattr(self, k) is not None}
+        )
         if decoder is not None and loading:
             raise InvalidOptionError(
                 f"{', '.join(loading)} only apply when loading a checkpoint (model=...), not to a given decoder"
             )
-        # Fail on a bad option value before loading any weights, not at the first query.
-        DecodingOptions.resolve(**self._explicit_options())
         if decoder is None:
             from focus_integrations.shared import shared_decoder
 
             # One decoder per checkpoint and loading options in the process, shared with ChatFocus too.
-            decoder = shared_decoder(
-                self.model,
-                device=self.device,
-                dtype=self.dtype,
-                device_map=self.device_map,
-                local_files_only=self.local_files_only,
-                trust_remote_code=self.trust_remote_code,
-            )
+            decoder = shared_decoder(self.model, **self.loading_options().set_values())
         self._decoder = decoder
+        self.effective_options()  # bad combinations with the decoder's layers fail now, not at the first query
 
     @classmethod
     def class_name(cls) -> str:
@@ -241,7 +283,7 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(
             context_window=self.context_window or _context_window(self._decoder),
-            num_output=self.effective_options().max_new_tokens,
+            num_output=self.effective_options().max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             is_chat_model=True,
             is_function_calling_model=self.supports_tools(),
             model_name=self._decoder.model_name,
@@ -250,27 +292,28 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
 
     # ----- options and conversion -------------------------------------------------------------------------
 
-    def _explicit_options(self) -> dict[str, Any]:
-        """The decoding fields the user set (at construction or by assignment); the rest stay the decoder's.
+    def loading_options(self) -> LoadingOptions:
+        """The transformers loading arguments these fields set, validated."""
+        return LoadingOptions.from_kwargs(**{name: getattr(self, name) for name in LOADING_FIELDS})
 
-        Tracked with ``model_fields_set`` rather than "is not None", so an explicit ``top_k=None`` still turns
-        off a decoder default of ``top_k=50``.
+    def _explicit_options(self) -> dict[str, Any]:
+        """The decoding options the fields set (``generate_kwargs`` below the named fields); None = not set.
+
+        To switch off a lower layer's top-k, set ``top_k=0`` (transformers' meaning), not None.
         """
-        return {name: getattr(self, name) for name in ENGINE_OPTION_FIELDS if name in self.model_fields_set}
+        named = {name: getattr(self, name) for name in ENGINE_OPTION_FIELDS}
+        return combine_layers(self.generate_kwargs or {}, named)
 
     def _resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        """Options for one call: explicit fields, then per-call overrides; validated against the decoder's."""
-        from focus_integrations.options import DecodingOptions
-
-        options = self._explicit_options() | overrides
-        DecodingOptions.resolve(**(self._decoder.defaults | options))  # raises InvalidOptionError, by name
+        """Options for one call: the fields, then per-call overrides, as one layer of engine options;
+        validated with the decoder's layers below (InvalidOptionError names the option)."""
+        options = combine_layers(self._explicit_options(), overrides)
+        self._decoder.resolve_options(**options)
         return options
 
     def effective_options(self, **overrides: Any) -> DecodingOptions:
         """The :class:`~focus_integrations.DecodingOptions` a call with ``overrides`` would decode with."""
-        from focus_integrations.options import DecodingOptions
-
-        return DecodingOptions.resolve(**(self._decoder.defaults | self._explicit_options() | overrides))
+        return self._decoder.resolve_options(**combine_layers(self._explicit_options(), overrides))
 
     def _chat_builder(self, messages: Sequence[ChatMessage]) -> MessageBuilder:
         return lambda: chat_messages_to_engine(messages, allow_remote_images=self.allow_remote_images)

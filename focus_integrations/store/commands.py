@@ -22,8 +22,13 @@ import json
 import sys
 from typing import Any
 
+from focus_integrations.cli_options import (
+    add_decoding_arguments,
+    add_loading_arguments,
+    decoding_options,
+    loading_options,
+)
 from focus_integrations.errors import FocusError, InvalidOptionError
-from focus_integrations.options import MODES
 
 
 def _text(value: str) -> str:
@@ -34,8 +39,6 @@ def _text(value: str) -> str:
 
 def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``index`` and ``query`` on the ``focus`` command's sub-parsers."""
-    from focus_integrations.cli import alpha_argument
-
     index = subparsers.add_parser("index", help="index a folder of images into the image store")
     index.add_argument("directory", help="folder of images (sidecars: catalog.json, metadata.jsonl, *.txt)")
     _add_location(index)
@@ -66,10 +69,6 @@ def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     query.add_argument(
         "--where", type=_text, default=None, help='metadata filter as JSON, e.g. \'{"category": "decor"}\''
     )
-    query.add_argument("--mode", choices=MODES, default="focus")
-    query.add_argument(
-        "--alpha", type=alpha_argument, default=None, help="a number, or n-calibrated (alpha = (N-1)/N)"
-    )
     query.add_argument(
         "--group-by",
         default="auto",
@@ -81,9 +80,8 @@ def add_store_commands(subparsers: argparse._SubParsersAction) -> None:
     query.add_argument(
         "--model", default=None, help="VLM hub id or folder (default: the bundled default model)"
     )
-    query.add_argument("--max-new-tokens", type=int, default=64)
-    query.add_argument("--seed", type=int, default=None)
-    query.add_argument("--device", default=None)
+    add_decoding_arguments(query, max_new_tokens=64)
+    add_loading_arguments(query)
     like_or_search = query.add_mutually_exclusive_group()
     like_or_search.add_argument(
         "--search",
@@ -249,17 +247,14 @@ def _query(args: argparse.Namespace) -> int:
     from focus_integrations.cli import resolve_model
     from focus_integrations.decoder import FocusDecoder
 
-    decoder = FocusDecoder.from_pretrained(resolve_model(args.model), device=args.device)
+    decoder = FocusDecoder.from_pretrained(resolve_model(args.model), **loading_options(args))
     images = [
         {"type": "image", "image": hit.image()} | ({"group": key} if key is not None else {})
         for hit, key in zip(hits, keys)
     ]
     output = decoder.generate(
         messages=[{"role": "user", "content": [*images, {"type": "text", "text": args.question}]}],
-        mode=args.mode,
-        alpha=args.alpha,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
+        **decoding_options(args),
     )
     print(output.text)
     return 0

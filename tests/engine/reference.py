@@ -13,16 +13,20 @@ import torch
 from focus_integrations.noise import make_noise
 
 
-def row_images(images, seed, noise="imagenet+uniform", scale=1.0, groups=None):
+def row_images(images, seed, noise="imagenet+uniform", scale=1.0, groups=None, reference_scale=None):
     """Row 0 all noise, row k image k clean: one noise draw per slot, drawn in slot order from ``seed``.
 
     ``groups`` (group number per image, numbered by first appearance): row k keeps every image of group k
-    clean instead."""
+    clean instead. ``reference_scale``: row 0 has draws of its own at that scale (the reference code's
+    all-noise row stays at scale 1 while the masked images of rows 1..N use ``scale``), drawn first."""
     rng = np.random.default_rng(seed)
+    reference = None
+    if reference_scale is not None:
+        reference = [make_noise(img, noise, reference_scale, rng) for img in images]
     noise_imgs = [make_noise(img, noise, scale, rng) for img in images]
     n = len(images)
     groups = list(range(n)) if groups is None else list(groups)
-    rows = [list(noise_imgs)]
+    rows = [list(reference or noise_imgs)]
     for k in range(max(groups) + 1):
         rows.append([images[j] if groups[j] == k else noise_imgs[j] for j in range(n)])
     return rows
@@ -68,12 +72,15 @@ def focus_by_hand(z, alpha, banned=()):
 
 
 def reference_focus_greedy(
-    model, processor, images, prompt, *, alpha, seed, max_new_tokens, banned=(), groups=None
+    model, processor, images, prompt, *, alpha, seed, max_new_tokens, banned=(), groups=None, **noise_kwargs
 ):
-    """Greedy FOCUS decode, the slow way. Returns (token ids, combined logits per step)."""
+    """Greedy FOCUS decode, the slow way. Returns (token ids, combined logits per step).
+
+    ``noise_kwargs``: ``noise``, ``scale``, ``reference_scale`` of :func:`row_images`."""
     text, add_special = render(processor, images, prompt)
     rows = [
-        encode_one_row(processor, text, imgs, add_special) for imgs in row_images(images, seed, groups=groups)
+        encode_one_row(processor, text, imgs, add_special)
+        for imgs in row_images(images, seed, groups=groups, **noise_kwargs)
     ]
     generated: list[int] = []
     steps = []

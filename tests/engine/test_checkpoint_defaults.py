@@ -20,8 +20,13 @@ def checkpoint(tmp_path):
 
 def test_focus_config_sets_defaults_and_arguments_win(checkpoint) -> None:
     (checkpoint / "focus_config.json").write_text(json.dumps({"alpha": 0.7, "noise": "black"}))
-    assert FocusDecoder.from_pretrained(checkpoint).defaults == {"alpha": 0.7, "noise": "black"}
-    assert FocusDecoder.from_pretrained(checkpoint, alpha=0.2).defaults == {"alpha": 0.2, "noise": "black"}
+    decoder = FocusDecoder.from_pretrained(checkpoint)
+    assert decoder.checkpoint_defaults == {"alpha": 0.7, "noise": "black"}
+    assert decoder.resolve_options().alpha == 0.7 and decoder.resolve_options().noise == "black"
+    # None is "not set" (argparse and LlamaIndex pass it): the checkpoint's alpha stays.
+    assert decoder.resolve_options(alpha=None).alpha == 0.7
+    chosen = FocusDecoder.from_pretrained(checkpoint, alpha=0.2).resolve_options()
+    assert (chosen.alpha, chosen.noise) == (0.2, "black")
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"alpha": -1}', '{"colour": "red"}'])
@@ -34,4 +39,6 @@ def test_bad_focus_config_is_a_clear_error(checkpoint, content) -> None:
 def test_the_default_model_ships_the_alpha_its_lab_chose_on_validation() -> None:
     summary = json.loads((default_model_path() / "lab_summary.json").read_text())
     assert summary["alpha_chosen_on"] == "val"
-    assert FocusDecoder.from_pretrained(default_model_path()).defaults["alpha"] == summary["alpha"]
+    decoder = FocusDecoder.from_pretrained(default_model_path())
+    assert decoder.checkpoint_defaults["alpha"] == summary["alpha"]
+    assert decoder.resolve_options(alpha=None, mode="focus").alpha == summary["alpha"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama_index_query_engine.py"
 
 
@@ -41,3 +43,12 @@ def test_example_reports_bad_options_without_a_traceback(tiny_checkpoint, capsys
     example = _load_example()
     assert example.main(["--model", str(tiny_checkpoint("qwen2_5_vl")), "--alpha", "-1", "q"]) == 1
     assert "alpha" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_default_example_decodes_with_the_checkpoints_alpha_and_answers_red(capsys):
+    # --alpha defaults to None: "not set", so the default model's validated alpha (focus_config.json) applies.
+    example = _load_example()
+    assert example.main([]) == 0
+    answer = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("A: "))
+    assert "red" in answer and "none" not in answer

@@ -418,14 +418,21 @@ def test_token_counting_handler_reads_the_models_own_counts(decoder, image_files
     ]
 
 
-def test_every_engine_option_is_a_field():
+def test_every_engine_option_is_a_field_or_a_generate_kwarg(decoder):
     import dataclasses
 
     from focus_integrations.llama_index.llms import ENGINE_OPTION_FIELDS
     from focus_integrations.options import DecodingOptions
 
-    assert set(ENGINE_OPTION_FIELDS) == {f.name for f in dataclasses.fields(DecodingOptions)}
-    assert set(ENGINE_OPTION_FIELDS) <= set(FocusMultiModalLLM.model_fields)
+    fields = {f.name for f in dataclasses.fields(DecodingOptions)}
+    assert set(ENGINE_OPTION_FIELDS) <= fields and set(ENGINE_OPTION_FIELDS) <= set(
+        FocusMultiModalLLM.model_fields
+    )
+    llm = FocusMultiModalLLM(
+        decoder=decoder, generate_kwargs={"min_new_tokens": 2, "no_repeat_ngram_size": 3}
+    )
+    options = llm.effective_options(max_tokens=5)
+    assert (options.min_new_tokens, options.no_repeat_ngram_size, options.max_new_tokens) == (2, 3, 5)
 
 
 async def test_concurrent_async_requests_each_get_their_own_answer(llm, images, image_files):
