@@ -114,3 +114,10 @@ class CheckpointError(FocusError, OSError):
 
 
 __all__ += ["CheckpointError"]
+
+
+class RequestTimeoutError(FocusError, TimeoutError):
+    """A call took longer than its ``timeout`` (ChatFocus's per-call deadline, checked between tokens)."""
+
+
+__all__ += ["RequestTimeoutError"]

@@ -20,7 +20,7 @@ from langchain_core.utils import from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from focus_integrations.errors import InvalidOptionError
+from focus_integrations.errors import InvalidOptionError, RequestTimeoutError
 from focus_integrations.langchain._messages import FileResolver, ImagePolicy, to_engine_messages
 from focus_integrations.langchain._options import (
     _IGNORED_KWARGS,
@@ -466,7 +466,7 @@ class ChatFocus(BaseChatModel):
                 if cancelled is not None and cancelled.is_set():
                     return  # the consumer went away; closing the stream frees the decoder
                 if request.deadline is not None and time.monotonic() > request.deadline:
-                    raise TimeoutError(f"ChatFocus call exceeded timeout={request.timeout}s")
+                    raise RequestTimeoutError(f"ChatFocus call exceeded timeout={request.timeout}s")
                 shown = parser.feed(delta) if parser else delta
                 if shown:
                     yield shown

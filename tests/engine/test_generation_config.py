@@ -13,6 +13,7 @@ from PIL import Image
 from transformers import GenerationConfig
 
 from focus_integrations import FocusDecoder, InvalidOptionError
+from focus_integrations.request import wants_special_tokens
 from focus_integrations.testing.tiny_models import FAMILIES, tiny_checkpoint
 
 PROMPT = "Which image shows the red shape?"
@@ -33,7 +34,7 @@ def _generate(decoder: FocusDecoder, images, **kwargs) -> list[int]:
         text=[text],
         images=[images],
         return_tensors="pt",
-        add_special_tokens=decoder._add_special_tokens(text),
+        add_special_tokens=wants_special_tokens(decoder.tokenizer, text),
     )
     suppress = list(decoder.banned_token_ids) or None
     output = decoder.model.generate(**inputs, suppress_tokens=suppress, **kwargs)

@@ -11,7 +11,7 @@ import pytest
 from focus_lc_helpers import png_b64
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 
-from focus_integrations.errors import InvalidOptionError
+from focus_integrations.errors import InvalidOptionError, RequestTimeoutError
 from focus_integrations.langchain import ChatFocus
 
 
@@ -123,7 +123,7 @@ def test_token_counting_uses_the_models_tokenizer(llm: ChatFocus) -> None:
 
 
 def test_timeout_raises(llm: ChatFocus) -> None:
-    with pytest.raises(TimeoutError):
+    with pytest.raises(RequestTimeoutError):
         llm.invoke(_two_images(), timeout=1e-9, max_tokens=50)
     assert llm.invoke("hi", max_tokens=2).usage_metadata["output_tokens"] == 2  # decoder free again
 
