@@ -24,6 +24,7 @@ from focus_integrations.outputs import GenerationOutput
 from focus_integrations.request import (
     PreparedRequest,
     build_conversation,
+    check_messages,
     prepare_request,
     render,
     row_groups,
@@ -379,10 +380,7 @@ class FocusDecoder:
 
     def _prepare(self, messages: Any, options: DecodingOptions) -> Conversation:
         """Messages with the decoder's defaults for video sampling (render_prompt, count_tokens)."""
-        if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
-            raise PromptError(
-                f"messages must be a list of {{'role': ..., 'content': ...}} dicts, got {type(messages).__name__}"
-            )
+        check_messages(messages)
         video = VideoSampling.from_options(options)
         return prepare(messages, allow_remote_images=self.allow_remote_images, video=video)
 
