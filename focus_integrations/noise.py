@@ -46,30 +46,38 @@ def _imagenet_norm(x: np.ndarray) -> np.ndarray:
 
 
 def _constant(value: float) -> NoiseFn:
-    return lambda x, s, rng, severity: np.full(x.shape, value)
+    return lambda x, s, rng, severity=DEFAULT_SEVERITY: np.full(x.shape, value)
 
 
-def _random_uint8(x: np.ndarray, s: float, rng: np.random.Generator, severity: int) -> np.ndarray:
+def _random_uint8(
+    x: np.ndarray, s: float, rng: np.random.Generator, severity: int = DEFAULT_SEVERITY
+) -> np.ndarray:
     return rng.integers(0, 256, size=x.shape).astype(np.float64) / 255.0
 
 
-def _gaussian(x: np.ndarray, s: float, rng: np.random.Generator, severity: int) -> np.ndarray:
+def _gaussian(
+    x: np.ndarray, s: float, rng: np.random.Generator, severity: int = DEFAULT_SEVERITY
+) -> np.ndarray:
     return rng.normal(0.0, 1.0, size=x.shape)
 
 
-def _uniform(x: np.ndarray, s: float, rng: np.random.Generator, severity: int) -> np.ndarray:
+def _uniform(
+    x: np.ndarray, s: float, rng: np.random.Generator, severity: int = DEFAULT_SEVERITY
+) -> np.ndarray:
     return rng.uniform(0.0, 1.0, size=x.shape)
 
 
 def _imagenet_mix(sample: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]) -> NoiseFn:
     # out = ((1 - s) * x_norm + s * u) * std + mean: with s = 1 the result does not depend on the image.
-    def fn(x: np.ndarray, s: float, rng: np.random.Generator, severity: int) -> np.ndarray:
+    def fn(x: np.ndarray, s: float, rng: np.random.Generator, severity: int = DEFAULT_SEVERITY) -> np.ndarray:
         return ((1.0 - s) * _imagenet_norm(x) + s * sample(rng, x.shape)) * IMAGENET_STD + IMAGENET_MEAN
 
     return fn
 
 
-def _imagenet_diffusion(x: np.ndarray, s: float, rng: np.random.Generator, severity: int) -> np.ndarray:
+def _imagenet_diffusion(
+    x: np.ndarray, s: float, rng: np.random.Generator, severity: int = DEFAULT_SEVERITY
+) -> np.ndarray:
     # VCD's forward diffusion: 1000-step sigmoid beta schedule, step t = s * 999, on the normalised image.
     # The reference code clips the result without de-normalising it; kept as is for faithfulness.
     steps = 1000
@@ -78,7 +86,7 @@ def _imagenet_diffusion(x: np.ndarray, s: float, rng: np.random.Generator, sever
     return np.sqrt(alpha_bar) * _imagenet_norm(x) + np.sqrt(1 - alpha_bar) * rng.standard_normal(x.shape)
 
 
-def _shot(x: np.ndarray, s: float, rng: np.random.Generator, severity: int) -> np.ndarray:
+def _shot(x: np.ndarray, s: float, rng: np.random.Generator, severity: int = DEFAULT_SEVERITY) -> np.ndarray:
     photons = SHOT_PHOTONS[severity - 1]
     return rng.poisson(np.clip(_imagenet_norm(x), 0, 1) * photons) / photons
 
@@ -88,14 +96,18 @@ def _impulse_from(norm: np.ndarray, hit: np.ndarray, salt: np.ndarray) -> np.nda
     return np.where(hit & ~salt, 0.0, out)
 
 
-def _impulse(x: np.ndarray, s: float, rng: np.random.Generator, severity: int) -> np.ndarray:
+def _impulse(
+    x: np.ndarray, s: float, rng: np.random.Generator, severity: int = DEFAULT_SEVERITY
+) -> np.ndarray:
     # salt-and-pepper on every value independently, half salt, half pepper (skimage's "s&p").
     hit = rng.random(x.shape) < IMPULSE_AMOUNT[severity - 1]
     salt = rng.random(x.shape) < 0.5
     return _impulse_from(_imagenet_norm(x), hit, salt)
 
 
-def _speckle(x: np.ndarray, s: float, rng: np.random.Generator, severity: int) -> np.ndarray:
+def _speckle(
+    x: np.ndarray, s: float, rng: np.random.Generator, severity: int = DEFAULT_SEVERITY
+) -> np.ndarray:
     norm = _imagenet_norm(x)
     return norm + norm * rng.normal(scale=SPECKLE_STD[severity - 1], size=x.shape)
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from focus_integrations import FocusDecoder, InvalidOptionError, default_model_path
+from focus_integrations import DecodingOptions, FocusDecoder, InvalidOptionError, default_model_path
 from focus_integrations.testing.tiny_models import tiny_checkpoint
 
 
@@ -41,4 +41,5 @@ def test_the_default_model_ships_the_alpha_its_lab_chose_on_validation() -> None
     assert summary["alpha_chosen_on"] == "val"
     decoder = FocusDecoder.from_pretrained(default_model_path())
     assert decoder.checkpoint_defaults["alpha"] == summary["alpha"]
-    assert decoder.resolve_options(alpha=None, mode="focus").alpha == summary["alpha"]
+    chosen = decoder.resolve_options(alpha=None, mode="focus")  # None keeps the checkpoint's alpha
+    assert chosen.alpha == DecodingOptions.resolve(alpha=summary["alpha"]).alpha
