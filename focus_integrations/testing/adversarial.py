@@ -135,8 +135,7 @@ class _Lost:
 
 #: Failures that belong to another package and are still open (see FINDINGS.md): (owner, entry, substring of the
 #: case). The suite's tests accept exactly these; the report counts them like any other failure.
-KNOWN_OPEN: list[tuple[str, str, str]] = [
-]
+KNOWN_OPEN: list[tuple[str, str, str]] = []
 
 
 def known_open(outcome: Outcome) -> str | None:
