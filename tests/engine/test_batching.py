@@ -429,8 +429,8 @@ def test_stop_strings_and_end_tokens_end_each_request_on_its_own(qwen, monkeypat
     stop = next(text[i : i + 2] for i in range(3, len(text) - 1) if "\ufffd" not in text[i : i + 2])
     others = set(free[0].token_ids) | set(free[2].token_ids)
     eos = next(t for t in free[1].token_ids[3:] if t not in others)
-    monkeypatch.setattr(qwen, "eos_token_ids", qwen.eos_token_ids | {eos})
-    requests = [dict(base[0], stop=[stop]), base[1], base[2]]
+    ends = sorted(qwen.eos_token_ids | {eos})  # the end ids of each request (its eos_token_id option)
+    requests = [dict(base[0], stop=[stop], eos_token_id=ends), dict(base[1], eos_token_id=ends), base[2]]
     recorded.clear()
     solo = [qwen.generate(**r) for r in requests]
     assert solo[0].finish_reason == "stop" and solo[0].stop_sequence == stop
