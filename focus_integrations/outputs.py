@@ -57,3 +57,23 @@ class GenerationOutput:
     settings: dict[str, Any] = field(default_factory=dict)
     constraint_satisfied: bool | None = None
     logprobs: list[TokenLogprob] | None = None  # one per token_ids entry when asked (logprobs / top_logprobs)
+
+
+def openai_logprobs(output: GenerationOutput, eos_token_ids: set[int]) -> dict[str, Any]:
+    """``GenerationOutput.logprobs`` in OpenAI's Chat Completions shape (ChatOpenAI's
+    ``response_metadata["logprobs"]``; what the server sends):
+    ``{"content": [{"token", "bytes", "logprob", "top_logprobs": [{"token", "bytes", "logprob"}]}],
+    "refusal": None}``; a final end-of-sequence token (not part of the text) is left out."""
+    entries = list(output.logprobs or ())
+    if entries and entries[-1].token_id in eos_token_ids and output.finish_reason == "stop":
+        entries = entries[:-1]
+
+    def one(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "bytes": list(token.encode("utf-8")), "logprob": logprob}
+
+    return {
+        "content": [
+            {**one(e.token, e.logprob), "top_logprobs": [one(t, lp) for _, t, lp in e.top]} for e in entries
+        ],
+        "refusal": None,
+    }

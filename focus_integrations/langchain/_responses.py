@@ -13,6 +13,7 @@ from langchain_core.messages.tool import tool_call as make_tool_call
 from langchain_core.messages.tool import tool_call_chunk as make_tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
+from focus_integrations.outputs import openai_logprobs  # noqa: F401 (shared with the server)
 from focus_integrations.tool_calls import ParsedToolCalls
 
 if TYPE_CHECKING:
@@ -68,25 +69,6 @@ def metadata(request: _Request, output: GenerationOutput) -> tuple[UsageMetadata
     if output.logprobs is not None:
         response["logprobs"] = openai_logprobs(output, request.decoder.eos_token_ids)
     return usage, response
-
-
-def openai_logprobs(output: GenerationOutput, eos_token_ids: set[int]) -> dict[str, Any]:
-    """``GenerationOutput.logprobs`` in the shape ChatOpenAI puts in ``response_metadata["logprobs"]``:
-    ``{"content": [{"token", "bytes", "logprob", "top_logprobs": [{"token", "bytes", "logprob"}]}],
-    "refusal": None}``; a final end-of-sequence token (not part of the text) is left out."""
-    entries = list(output.logprobs or ())
-    if entries and entries[-1].token_id in eos_token_ids and output.finish_reason == "stop":
-        entries = entries[:-1]
-
-    def one(token: str, logprob: float) -> dict[str, Any]:
-        return {"token": token, "bytes": list(token.encode("utf-8")), "logprob": logprob}
-
-    return {
-        "content": [
-            {**one(e.token, e.logprob), "top_logprobs": [one(t, lp) for _, t, lp in e.top]} for e in entries
-        ],
-        "refusal": None,
-    }
 
 
 def tool_fields(parsed: ParsedToolCalls | None) -> dict[str, Any]:

@@ -412,8 +412,10 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
     ) -> AsyncIterator[str]:
         response_id, created = responses.new_id("chatcmpl"), int(time.time())
 
-        def chunk(delta: dict[str, Any] | None, finish: str | None = None, usage: Any = None) -> str:
-            return _sse(responses.chat_chunk(prepared, response_id, created, delta, finish, usage))
+        def chunk(
+            delta: dict[str, Any] | None, finish: str | None = None, usage: Any = None, logprobs: Any = None
+        ) -> str:
+            return _sse(responses.chat_chunk(prepared, response_id, created, delta, finish, usage, logprobs))
 
         yield chunk({"role": "assistant", "content": ""})
         parser = prepared.tool_parser()
@@ -432,7 +434,8 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
                 yield chunk({"content": end.tail})
             if end.calls:
                 yield chunk({"tool_calls": [{"index": i, **call} for i, call in enumerate(end.calls)]})
-            yield chunk({}, end.finish_reason)
+            # Deltas are text, not tokens: the answer's log-probabilities ride on its last chunk.
+            yield chunk({}, end.finish_reason, logprobs=responses.chat_logprobs(prepared, output))
             if prepared.include_usage:
                 yield chunk(None, usage=responses.usage_body(output))
             _observe(endpoint, started, deltas, output)
@@ -451,7 +454,12 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
                     yield _sse(responses.completion_chunk(prepared, response_id, created, delta))
                 delta = await deltas.next_delta()
             output = deltas.stream.output
-            yield _sse(responses.completion_chunk(prepared, response_id, created, "", output.finish_reason))
+            logprobs = responses.completion_logprobs(prepared, output)
+            yield _sse(
+                responses.completion_chunk(
+                    prepared, response_id, created, "", output.finish_reason, None, logprobs
+                )
+            )
             if prepared.include_usage:
                 usage = responses.usage_body(output)
                 yield _sse(responses.completion_chunk(prepared, response_id, created, None, usage=usage))

@@ -46,7 +46,17 @@ if TYPE_CHECKING:
 ImageLoader = Callable[[str], Image.Image]
 
 # OpenAI fields with their own meaning here; every other DecodingOptions field is a FOCUS extra.
-_OPENAI_MAPPED = {"temperature", "top_p", "stop", "seed", "max_new_tokens", "response_format"}
+_OPENAI_MAPPED = {
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "max_new_tokens",
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+}
+MAX_LEGACY_LOGPROBS = 5  # /v1/completions: logprobs is the number of top tokens, 0 to 5 (OpenAI's bound)
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 _ROLES["function"] = "tool"
 
@@ -72,6 +82,7 @@ class EngineRequest:
     forced_call: bool = False  # the answer is a required tool call, decoded under the call grammar
     forced_tool: str | None = None  # ... to this one tool (a named tool_choice)
     generic_json: bool = True  # bare JSON answers are read as tool calls (templates without call markup)
+    eos_token_ids: frozenset[int] = frozenset()  # left out of the reported log-probabilities
 
     def submit_kwargs(self) -> dict[str, Any]:
         return {
@@ -104,16 +115,43 @@ def _number(body: dict[str, Any], name: str, *, integer: bool = False) -> Any:
     return value
 
 
-def decoding_options(body: dict[str, Any], limits: Limits, *, context_length: int) -> dict[str, Any]:
-    """OpenAI sampling fields and FOCUS extras -> engine options (validated by DecodingOptions)."""
+def _logprobs(body: dict[str, Any], options: dict[str, Any], *, legacy: bool) -> None:
+    """Chat: ``logprobs`` (bool) and ``top_logprobs`` (0-20); legacy completions: ``logprobs`` (0-5 top tokens).
+
+    The log-probabilities are those of the combined FOCUS distribution (``GenerationOutput.logprobs``)."""
+    value = body.get("logprobs")
+    if legacy:
+        top = _number(body, "logprobs", integer=True)
+        if top is not None:
+            if not 0 <= top <= MAX_LEGACY_LOGPROBS:
+                raise bad_request(
+                    f"'logprobs' must be an integer from 0 to {MAX_LEGACY_LOGPROBS}", param="logprobs"
+                )
+            options["logprobs"] = True
+            options["top_logprobs"] = top or None
+        return
+    if value is not None and not isinstance(value, bool):
+        raise bad_request("'logprobs' must be true or false", param="logprobs")
+    if value:
+        options["logprobs"] = True
+    top = _number(body, "top_logprobs", integer=True)
+    if top is not None:
+        options["top_logprobs"] = top  # DecodingOptions checks the range; it implies logprobs
+
+
+def decoding_options(
+    body: dict[str, Any], limits: Limits, *, context_length: int, legacy: bool = False
+) -> dict[str, Any]:
+    """OpenAI sampling fields and FOCUS extras -> engine options (validated by DecodingOptions).
+
+    ``legacy``: the ``/v1/completions`` body (its ``logprobs`` is a number of top tokens)."""
     options: dict[str, Any] = {
         name: body[name] for name in focus_extra_fields() if body.get(name) is not None
     }
     n = _number(body, "n", integer=True)
     if n not in (None, 1):
         raise bad_request("only n=1 is supported", param="n")
-    if body.get("logprobs") not in (None, False, 0):
-        raise bad_request("logprobs are not supported by this server", param="logprobs")
+    _logprobs(body, options, legacy=legacy)
     for name in ("frequency_penalty", "presence_penalty"):
         value = _number(body, name)
         if value not in (None, 0, 0.0):
@@ -356,6 +394,7 @@ def chat_request(
     stream_options = body.get("stream_options") or {}
     return EngineRequest(
         model=model,
+        eos_token_ids=frozenset(decoder.eos_token_ids),
         messages=messages,
         options=options,
         n_images=n_images,
@@ -388,10 +427,11 @@ def completion_request(
         raise bad_request("'suffix' is not supported", param="suffix")
     if body.get("best_of") not in (None, 1):
         raise bad_request("only best_of=1 is supported", param="best_of")
-    options = decoding_options(body, limits, context_length=decoder.context_length)
+    options = decoding_options(body, limits, context_length=decoder.context_length, legacy=True)
     stream_options = body.get("stream_options") or {}
     return EngineRequest(
         model=model,
+        eos_token_ids=frozenset(decoder.eos_token_ids),
         messages=[{"role": "user", "content": prompt}],
         options=options,
         n_images=0,

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from focus_integrations.outputs import openai_logprobs
 from focus_integrations.tool_calls import ParsedToolCalls, ToolCallStreamParser, cut_off_call
 
 if TYPE_CHECKING:
@@ -31,6 +32,31 @@ def usage_body(output: GenerationOutput) -> dict[str, int]:
         "prompt_tokens": output.usage.input_tokens,
         "completion_tokens": output.usage.output_tokens,
         "total_tokens": output.usage.total_tokens,
+    }
+
+
+def chat_logprobs(request: EngineRequest, output: GenerationOutput) -> dict[str, Any] | None:
+    """The choice's ``logprobs`` (None unless asked): the combined FOCUS distribution's, per token."""
+    if output.logprobs is None:
+        return None
+    return openai_logprobs(output, set(request.eos_token_ids))
+
+
+def completion_logprobs(request: EngineRequest, output: GenerationOutput) -> dict[str, Any] | None:
+    """The legacy Completions shape: ``tokens``, ``token_logprobs``, ``top_logprobs`` (dicts), ``text_offset``."""
+    chat = chat_logprobs(request, output)
+    if chat is None:
+        return None
+    entries = chat["content"]
+    offsets, position = [], 0
+    for entry in entries:
+        offsets.append(position)
+        position += len(entry["token"])
+    return {
+        "tokens": [e["token"] for e in entries],
+        "token_logprobs": [e["logprob"] for e in entries],
+        "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+        "text_offset": offsets,
     }
 
 
@@ -127,7 +153,14 @@ def chat_completion_body(
         "created": int(time.time()),
         "model": request.model,
         "system_fingerprint": None,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": end.finish_reason}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": chat_logprobs(request, output),
+                "finish_reason": end.finish_reason,
+            }
+        ],
         "usage": usage_body(output),
         "focus": focus_body(output),
     }
@@ -140,6 +173,7 @@ def chat_chunk(
     delta: dict[str, Any] | None,
     finish: str | None = None,
     usage: dict[str, int] | None = None,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     chunk: dict[str, Any] = {
         "id": response_id,
@@ -149,7 +183,7 @@ def chat_chunk(
         "system_fingerprint": None,
         "choices": []
         if delta is None
-        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        else [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
     }
     if request.include_usage:
         chunk["usage"] = usage  # null on every chunk but the last, as OpenAI sends it
@@ -164,7 +198,12 @@ def completion_body(request: EngineRequest, output: GenerationOutput, response_i
         "model": request.model,
         "system_fingerprint": None,
         "choices": [
-            {"index": 0, "text": output.text, "logprobs": None, "finish_reason": output.finish_reason}
+            {
+                "index": 0,
+                "text": output.text,
+                "logprobs": completion_logprobs(request, output),
+                "finish_reason": output.finish_reason,
+            }
         ],
         "usage": usage_body(output),
         "focus": focus_body(output),
@@ -178,6 +217,7 @@ def completion_chunk(
     text: str | None,
     finish: str | None = None,
     usage: dict[str, int] | None = None,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     chunk: dict[str, Any] = {
         "id": response_id,
@@ -187,7 +227,7 @@ def completion_chunk(
         "system_fingerprint": None,
         "choices": []
         if text is None
-        else [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+        else [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}],
     }
     if request.include_usage:
         chunk["usage"] = usage

@@ -240,3 +240,29 @@ def test_a_client_that_leaves_mid_stream_frees_its_rows_at_once(server: str) -> 
     time.sleep(0.5)
     assert _metric(server, "focus_engine_tokens_generated_total") - before == generated < 2000
     assert _metric(server, "focus_queue_depth") == 0
+
+
+def test_logprobs_of_the_combined_distribution(client: openai.OpenAI, reference_decoder) -> None:
+    kwargs = {"model": MODEL_ID, "messages": _two_images(), "max_tokens": 5, "seed": 0}
+    response = client.chat.completions.create(**kwargs, logprobs=True, top_logprobs=2)
+    expected = _direct(reference_decoder, max_new_tokens=5, seed=0, top_logprobs=2)
+    content = response.choices[0].logprobs.content
+    assert "".join(e.token for e in content) == response.choices[0].message.content == expected.text
+    assert [e.logprob for e in content] == pytest.approx([e.logprob for e in expected.logprobs], abs=1e-4)
+    assert [[t.token for t in e.top_logprobs] for e in content] == [
+        [t for _, t, _ in e.top] for e in expected.logprobs
+    ]
+    assert all(e.logprob <= 0 and len(e.top_logprobs) == 2 for e in content)
+    assert client.chat.completions.create(**kwargs).choices[0].logprobs is None  # only when asked
+    streamed = list(client.chat.completions.create(**kwargs, logprobs=True, top_logprobs=2, stream=True))
+    last = [c for c in streamed if c.choices][-1].choices[0]
+    assert [e.logprob for e in last.logprobs.content] == [e.logprob for e in content]
+    legacy = client.completions.create(model=MODEL_ID, prompt="Name a colour.", max_tokens=4, logprobs=2)
+    logprobs = legacy.choices[0].logprobs
+    assert "".join(logprobs.tokens) == legacy.choices[0].text
+    assert len(logprobs.token_logprobs) == len(logprobs.top_logprobs) == len(logprobs.text_offset) == 4
+    # (a dict per token, keyed by text: two top tokens that decode alike share one key, as with OpenAI)
+    assert logprobs.text_offset[0] == 0 and all(1 <= len(top) <= 2 for top in logprobs.top_logprobs)
+    for bad in ({"logprobs": "yes"}, {"top_logprobs": 99}):
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(**kwargs, extra_body=bad)
