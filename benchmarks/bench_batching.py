@@ -88,6 +88,7 @@ def workload(kind: str, args: argparse.Namespace, step_time: float) -> list[dict
                     prompt=f"Request {i}: which image shows a red object? Answer with its number.",
                     seed=i,
                     max_new_tokens=max(1, tokens),
+                    min_new_tokens=max(1, tokens),  # random weights: no early end, exactly its budget
                 ),
             )
         )
@@ -227,14 +228,13 @@ def main() -> None:
         device=args.device,
         dtype=args.dtype,
     )
-    decoder.eos_token_ids = set()  # random weights: never stop early, every answer is exactly its budget
     clock = Clock(args.clock, args.device)
 
     # One lone request first: warm-up, and the decode step time the arrival schedule is spaced by.
-    probe = workload("burst", args, 0.0)[0]["kwargs"] | {"max_new_tokens": 8}
+    probe = workload("burst", args, 0.0)[0]["kwargs"] | {"max_new_tokens": 8, "min_new_tokens": 8}
     decoder.generate(**probe)
     start = clock.now()
-    decoder.generate(**probe | {"max_new_tokens": 1})
+    decoder.generate(**probe | {"max_new_tokens": 1, "min_new_tokens": 1})
     first = clock.now() - start
     start = clock.now()
     decoder.generate(**probe)

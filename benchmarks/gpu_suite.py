@@ -167,7 +167,6 @@ def build_decoder(arch: Arch, *, tiny: bool, device: str, dtype: Any) -> Any:
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     decoder = FocusDecoder(model.eval(), processor, model_name=arch.title)
-    decoder.eos_token_ids = set()  # random weights: never stop early, every answer is exactly --tokens long
     return decoder
 
 
@@ -202,7 +201,8 @@ def measure(decoder: Any, n: int, method: str, args: argparse.Namespace, image_s
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    decoder.generate(max_new_tokens=2, **ask)  # warm-up: kernels and allocator for these shapes
+    # min_new_tokens: random weights never end early, every run decodes exactly its budget.
+    decoder.generate(max_new_tokens=2, min_new_tokens=2, **ask)  # warm-up: kernels and allocator
     handle = decoder.model.register_forward_pre_hook(on_forward, with_kwargs=True)
     ttfts, intervals = [], []
     try:
@@ -210,7 +210,7 @@ def measure(decoder: Any, n: int, method: str, args: argparse.Namespace, image_s
             steps.clear()
             _sync(args.device)
             start = time.perf_counter()
-            out = decoder.generate(max_new_tokens=args.tokens, **ask)
+            out = decoder.generate(max_new_tokens=args.tokens, min_new_tokens=args.tokens, **ask)
             ttfts.append(steps[0] - start)
             intervals += [b - a for a, b in zip(steps, steps[1:])]
     finally:

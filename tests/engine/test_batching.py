@@ -340,11 +340,11 @@ def test_engine_streams_concurrent_requests_exactly(qwen) -> None:
     assert stats.tokens_generated == sum(len(s.token_ids) for s in solo)
 
 
-def test_engine_close_of_a_stream_frees_its_rows_at_once(qwen, monkeypatch) -> None:
+def test_engine_close_of_a_stream_frees_its_rows_at_once(qwen) -> None:
     from focus_integrations.batching import BatchEngine
 
-    monkeypatch.setattr(qwen, "eos_token_ids", set())  # random weights: nothing ends before its budget
-    long = dict(images=_images(3, 95), prompt="go on", seed=95, max_new_tokens=400)
+    # min_new_tokens: the long request cannot end (random weights) before it is closed.
+    long = dict(images=_images(3, 95), prompt="go on", seed=95, max_new_tokens=400, min_new_tokens=400)
     other = dict(images=_images(2, 96), prompt="short", seed=96, max_new_tokens=12)
     expected = qwen.generate(**other)
     with BatchEngine(qwen) as engine:
@@ -373,15 +373,16 @@ def test_engine_close_cancels_what_is_left(qwen) -> None:
         engine.submit(images=_images(2, 97), prompt="x")
 
 
-def test_engine_close_from_another_thread_wakes_the_consumer(qwen, monkeypatch) -> None:
+def test_engine_close_from_another_thread_wakes_the_consumer(qwen) -> None:
     import threading
     import time
 
     from focus_integrations.batching import BatchEngine
 
-    monkeypatch.setattr(qwen, "eos_token_ids", set())
     with BatchEngine(qwen) as engine:
-        stream = engine.submit(images=_images(2, 98), prompt="on and on", seed=98, max_new_tokens=400)
+        stream = engine.submit(
+            images=_images(2, 98), prompt="on and on", seed=98, max_new_tokens=400, min_new_tokens=400
+        )
         received: list[str] = []
         consumer = threading.Thread(target=lambda: received.extend(stream))
         consumer.start()
