@@ -36,12 +36,16 @@ import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from focus_integrations.errors import InvalidOptionError, UnsupportedSchemaError, UnsupportedTokenizerError
+
+if (
+    TYPE_CHECKING
+):  # options.py imports this module, and the `focus` command imports options: no torch at start
+    import torch
 
 __all__ = [
     "RESPONSE_FORMAT_TYPES",
@@ -412,6 +416,8 @@ class GrammarConstraint:
         if self._allowed is None:
             bits = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
             mask = np.unpackbits(bits, bitorder="little")[: self.vocab_size].astype(bool)
+            import torch
+
             self._allowed = torch.from_numpy(mask)
         return self._allowed.to(device) if device is not None else self._allowed
 
@@ -420,6 +426,8 @@ class GrammarConstraint:
         allowed = self.allowed(scores.device)
         width = scores.shape[-1]
         if width > allowed.shape[0]:  # logits wider than the vocabulary: the extra ids are never allowed
+            import torch
+
             allowed = torch.cat([allowed, allowed.new_zeros(width - allowed.shape[0])])
         return scores.masked_fill(~allowed[:width], float("-inf"))
 
