@@ -60,6 +60,9 @@ def decoder_key(name_or_path: str | os.PathLike[str], loading: Mapping[str, Any]
     if Path(name).is_dir():
         name = str(Path(name).resolve())
     values = dict(loading)
+    options = values.pop("loading", None)  # a LoadingOptions object: the same as its arguments spelled out
+    if options is not None:
+        values = options.set_values() | values
     if "torch_dtype" in values and values.get("dtype") is None:
         values["dtype"] = values.pop("torch_dtype")
     defaults = _loading_defaults()

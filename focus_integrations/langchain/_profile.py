@@ -43,19 +43,24 @@ def template_renders_tools(chat: ChatFocus) -> bool | None:
     instruction ChatFocus adds, but the model was not trained for it: ``profile["tool_calling"]`` says so.
     Probed on the decoder when one is given or already loaded, else on the processor alone.
     """
+    from focus_integrations.langchain._options import loading_options
+    from focus_integrations.loading import hub_arguments
+    from focus_integrations.processors import load_processor
     from focus_integrations.shared import loaded_decoder
 
     decoder = chat.decoder or chat._decoder
-    if decoder is None and chat.model:
-        decoder = loaded_decoder(
-            str(chat.model), device=chat.device, dtype=chat.dtype, trust_remote_code=chat.trust_remote_code
-        )
     if decoder is not None:
         return renders_tools(decoder)
-    from focus_integrations.processors import load_processor
-
+    if not chat.model:
+        return None
+    name, loading = str(chat.model), loading_options(chat)
+    decoder = loaded_decoder(name, **loading.set_values())  # the shared one, if another adapter loaded it
+    if decoder is not None:
+        return renders_tools(decoder)
     try:
-        processor = load_processor(str(chat.model), trust_remote_code=chat.trust_remote_code)
-    except Exception:  # noqa: BLE001 - not on disk (offline hub id) or not loadable: unknown
+        # The processor alone, from files already on disk: building a chat model never downloads anything.
+        arguments = hub_arguments(loading, name) | {"local_files_only": True}
+        processor = load_processor(name, **arguments, **loading.processor_kwargs)
+    except Exception:  # noqa: BLE001 - not on disk (a hub id not in the cache) or not loadable: unknown
         return None
     return processor_renders_tools(processor)
