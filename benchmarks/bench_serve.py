@@ -1,8 +1,9 @@
 """Load test of ``focus serve``: batched vs lock-serial engine, FOCUS with N=4 images, on loopback.
 
-Starts one server process per engine (the ~25M-parameter "bench" Qwen2.5-VL, random weights, end-of-text
-ignored so every answer is exactly ``--tokens`` long) and, for each number of concurrent clients, runs the
-serial and the batched engine one after the other (interleaved, so both see the same machine load), then:
+Starts one server process per engine (the ~25M-parameter "bench" Qwen2.5-VL, random weights; requests ask
+for ``min_new_tokens`` = ``max_tokens`` so every answer is exactly ``--tokens`` long) and, for each number of
+concurrent clients, runs the serial and the batched engine one after the other (interleaved, so both see the
+same machine load), then:
 
 - aggregate output tokens/s (all completion tokens / wall time of the level) and p50 / p99 latency;
 - a check under ``--check-clients`` concurrent clients: every request has its own images, and every answer
@@ -57,7 +58,6 @@ def serve_child(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     decoder = FocusDecoder.from_pretrained(args.model_path, device=args.device, dtype=args.dtype)
-    decoder.eos_token_ids = set()  # random weights: never stop early, every answer is exactly max_tokens
     engine = make_engine(decoder, args.engine, max_rows=args.max_rows)
     limits = Limits(max_queued_requests=args.queue, max_output_tokens=max(args.tokens, 16))
     app = create_app(engine, ServerConfig(model_id=MODEL_ID, limits=limits))
@@ -106,6 +106,7 @@ def body(images: list[str], tokens: int, index: int) -> dict:
         "model": MODEL_ID,
         "messages": [{"role": "user", "content": content}],
         "max_tokens": tokens,
+        "min_new_tokens": tokens,  # random weights: no early end token, every answer is exactly max_tokens
         "seed": 0,
         "mode": "focus",
     }

@@ -1,6 +1,7 @@
 """``focus serve``: the OpenAI-compatible server on one machine (uvicorn) or as Ray Serve replicas.
 
     focus serve --model PATH_OR_ID [--host 127.0.0.1] [--port 8000] [--engine batched|serial]
+                [loading options: --device --dtype --device-map --attn-implementation --quantization-config ...]
                 [--api-key KEY | $FOCUS_API_KEY] [limits...] [--ray --replicas K --gpus-per-replica G]
 
 ``ServeSettings`` holds everything a replica needs to build its engine and app, as plain values, so the
@@ -16,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from focus_integrations.cli_options import add_loading_arguments, alpha_argument, json_object, loading_options
 from focus_integrations.errors import InvalidOptionError
+from focus_integrations.loading import LOADING_OPTIONS
 from focus_integrations.noise import NOISE_MODES
 from focus_integrations.options import MODES
 from focus_integrations.server.config import ENGINES, ImageAccess, Limits, ServerConfig
@@ -34,23 +37,37 @@ class ServeSettings:
     max_rows: int | None = None  # batched engine: most rows decoded together
     api_key: str | None = None
     threads: int | None = None  # torch intra-op threads per process (replica)
-    # model loading (FocusDecoder.from_pretrained)
-    device: str | None = None
-    dtype: str | None = None
-    device_map: str | None = None
-    trust_remote_code: bool = False
-    revision: str | None = None
+    # FocusDecoder.from_pretrained's loading options (loading.LoadingOptions: device, dtype, device_map,
+    # attn_implementation, quantization_config, revision, trust_remote_code, ...)
+    loading: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)  # decoding defaults (mode, alpha, noise, ...)
     limits: dict[str, Any] = field(default_factory=dict)  # Limits fields
     images: dict[str, Any] = field(default_factory=dict)  # ImageAccess fields
 
+    def __post_init__(self) -> None:
+        # Names are checked here; values (a device, a dtype) where the model loads: a Ray driver without a
+        # GPU still starts GPU replicas.
+        unknown = sorted(set(self.loading) - set(LOADING_OPTIONS))
+        if unknown:
+            raise InvalidOptionError(
+                f"unknown loading option(s) {', '.join(unknown)}; known: {', '.join(LOADING_OPTIONS)}"
+            )
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ServeSettings:
+        """Settings from a config file's ``args``; loading options may also sit at the top level
+        (``device: cuda`` next to ``model:``), as ``focus serve`` flags do."""
+        values = dict(values)
+        loading = dict(values.pop("loading", None) or {})
+        loading |= {name: values.pop(name) for name in list(values) if name in LOADING_OPTIONS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise InvalidOptionError(f"unknown serve setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+            raise InvalidOptionError(
+                f"unknown serve setting(s) {unknown}; known: {sorted(known)} and the loading options "
+                f"{', '.join(LOADING_OPTIONS)}"
+            )
+        return cls(**values, loading=loading)
 
     def config(self, model_id: str) -> ServerConfig:
         images = dict(self.images)
@@ -75,19 +92,7 @@ def build_engine(settings: ServeSettings) -> tuple[Any, ServerConfig]:
 
         torch.set_num_threads(settings.threads)
     path = resolve_model(settings.model)
-    loading = {
-        k: v
-        for k, v in {
-            "device": settings.device,
-            "dtype": settings.dtype,
-            "device_map": settings.device_map,
-            "revision": settings.revision,
-        }.items()
-        if v is not None
-    }
-    decoder = FocusDecoder.from_pretrained(
-        path, trust_remote_code=settings.trust_remote_code, **loading, **settings.defaults
-    )
+    decoder = FocusDecoder.from_pretrained(path, **settings.loading, **settings.defaults)
     engine = make_engine(decoder, settings.engine, max_rows=settings.max_rows)
     return engine, settings.config(settings.model or "default")
 
@@ -141,16 +146,16 @@ def add_serve_commands(subparsers: argparse._SubParsersAction) -> None:
         "--api-key", default=None, help="require 'Authorization: Bearer KEY' (or $FOCUS_API_KEY)"
     )
     serve.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    serve.add_argument("--device", default=None)
-    serve.add_argument("--dtype", default=None)
-    serve.add_argument("--device-map", default=None)
-    serve.add_argument("--revision", default=None)
-    serve.add_argument("--trust-remote-code", action="store_true")
-    serve.add_argument(
-        "--mode", choices=MODES, default=None, help="default decoding mode (requests may override)"
+    add_loading_arguments(serve)  # the library's loading options, as every `focus` command takes them
+    defaults = serve.add_argument_group("decoding defaults (requests may override them)")
+    defaults.add_argument("--mode", choices=MODES, default=None, help="focus (default), vanilla or vcd")
+    defaults.add_argument(
+        "--alpha", type=alpha_argument, default=None, help="a number, or n-calibrated (alpha = (N-1)/N)"
     )
-    serve.add_argument("--alpha", type=float, default=None, help="default alpha")
-    serve.add_argument("--noise", choices=sorted(NOISE_MODES), default=None, help="default noise mode")
+    defaults.add_argument("--noise", choices=sorted(NOISE_MODES), default=None)
+    defaults.add_argument(
+        "--chat-template-kwargs", type=json_object, default=None, metavar="JSON", help="for the chat template"
+    )
     media = serve.add_argument_group("images")
     media.add_argument(
         "--allowed-local-media-path", default=None, help="serve file:// image URLs from inside this folder"
@@ -174,11 +179,13 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     from focus_integrations.server.engines import batched_engine_available
 
     engine = args.engine or ("batched" if batched_engine_available() else "serial")
-    defaults = {
-        k: v
-        for k, v in {"mode": args.mode, "alpha": args.alpha, "noise": args.noise}.items()
-        if v is not None
+    named = {
+        "mode": args.mode,
+        "alpha": args.alpha,
+        "noise": args.noise,
+        "chat_template_kwargs": args.chat_template_kwargs,
     }
+    defaults = {name: value for name, value in named.items() if value is not None}
     limits = {
         key[len("limit_") :]: value
         for key, value in vars(args).items()
@@ -208,11 +215,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         max_rows=args.max_rows,
         api_key=args.api_key,
         threads=args.threads,
-        device=args.device,
-        dtype=args.dtype,
-        device_map=args.device_map,
-        trust_remote_code=args.trust_remote_code,
-        revision=args.revision,
+        loading=loading_options(args),
         defaults=defaults,
         limits=limits,
         images=images,

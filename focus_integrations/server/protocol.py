@@ -16,7 +16,6 @@ the request is submitted, before any decoding.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,14 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from focus_integrations.errors import InvalidOptionError
 from focus_integrations.messages import append_turn
-from focus_integrations.options import DecodingOptions
+from focus_integrations.options import FIELDS, DecodingOptions
 from focus_integrations.server.config import Limits
 from focus_integrations.server.errors import bad_request
 from focus_integrations.tool_calls import ToolCallStreamParser
 from focus_integrations.tool_prompting import (
     forced_tool_call,
-    json_instruction,
+    format_instruction,
     renders_tools,
     tool_call_or_answer,
     tool_instruction,
@@ -39,31 +39,22 @@ from focus_integrations.tool_prompting import (
     with_system_instructions,
     writes_call_markup,
 )
+from focus_integrations.vocabulary import ALIASES, WITHOUT_MEANING, decoding_layer
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder
 
 ImageLoader = Callable[[str], Image.Image]
 
-# OpenAI fields with their own meaning here; every other DecodingOptions field is a FOCUS extra.
-_OPENAI_MAPPED = {
-    "temperature",
-    "top_p",
-    "stop",
-    "seed",
-    "max_new_tokens",
-    "response_format",
-    "logprobs",
-    "top_logprobs",
-}
+# The body's fields that are decoding options, in any vocabulary A's mapping knows (OpenAI's max_tokens,
+# stop, temperature, n, ...; every DecodingOptions field, the FOCUS settings). The other fields (messages,
+# tools, stream, user, metadata, ...) are not options; unknown ones are ignored, as OpenAI servers do.
+_OPTION_NAMES = frozenset({*FIELDS, *ALIASES, *WITHOUT_MEANING})
 MAX_LEGACY_LOGPROBS = 5  # /v1/completions: logprobs is the number of top tokens, 0 to 5 (OpenAI's bound)
+# What a request's response_format may be (tool_call is the server's own, built from tools and tool_choice).
+_FORMATS = ("text", "json_object", "json_schema", "regex", "choice")
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 _ROLES["function"] = "tool"
-
-
-def focus_extra_fields() -> frozenset[str]:
-    """The FOCUS settings a request may carry as extra fields (every DecodingOptions field not OpenAI's)."""
-    return frozenset(f.name for f in dataclasses.fields(DecodingOptions)) - _OPENAI_MAPPED
 
 
 @dataclass
@@ -115,55 +106,44 @@ def _number(body: dict[str, Any], name: str, *, integer: bool = False) -> Any:
     return value
 
 
-def _logprobs(body: dict[str, Any], options: dict[str, Any], *, legacy: bool) -> None:
-    """Chat: ``logprobs`` (bool) and ``top_logprobs`` (0-20); legacy completions: ``logprobs`` (0-5 top tokens).
-
-    The log-probabilities are those of the combined FOCUS distribution (``GenerationOutput.logprobs``)."""
-    value = body.get("logprobs")
-    if legacy:
-        top = _number(body, "logprobs", integer=True)
-        if top is not None:
-            if not 0 <= top <= MAX_LEGACY_LOGPROBS:
-                raise bad_request(
-                    f"'logprobs' must be an integer from 0 to {MAX_LEGACY_LOGPROBS}", param="logprobs"
-                )
-            options["logprobs"] = True
-            options["top_logprobs"] = top or None
+def _legacy_logprobs(named: dict[str, Any]) -> None:
+    """``/v1/completions``: ``logprobs`` is a number of top tokens (0-5), not a flag."""
+    top = named.pop("logprobs", None)
+    if top is None:
         return
-    if value is not None and not isinstance(value, bool):
-        raise bad_request("'logprobs' must be true or false", param="logprobs")
-    if value:
-        options["logprobs"] = True
-    top = _number(body, "top_logprobs", integer=True)
-    if top is not None:
-        options["top_logprobs"] = top  # DecodingOptions checks the range; it implies logprobs
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_LEGACY_LOGPROBS:
+        raise bad_request(f"'logprobs' must be an integer from 0 to {MAX_LEGACY_LOGPROBS}", param="logprobs")
+    named["logprobs"] = True
+    named["top_logprobs"] = top or None
 
 
 def decoding_options(
     body: dict[str, Any], limits: Limits, *, context_length: int, legacy: bool = False
 ) -> dict[str, Any]:
-    """OpenAI sampling fields and FOCUS extras -> engine options (validated by DecodingOptions).
+    """The body's option fields -> engine options, through the library's one vocabulary
+    (``vocabulary.decoding_layer``: max_tokens / max_completion_tokens, temperature 0 = greedy, a string stop,
+    n / penalties / logit_bias refused unless neutral, None = not set), then the server's own limits.
 
-    ``legacy``: the ``/v1/completions`` body (its ``logprobs`` is a number of top tokens)."""
-    options: dict[str, Any] = {
-        name: body[name] for name in focus_extra_fields() if body.get(name) is not None
-    }
-    n = _number(body, "n", integer=True)
-    if n not in (None, 1):
-        raise bad_request("only n=1 is supported", param="n")
-    _logprobs(body, options, legacy=legacy)
-    for name in ("frequency_penalty", "presence_penalty"):
-        value = _number(body, name)
-        if value not in (None, 0, 0.0):
-            raise bad_request(
-                f"'{name}' is not supported; use the extra field 'repetition_penalty' instead", param=name
-            )
-    max_tokens = body.get("max_completion_tokens")
-    param = "max_completion_tokens"
-    if max_tokens is None:
-        max_tokens, param = body.get("max_tokens"), "max_tokens"
-    if max_tokens is None:
-        max_tokens = limits.default_max_tokens
+    ``legacy``: a ``/v1/completions`` body (its ``logprobs`` is a number of top tokens)."""
+    named = {name: body[name] for name in _OPTION_NAMES if name in body}
+    if legacy:
+        _legacy_logprobs(named)
+    response_format = named.get("response_format")
+    if response_format is not None and (
+        not isinstance(response_format, dict) or response_format.get("type") not in _FORMATS
+    ):
+        raise bad_request(
+            f"'response_format' must be {{'type': {' | '.join(map(repr, _FORMATS))}, ...}}",
+            param="response_format",
+        )
+    try:
+        options = decoding_layer(named, where="in the request")
+    except InvalidOptionError as err:
+        raise bad_request(str(err), code="invalid_option") from None
+    param = next(
+        (name for name in ("max_completion_tokens", "max_tokens", "max_new_tokens") if name in named), None
+    )
+    max_tokens = options.get("max_new_tokens", limits.default_max_tokens)
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise bad_request(f"'{param}' must be an integer >= 1", param=param)
     if max_tokens > limits.max_output_tokens:
@@ -172,39 +152,10 @@ def decoding_options(
             param=param,
         )
     options["max_new_tokens"] = min(max_tokens, max(1, context_length - 1))
-    temperature = _number(body, "temperature")
-    if temperature is not None:
-        if temperature < 0:
-            raise bad_request("'temperature' must be >= 0", param="temperature")
-        if temperature > 0:  # 0 means greedy, as with hosted APIs
-            options.setdefault("do_sample", True)
-            options["temperature"] = float(temperature)
-    if body.get("top_p") is not None:
-        options["top_p"] = body["top_p"]
-    stop = body.get("stop")
-    if stop is not None:
-        stops = [stop] if isinstance(stop, str) else stop
-        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise bad_request("'stop' must be a string or a list of strings", param="stop")
-        if stops:
-            options["stop"] = tuple(stops)
-    if body.get("seed") is not None:
-        options["seed"] = body["seed"]
-    response_format = body.get("response_format")
-    if response_format is not None:
-        if not isinstance(response_format, dict) or response_format.get("type") not in (
-            "text",
-            "json_object",
-            "json_schema",
-        ):
-            raise bad_request(
-                "'response_format' must be {'type': 'text' | 'json_object' | 'json_schema', ...}",
-                param="response_format",
-            )
-        if response_format["type"] != "text":
-            options["response_format"] = response_format  # checked by DecodingOptions below
+    if options.get("response_format", {}).get("type") == "text":
+        del options["response_format"]  # OpenAI's explicit "no constraint"
     try:
-        DecodingOptions.resolve(**options)
+        DecodingOptions.from_layers(options)
     except ValueError as err:
         raise bad_request(str(err), code="invalid_option") from None
     return options
@@ -359,6 +310,14 @@ def _history_call(call: Any, where: str, call_names: dict[str, str]) -> dict[str
     return {"type": "function", "id": call_id, "function": {"name": function["name"], "arguments": arguments}}
 
 
+def _end_ids(options: dict[str, Any], decoder: FocusDecoder) -> frozenset[int]:
+    """The request's end ids (its ``eos_token_id`` option, else the decoder's): left out of the logprobs."""
+    value = options.get("eos_token_id")
+    if value is None:
+        return frozenset(decoder.eos_token_ids)
+    return frozenset([value] if isinstance(value, int) else value)
+
+
 def chat_request(
     body: dict[str, Any], decoder: FocusDecoder, limits: Limits, load_image: ImageLoader, model: str
 ) -> EngineRequest:
@@ -386,15 +345,18 @@ def chat_request(
         # results (OpenAI's order: a forced call first, the structured answer later).
         options["response_format"] = forced.response_format
     elif answer_format:
-        instructions.append(json_instruction(answer_format))
-        if tools:  # auto: the model may call a tool or answer in the format, and nothing else
+        instruction = format_instruction(answer_format)
+        if instruction:
+            instructions.append(instruction)
+        if tools and answer_format["type"] in ("json_schema", "json_object"):
+            # auto: the model may call a tool or answer in the format, and nothing else
             options["response_format"] = tool_call_or_answer(decoder, tools, answer_format)
     if instructions:
         messages = with_system_instructions(messages, instructions)
     stream_options = body.get("stream_options") or {}
     return EngineRequest(
         model=model,
-        eos_token_ids=frozenset(decoder.eos_token_ids),
+        eos_token_ids=_end_ids(options, decoder),
         messages=messages,
         options=options,
         n_images=n_images,
@@ -431,7 +393,7 @@ def completion_request(
     stream_options = body.get("stream_options") or {}
     return EngineRequest(
         model=model,
-        eos_token_ids=frozenset(decoder.eos_token_ids),
+        eos_token_ids=_end_ids(options, decoder),
         messages=[{"role": "user", "content": prompt}],
         options=options,
         n_images=0,

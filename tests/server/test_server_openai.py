@@ -175,7 +175,10 @@ def test_unknown_openai_fields_are_ignored(client: openai.OpenAI) -> None:
     [
         ({"extra_body": {"alpha": -1}}, 400, "alpha"),
         ({"extra_body": {"mode": "nope"}}, 400, "mode"),
-        ({"n": 2}, 400, "n=1"),
+        ({"n": 2}, 400, "n=2"),
+        ({"frequency_penalty": 0.5}, 400, "frequency_penalty"),
+        ({"max_tokens": 5, "max_completion_tokens": 6}, 400, "differently"),
+        ({"extra_body": {"num_beams": 3}}, 400, "num_beams"),
         ({"max_tokens": 10**6}, 400, "at most"),
         ({"temperature": -1}, 400, "temperature"),
         ({"model": "gpt-4o"}, 404, "not served"),
@@ -266,3 +269,15 @@ def test_logprobs_of_the_combined_distribution(client: openai.OpenAI, reference_
     for bad in ({"logprobs": "yes"}, {"top_logprobs": 99}):
         with pytest.raises(openai.BadRequestError):
             client.chat.completions.create(**kwargs, extra_body=bad)
+
+
+def test_option_names_of_every_vocabulary(client: openai.OpenAI, reference_decoder) -> None:
+    """The body goes through the library's one vocabulary: engine names as extra fields work too."""
+    kwargs = {"model": MODEL_ID, "messages": _two_images(), "seed": 0}
+    by_engine_name = client.chat.completions.create(**kwargs, extra_body={"max_new_tokens": 3})
+    assert by_engine_name.usage.completion_tokens == 3
+    greedy = client.chat.completions.create(**kwargs, max_tokens=6, temperature=0)
+    assert greedy.model_extra["focus"]["do_sample"] is False
+    assert greedy.choices[0].message.content == _direct(reference_decoder, max_new_tokens=6, seed=0).text
+    at_least = client.chat.completions.create(**kwargs, max_tokens=6, extra_body={"min_new_tokens": 6})
+    assert at_least.usage.completion_tokens == 6 and at_least.choices[0].finish_reason == "length"
