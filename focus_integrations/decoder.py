@@ -15,6 +15,7 @@ from focus_integrations.answer import Answer
 from focus_integrations.decode import RowGroup, prefill_logits, step_logits
 from focus_integrations.errors import DecoderBusyError, InvalidOptionError, PromptError, UnsupportedModelError
 from focus_integrations.families import FamilySpec, family_of
+from focus_integrations.images import RemoteImages, check_remote_permission
 from focus_integrations.loading import LoadingOptions
 from focus_integrations.logits import TokenChooser
 from focus_integrations.media import VideoSampling
@@ -60,7 +61,7 @@ class FocusDecoder:
         processor: Any,
         *,
         model_name: str | None = None,
-        allow_remote_images: bool = False,
+        allow_remote_images: bool | RemoteImages = False,
         busy_timeout: float | None = None,
         checkpoint_defaults: dict[str, Any] | None = None,
         **defaults: Any,
@@ -75,12 +76,8 @@ class FocusDecoder:
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.model_name = model_name or getattr(model.config, "_name_or_path", "") or type(model).__name__
-        self.allow_remote_images = allow_remote_images
+        self.allow_remote_images = check_remote_permission(allow_remote_images)
         self.family: FamilySpec = family_of(model)
-        if not isinstance(allow_remote_images, bool):
-            raise InvalidOptionError(
-                f"allow_remote_images must be True or False, got {allow_remote_images!r}"
-            )
         # The layers below a call, lowest first (see the class docstring); each holds only what it sets.
         config = getattr(model, "generation_config", None)
         self.generation_defaults, self.ignored_generation_config = (
@@ -105,7 +102,7 @@ class FocusDecoder:
         cls,
         name_or_path: str | os.PathLike[str],
         *,
-        allow_remote_images: bool = False,
+        allow_remote_images: bool | RemoteImages = False,
         busy_timeout: float | None = None,
         loading: LoadingOptions | None = None,
         **options: Any,

@@ -56,6 +56,13 @@ class RemoteImages:
         _check_limits(self.max_bytes, self.timeout)
 
 
+def check_remote_permission(value: Any, name: str = "allow_remote_images") -> bool | RemoteImages:
+    """``value`` if it is a valid remote-image permission (``True``, ``False`` or a :class:`RemoteImages`)."""
+    if isinstance(value, (bool, RemoteImages)):
+        return value
+    raise InvalidOptionError(f"{name} must be True, False or a RemoteImages(...), got {value!r}")
+
+
 def load_image(
     source: Any,
     *,
