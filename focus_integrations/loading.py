@@ -8,9 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from focus_integrations.errors import (
     CheckpointError,
@@ -19,14 +17,20 @@ from focus_integrations.errors import (
     UnsupportedModelError,
 )
 
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used: the CLI and the server's settings read LOADING_OPTIONS to build their
+# parsers, and `focus --help` must not pay for importing torch.
+
 _DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
 }
 
 # Names of the hub / file arguments every from_pretrained call (config, model, processor) takes.
@@ -130,10 +134,12 @@ LOADING_OPTIONS: tuple[str, ...] = (*LOADING_FIELDS, "torch_dtype")
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
+    import torch
+
     if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
         return dtype
     if isinstance(dtype, str) and dtype.lower() in _DTYPES:
-        return _DTYPES[dtype.lower()]
+        return getattr(torch, _DTYPES[dtype.lower()])
     raise InvalidOptionError(
         f"unknown dtype {dtype!r}; use one of {', '.join(_DTYPES)}, 'auto' or a torch.dtype"
     )
@@ -141,6 +147,8 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
 
 def check_device(device: str | torch.device | int | None) -> torch.device | None:
     """The device, or InvalidOptionError when it does not exist here (no CUDA build, no such GPU, no such type)."""
+    import torch
+
     if device is None:
         return None
     if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):
