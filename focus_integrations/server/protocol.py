@@ -1,17 +1,19 @@
 """OpenAI request bodies -> engine requests (responses are built in :mod:`.responses`).
 
 Chat Completions (``/v1/chat/completions``) and the legacy Completions (``/v1/completions``). Unknown fields
-are ignored, as OpenAI-compatible servers do; FOCUS settings ride along as extra top-level fields named like
-the :class:`DecodingOptions` fields (``mode``, ``alpha``, ``noise``, ...: the ``extra_body`` of the SDKs).
+are ignored, as OpenAI-compatible servers do. The body's option fields (OpenAI's ``max_tokens``,
+``temperature``, ``stop``, ...; FOCUS settings and every other ``DecodingOptions`` field as extra top-level
+fields, the ``extra_body`` of the SDKs) go through the library's one vocabulary,
+``vocabulary.decoding_layer``, as every entry point's do.
 
 Structured answers decode under the engine's grammar constraint: ``response_format`` (``json_schema``,
-``json_object``) goes to ``DecodingOptions.response_format`` as sent, and a required ``tool_choice``
-("required" or a named function) becomes the call grammar of :func:`tool_prompting.forced_tool_call`, so the
-call names an offered tool and its arguments validate against that tool's parameters; ``tool_choice`` auto
-next to a ``response_format`` decodes under a grammar of "a call, or the JSON answer"
-(:func:`tool_prompting.tool_call_or_answer`). A constraint the
-engine cannot build (a tokenizer that cannot spell JSON, a schema the grammar library refuses) is a 400 when
-the request is submitted, before any decoding.
+``json_object``, and the engine's ``regex`` / ``choice``) goes to ``DecodingOptions.response_format`` as sent;
+a required ``tool_choice`` ("required" or a named function) becomes the call grammar of
+:func:`tool_prompting.forced_tool_call`, so the call names an offered tool and its arguments validate against
+that tool's parameters; ``tool_choice`` auto next to a JSON ``response_format`` decodes under "a call, or the
+JSON answer" (:func:`tool_prompting.tool_call_or_answer`). A constraint the engine cannot build (a tokenizer
+that cannot spell JSON, a schema the grammar library refuses) is a 400 when the request is submitted, before
+any decoding.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 
 ImageLoader = Callable[[str], Image.Image]
 
-# The body's fields that are decoding options, in any vocabulary A's mapping knows (OpenAI's max_tokens,
+# The body's fields that are decoding options, in any vocabulary the mapping knows (OpenAI's max_tokens,
 # stop, temperature, n, ...; every DecodingOptions field, the FOCUS settings). The other fields (messages,
 # tools, stream, user, metadata, ...) are not options; unknown ones are ignored, as OpenAI servers do.
 _OPTION_NAMES = frozenset({*FIELDS, *ALIASES, *WITHOUT_MEANING})
