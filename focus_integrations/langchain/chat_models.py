@@ -1,10 +1,16 @@
-"""``ChatFocus``: a LangChain chat model that decodes with FOCUS on a local Hugging Face VLM."""
+"""``ChatFocus``: a LangChain chat model that decodes with FOCUS on a local Hugging Face VLM.
+
+This module holds the class: its fields, constructor checks and the LangChain surface (sync, stream, async,
+tools, structured output, token counting). What one call does lives beside it: ``_options`` (fields and call
+keywords through the core vocabulary), ``_calls`` (prepare a request, run the engine stream, parse tool
+calls), ``_messages`` (LangChain messages and content blocks to engine messages), ``_responses`` (engine
+output to ``AIMessage`` / chunks), ``_structured`` (grammar constraints), ``_tools``, ``_profile``, ``_shared``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,7 +18,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.language_models.model_profile import ModelProfile
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
@@ -20,8 +26,9 @@ from langchain_core.utils import from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from focus_integrations.errors import InvalidOptionError, RequestTimeoutError
-from focus_integrations.langchain._messages import FileResolver, ImagePolicy, to_engine_messages
+from focus_integrations.errors import InvalidOptionError
+from focus_integrations.langchain._calls import acollect, as_chunk, collect, prepare_request, run_request
+from focus_integrations.langchain._messages import FileResolver
 from focus_integrations.langchain._options import (
     _IGNORED_KWARGS,
     _OPTION_FIELDS,
@@ -30,26 +37,14 @@ from focus_integrations.langchain._options import (
     loading_options,
 )
 from focus_integrations.langchain._profile import model_profile
-from focus_integrations.langchain._responses import PROVIDER, _Outcome, _Request, chat_result, final_chunk
+from focus_integrations.langchain._responses import _Outcome, _Request, chat_result
 from focus_integrations.langchain._shared import _shared_decoder, iterate_in_thread
-from focus_integrations.langchain._structured import (
-    as_response_format,
-    constraint_for,
-    settle_tool_call,
-    structured_output,
-)
-from focus_integrations.langchain._tools import (
-    _normalise_tool_choice,
-    _renders_tools,
-    _tool_instruction,
-    _with_system_instructions,
-)
-from focus_integrations.tool_calls import ToolCallStreamParser
-from focus_integrations.tool_prompting import format_instruction
-from focus_integrations.vocabulary import check_timeout, constructor_error
+from focus_integrations.langchain._structured import structured_output
+from focus_integrations.langchain._tools import _normalise_tool_choice
+from focus_integrations.vocabulary import constructor_error
 
 if TYPE_CHECKING:
-    from focus_integrations.decoder import FocusDecoder, TextStream
+    from focus_integrations.decoder import FocusDecoder
 
 __all__ = ["ChatFocus"]
 
@@ -370,14 +365,6 @@ class ChatFocus(BaseChatModel):
 
     # ------------------------------------------------------------------------------------ requests
 
-    def _image_policy(self) -> ImagePolicy:
-        return ImagePolicy(
-            allow_remote=self.allow_remote_images,
-            max_bytes=self.remote_image_max_bytes,
-            timeout=self.remote_image_timeout,
-            file_resolver=self.file_resolver,
-        )
-
     def _engine_options(self, overrides: dict[str, Any], stop: list[str] | None) -> dict[str, Any]:
         """Fields + per-call overrides -> validated engine options (InvalidOptionError on bad values)."""
         return engine_options(self, overrides, stop)
@@ -385,103 +372,10 @@ class ChatFocus(BaseChatModel):
     def _prepare(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> _Request:
-        options = self._engine_options(kwargs, stop)  # unknown names raise, listing the vocabulary
-        model_override = kwargs.get("model")
-        decoder = self._decoder_for(model_override)
-        model_name = model_override or self.model_name
-        engine_messages = to_engine_messages(
-            messages, self._image_policy(), tool_turns_as_text=not _renders_tools(decoder)
-        )
-
-        tools = kwargs.get("tools") or None
-        tool_choice = kwargs.get("tool_choice")
-        if tools and tool_choice == "none":
-            tools = None
-        tool_names = [t["function"]["name"] for t in tools] if tools else []
-        instructions: list[str] = []
-        if tools:
-            if not _renders_tools(decoder):
-                instructions.append(_tool_instruction(tools))
-            if tool_choice == "any":
-                instructions.append("You must answer with a call to one of the tools.")
-            elif tool_choice:
-                instructions.append(f"You must answer with a call to the tool `{tool_choice}`.")
-        response_format = (
-            as_response_format(kwargs["response_format"]) if kwargs.get("response_format") else None
-        )
-        instruction = format_instruction(response_format) if response_format else None
-        if instruction:
-            instructions.append(instruction)
-        if instructions:
-            engine_messages = _with_system_instructions(engine_messages, instructions)
-        template_tools = tools if tools and _renders_tools(decoder) else None
-
-        constrained = constraint_for(decoder, tools, tool_choice, response_format)
-        if constrained.response_format is not None:
-            options["response_format"] = constrained.response_format
-        timeout = check_timeout(kwargs.get("timeout", self.timeout))
-        return _Request(
-            decoder=decoder,
-            model_name=model_name,
-            messages=engine_messages,
-            tools=template_tools,
-            tool_names=tool_names,
-            options=options,
-            deadline=time.monotonic() + timeout if timeout else None,
-            timeout=timeout,
-            answer_prefix=constrained.answer_prefix,
-            forced_tool_call=constrained.tool_call,
-            forced_tool_name=constrained.tool_name,
-        )
-
-    def _open_stream(self, request: _Request) -> TextStream:
-        # A chat model answers text-only turns too (agent steps, follow-ups): they decode plainly.
-        return request.decoder.stream(
-            messages=request.messages,
-            tools=request.tools,
-            require_images=False,
-            assistant_prefix=request.answer_prefix or None,
-            **request.options,
-        )
+        return prepare_request(self, messages, stop, kwargs)
 
     def _run(self, request: _Request, cancelled: threading.Event | None = None) -> Iterator[str | _Outcome]:
-        """Shown text deltas, then one ``_Outcome``. Tool-call markup is held back and parsed."""
-        parser = (
-            ToolCallStreamParser(
-                tool_names=request.tool_names,
-                generic_json=self.generic_json_tool_calls or request.forced_tool_call,
-            )
-            if request.tool_names
-            else None
-        )
-        stream = self._open_stream(request)
-        if (
-            request.answer_prefix
-        ):  # the forced start is part of the answer (held back by the parser if markup)
-            shown = parser.feed(request.answer_prefix) if parser else request.answer_prefix
-            if shown:
-                yield shown
-        try:
-            for delta in stream:
-                if cancelled is not None and cancelled.is_set():
-                    return  # the consumer went away; closing the stream frees the decoder
-                if request.deadline is not None and time.monotonic() > request.deadline:
-                    raise RequestTimeoutError(f"ChatFocus call exceeded timeout={request.timeout}s")
-                shown = parser.feed(delta) if parser else delta
-                if shown:
-                    yield shown
-        finally:
-            stream.close()  # releases the decoder lock even when the consumer stops early
-        parsed = None
-        if parser is not None:
-            tail, parsed = parser.finish()
-            if request.forced_tool_call:
-                raw = request.answer_prefix + stream.output.text
-                settled = settle_tool_call(parsed, stream.output, raw, request.forced_tool_name)
-                tail, parsed = (tail, parsed) if settled is parsed else ("", settled)
-            if tail:
-                yield tail
-        yield _Outcome(stream.output, parsed)
+        return run_request(request, generic_json=self.generic_json_tool_calls, cancelled=cancelled)
 
     def _generate(
         self,
@@ -491,15 +385,8 @@ class ChatFocus(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = self._prepare(messages, stop, kwargs)
-        text: list[str] = []
-        outcome: _Outcome | None = None
-        for item in self._run(request):
-            if isinstance(item, _Outcome):
-                outcome = item
-            else:
-                text.append(item)
-        assert outcome is not None
-        return chat_result(request, outcome, "".join(text))
+        text, outcome = collect(self._run(request))
+        return chat_result(request, outcome, text)
 
     def _stream(
         self,
@@ -511,12 +398,7 @@ class ChatFocus(BaseChatModel):
         # langchain-core fires on_llm_new_token for every chunk itself; doing it here would double them.
         request = self._prepare(messages, stop, kwargs)
         for item in self._run(request):
-            if isinstance(item, _Outcome):
-                yield final_chunk(request, item, "")
-            else:
-                yield ChatGenerationChunk(
-                    message=AIMessageChunk(content=item, response_metadata=dict(PROVIDER))
-                )
+            yield as_chunk(request, item)
 
     # ------------------------------------------------------------------------------------ async
 
@@ -529,12 +411,7 @@ class ChatFocus(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         request = await asyncio.to_thread(self._prepare, messages, stop, kwargs)  # image loading: off-loop
         async for item in iterate_in_thread(lambda cancelled: self._run(request, cancelled)):
-            if isinstance(item, _Outcome):
-                yield final_chunk(request, item, "")
-            else:
-                yield ChatGenerationChunk(
-                    message=AIMessageChunk(content=item, response_metadata=dict(PROVIDER))
-                )
+            yield as_chunk(request, item)
 
     async def _agenerate(
         self,
@@ -544,12 +421,5 @@ class ChatFocus(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = await asyncio.to_thread(self._prepare, messages, stop, kwargs)
-        text: list[str] = []
-        outcome: _Outcome | None = None
-        async for item in iterate_in_thread(lambda cancelled: self._run(request, cancelled)):
-            if isinstance(item, _Outcome):
-                outcome = item
-            else:
-                text.append(item)
-        assert outcome is not None
-        return chat_result(request, outcome, "".join(text))
+        text, outcome = await acollect(iterate_in_thread(lambda cancelled: self._run(request, cancelled)))
+        return chat_result(request, outcome, text)
