@@ -7,16 +7,21 @@ text and drops the images, and whose async methods block the event loop). It is 
 ``complete(prompt, image_documents=[...])`` is accepted too, without inheriting ``MultiModalLLM`` (its
 incompatible ``complete`` signature and ``__init_subclass__`` callback wrapping would fight ``LLM``'s).
 
-Async methods run the engine in a worker thread and pass deltas back through an ``asyncio.Queue``: the event
-loop never waits on the model, and cancelling the awaiting task stops the decode at the next token.
+Async methods run the engine in a worker thread and pass deltas back through an ``asyncio.Queue``
+(:func:`focus_integrations.adapters.iterate_in_thread`, shared with ``ChatFocus``): the event loop never waits
+on the model, and cancelling the awaiting task stops the decode at the next token.
+
+This module holds the class and its endpoints; beside it: ``_options`` (fields -> engine options, constructor
+checks; ``ENGINE_OPTION_FIELDS`` is re-exported here), ``tools`` (tool requests, ``ToolCallBlock``s and the
+``FunctionCallingLLM`` methods), ``_responses`` (engine output -> LlamaIndex responses), ``structured``
+(``structured_predict`` under a grammar), ``conversion`` (LlamaIndex messages and image documents -> engine
+messages).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +40,14 @@ from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, Val
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
-from llama_index.core.llms.llm import ToolSelection
-from llama_index.core.tools.types import BaseTool
 
-from focus_integrations.errors import FocusError, InvalidOptionError
+from focus_integrations.adapters import iterate_in_thread
+from focus_integrations.errors import InvalidOptionError
+from focus_integrations.llama_index._options import (
+    ENGINE_OPTION_FIELDS,
+    OptionsMixin,
+    check_constructor_arguments,
+)
 from focus_integrations.llama_index._responses import MessageBuilder, _Call, _ResponseMixin
 from focus_integrations.llama_index.conversion import (
     ImageDocumentLike,
@@ -46,52 +55,22 @@ from focus_integrations.llama_index.conversion import (
     prompt_to_engine,
 )
 from focus_integrations.llama_index.structured import StructuredPredictMixin, constrain_tool_call
-from focus_integrations.llama_index.tools import (
-    keep_first_call,
-    tool_request,
-    tool_selections,
-)
-from focus_integrations.loading import LOADING_FIELDS, LoadingOptions
-from focus_integrations.options import DEFAULT_MAX_NEW_TOKENS, DecodingOptions
-from focus_integrations.vocabulary import check_adapter_fields, combine_layers, constructor_error
+from focus_integrations.llama_index.tools import ToolCallingMixin, tool_request
+from focus_integrations.loading import LOADING_FIELDS
+from focus_integrations.options import DEFAULT_MAX_NEW_TOKENS
+from focus_integrations.vocabulary import constructor_error
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder
-    from focus_integrations.options import DecodingOptions
     from focus_integrations.outputs import GenerationOutput
 
-# Engine options mirrored as fields; per-call kwargs override them. Every other option of the engine's
-# vocabulary goes in ``generate_kwargs`` (field) or as a per-call keyword.
-ENGINE_OPTION_FIELDS: tuple[str, ...] = (
-    "mode",
-    "alpha",
-    "noise",
-    "noise_scale",
-    "noise_severity",
-    "fresh_noise",
-    "shared_vision",
-    "share_prefix",
-    "plausibility_beta",
-    "max_new_tokens",
-    "do_sample",
-    "temperature",
-    "top_k",
-    "top_p",
-    "repetition_penalty",
-    "stop",
-    "seed",
-    "row_chunk_size",
-    "chat_template_kwargs",
-    "response_format",
-    "num_frames",
-    "fps",
-    "video_masking",
-    "logprobs",
-    "top_logprobs",
-)
+
+__all__ = ["ENGINE_OPTION_FIELDS", "FocusMultiModalLLM"]
 
 
-class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCallingLLM):
+class FocusMultiModalLLM(
+    OptionsMixin, ToolCallingMixin, _ResponseMixin, StructuredPredictMixin, FunctionCallingLLM
+):
     """A local Hugging Face vision-language model decoded with FOCUS, as a LlamaIndex chat LLM.
 
     Build it from a checkpoint (hub id or local folder) or from an existing
@@ -224,7 +203,6 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
     )
 
     _decoder: FocusDecoder = PrivateAttr()
-    _renders_tools: bool | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -235,20 +213,9 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
     ) -> None:
         if (model is None) == (decoder is None):
             raise InvalidOptionError("pass exactly one of model=<hub id or folder> or decoder=<FocusDecoder>")
-        if "torch_dtype" in kwargs:  # transformers' older name
-            kwargs["dtype"] = LoadingOptions.from_kwargs(
-                dtype=kwargs.get("dtype"), torch_dtype=kwargs.pop("torch_dtype")
-            ).dtype
-        # The engine's one validation, on the values as given (before pydantic coerces "0.5" or True), then
-        # pydantic's; both end as InvalidOptionError (the same contract as ChatFocus).
-        try:
-            check_adapter_fields(
-                {k: v for k, v in kwargs.items() if k in ENGINE_OPTION_FIELDS},
-                kwargs.get("generate_kwargs"),
-                {k: v for k, v in kwargs.items() if k in LOADING_FIELDS},
-            )
-        except InvalidOptionError as err:
-            raise InvalidOptionError(f"invalid FocusMultiModalLLM argument(s): {err}") from None
+        # The engine's one validation on the values as given, then pydantic's; both end as InvalidOptionError
+        # (the same contract as ChatFocus).
+        check_constructor_arguments(kwargs)
         try:
             super().__init__(model=os.fspath(model) if model is not None else None, **kwargs)
         except ValidationError as err:
@@ -290,30 +257,7 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
             system_role=MessageRole.SYSTEM,
         )
 
-    # ----- options and conversion -------------------------------------------------------------------------
-
-    def loading_options(self) -> LoadingOptions:
-        """The transformers loading arguments these fields set, validated."""
-        return LoadingOptions.from_kwargs(**{name: getattr(self, name) for name in LOADING_FIELDS})
-
-    def _explicit_options(self) -> dict[str, Any]:
-        """The decoding options the fields set (``generate_kwargs`` below the named fields); None = not set.
-
-        To switch off a lower layer's top-k, set ``top_k=0`` (transformers' meaning), not None.
-        """
-        named = {name: getattr(self, name) for name in ENGINE_OPTION_FIELDS}
-        return combine_layers(self.generate_kwargs or {}, named)
-
-    def _resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        """Options for one call: the fields, then per-call overrides, as one layer of engine options;
-        validated with the decoder's layers below (InvalidOptionError names the option)."""
-        options = combine_layers(self._explicit_options(), overrides)
-        self._decoder.resolve_options(**options)
-        return options
-
-    def effective_options(self, **overrides: Any) -> DecodingOptions:
-        """The :class:`~focus_integrations.DecodingOptions` a call with ``overrides`` would decode with."""
-        return self._decoder.resolve_options(**combine_layers(self._explicit_options(), overrides))
+    # ----- conversion -------------------------------------------------------------------------
 
     def _chat_builder(self, messages: Sequence[ChatMessage]) -> MessageBuilder:
         return lambda: chat_messages_to_engine(messages, allow_remote_images=self.allow_remote_images)
@@ -384,40 +328,9 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
             # Closing an unfinished engine stream releases the decoder lock when the consumer stops early.
             stream.close()
 
-    async def _astream(self, call: _Call) -> AsyncIterator[tuple[str, GenerationOutput | None]]:
+    def _astream(self, call: _Call) -> AsyncIterator[tuple[str, GenerationOutput | None]]:
         """Async ``_stream``: the engine runs in a worker thread; deltas cross over through a queue."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        stop = threading.Event()
-
-        def post(item: tuple[str, Any]) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop may be closed if the consumer went away
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def work() -> None:
-            try:
-                # closing(): a consumer that went away stops the decode at the next token and frees the lock.
-                with contextlib.closing(self._stream(call)) as items:
-                    for item in items:
-                        if stop.is_set():
-                            return
-                        post(("item", item))
-                post(("end", None))
-            except BaseException as err:  # re-raised in the consumer's task
-                post(("error", err))
-
-        loop.run_in_executor(None, work)
-        try:
-            while True:
-                kind, payload = await queue.get()
-                if kind == "item":
-                    yield payload
-                elif kind == "error":
-                    raise payload
-                else:
-                    break
-        finally:
-            stop.set()
+        return iterate_in_thread(lambda cancelled: self._stream(call), name="FocusMultiModalLLM-decode")
 
     # ----- sync endpoints ---------------------------------------------------------------------------------
 
@@ -532,62 +445,6 @@ class FocusMultiModalLLM(_ResponseMixin, StructuredPredictMixin, FunctionCalling
                 yield self._completion_response(text, delta, output)
 
         return gen()
-
-    # ----- tool calling (FunctionCallingLLM) ------------------------------------------------------------------
-
-    def supports_tools(self) -> bool:
-        """Does the checkpoint's chat template show tools to the model? (Probed once, by rendering.)"""
-        if self._renders_tools is None:
-            probe = {
-                "type": "function",
-                "function": {"name": "focus_probe_tool", "parameters": {"type": "object"}},
-            }
-            try:
-                rendered = self._decoder.render_prompt([{"role": "user", "content": "hi"}], tools=[probe])
-                self._renders_tools = "focus_probe_tool" in rendered
-            except FocusError:  # a template that chokes on tools does not support them
-                self._renders_tools = False
-        return self._renders_tools
-
-    def _prepare_chat_with_tools(
-        self,
-        tools: Sequence[BaseTool],
-        user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
-        verbose: bool = False,
-        allow_parallel_tool_calls: bool = False,
-        tool_required: bool = False,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        messages = list(chat_history or [])
-        if user_msg is not None:
-            messages.append(
-                ChatMessage(role=MessageRole.USER, content=user_msg)
-                if isinstance(user_msg, str)
-                else user_msg
-            )
-        return {"messages": messages, "tools": list(tools) or None, "tool_required": tool_required, **kwargs}
-
-    def _validate_chat_with_tools_response(
-        self,
-        response: ChatResponse,
-        tools: Sequence[BaseTool],
-        allow_parallel_tool_calls: bool = False,
-        **kwargs: Any,
-    ) -> ChatResponse:
-        return response if allow_parallel_tool_calls else keep_first_call(response)
-
-    def get_tool_calls_from_response(
-        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
-    ) -> list[ToolSelection]:
-        """The tool calls of a response (``ToolCallBlock``s). Raises ``ValueError`` if there are none and
-        ``error_on_no_tool_call`` (LlamaIndex's convention)."""
-        selections = tool_selections(response)
-        if not selections and error_on_no_tool_call:
-            raise ValueError(
-                f"expected at least one tool call in the response, got none: {response.message.content!r}"
-            )
-        return selections
 
 
 def _context_window(decoder: FocusDecoder) -> int:

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llama_index.core.base.llms.types import ChatResponse, TextBlock, ToolCallBlock
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.tools.types import BaseTool
 
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.tool_calls import (
@@ -26,8 +27,10 @@ from focus_integrations.tool_calls import (
     cut_off_call,
     parse_tool_calls,
 )
+from focus_integrations.tool_prompting import renders_tools
 
 if TYPE_CHECKING:
+    from focus_integrations.decoder import FocusDecoder
     from focus_integrations.outputs import GenerationOutput
 
 INVALID_TOOL_CALLS_KEY = "invalid_tool_calls"
@@ -169,3 +172,54 @@ def keep_first_call(response: ChatResponse) -> ChatResponse:
         blocks.append(block)
     response.message.blocks = blocks
     return response
+
+
+class ToolCallingMixin:
+    """``FunctionCallingLLM``'s tool methods for ``FocusMultiModalLLM`` (the decoder's template decides)."""
+
+    _decoder: FocusDecoder
+
+    def supports_tools(self) -> bool:
+        """Does the checkpoint's chat template show tools to the model? (Probed once per decoder, the same
+        probe ``ChatFocus`` uses.)"""
+        return renders_tools(self._decoder)
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        messages = list(chat_history or [])
+        if user_msg is not None:
+            messages.append(
+                ChatMessage(role=MessageRole.USER, content=user_msg)
+                if isinstance(user_msg, str)
+                else user_msg
+            )
+        return {"messages": messages, "tools": list(tools) or None, "tool_required": tool_required, **kwargs}
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[BaseTool],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        return response if allow_parallel_tool_calls else keep_first_call(response)
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """The tool calls of a response (``ToolCallBlock``s). Raises ``ValueError`` if there are none and
+        ``error_on_no_tool_call`` (LlamaIndex's convention)."""
+        selections = tool_selections(response)
+        if not selections and error_on_no_tool_call:
+            raise ValueError(
+                f"expected at least one tool call in the response, got none: {response.message.content!r}"
+            )
+        return selections
