@@ -25,6 +25,10 @@ class FamilySpec:
     prefix_sharing: rows may continue from the all-noise row's cache (see prefix.py); on unless a family
         is known to break it (the generic checks there already exclude sliding-window caches and
         bidirectional image attention).
+    flat_list_anyres: the processor tiles an image at high resolution (anyres) only when it is a sample of
+        its own: a FLAT image list makes every image one, a nested multi-image sample gets one base-resolution
+        view per image (LLaVA-OneVision's ``batch_num_images``). The option ``multi_image_anyres`` then hands
+        the processor a flat list; families without this split get the same inputs either way.
     """
 
     name: str
@@ -33,6 +37,7 @@ class FamilySpec:
     position_image_keys: tuple[str, ...] = ()
     deepstack: bool = False
     prefix_sharing: bool = True
+    flat_list_anyres: bool = False
 
 
 GENERIC = FamilySpec("generic")
@@ -44,7 +49,7 @@ FAMILIES: dict[str, FamilySpec] = {
         FamilySpec("qwen2_5_vl", mrope=True, position_image_keys=("image_grid_thw",)),
         FamilySpec("qwen3_vl", mrope=True, position_image_keys=("image_grid_thw",), deepstack=True),
         FamilySpec("qwen3_vl_moe", mrope=True, position_image_keys=("image_grid_thw",), deepstack=True),
-        FamilySpec("llava_onevision"),
+        FamilySpec("llava_onevision", flat_list_anyres=True),
         FamilySpec("llava"),
         FamilySpec("internvl", features_container="tensor"),
         FamilySpec("idefics3"),

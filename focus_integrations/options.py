@@ -75,6 +75,11 @@ class DecodingOptions:
     fresh_noise: bool = False
     shared_vision: bool = True
     share_prefix: bool = True
+    # Process every image of a multi-image prompt as the processor processes a lone image (LLaVA-OneVision:
+    # anyres tiles for each, as ``processor(images=[a, b], text=prompt)`` with a FLAT list does) instead of the
+    # processor's multi-image path (one base-resolution view each). No effect on families that process every
+    # image the same way either way (families.FamilySpec.flat_list_anyres).
+    multi_image_anyres: bool = False
     plausibility_beta: float | None = None
     max_new_tokens: int | None = DEFAULT_MAX_NEW_TOKENS
     max_length: int | None = None
@@ -389,6 +394,7 @@ _CHECKS: dict[str, Any] = {
     "fresh_noise": _boolean,
     "shared_vision": _boolean,
     "share_prefix": _boolean,
+    "multi_image_anyres": _boolean,
     "plausibility_beta": _optional(_in_range(0.0, 1.0, high_open=True)),
     "max_new_tokens": _optional(_count(1)),
     "max_length": _optional(_count(1)),

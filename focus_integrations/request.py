@@ -212,6 +212,7 @@ def _processor_outputs(decoder: FocusDecoder, request: PreparedRequest, chunk: i
 def _run_processor(
     decoder: FocusDecoder, request: PreparedRequest, chunk: int, key: int
 ) -> list[dict[str, Any]]:
+    flat = request.options.multi_image_anyres and decoder.family.flat_list_anyres
     try:
         if request.shared_vision:
             encoded = [
@@ -220,12 +221,17 @@ def _run_processor(
                     request.prompt,
                     request.row_images,
                     add_special_tokens=request.add_special_tokens,
+                    flat_images=flat,
                 )
             ]
         else:
             encoded = [
                 encode_rows(
-                    decoder.processor, request.prompt, rows, add_special_tokens=request.add_special_tokens
+                    decoder.processor,
+                    request.prompt,
+                    rows,
+                    add_special_tokens=request.add_special_tokens,
+                    flat_images=flat,
                 )
                 for rows in chunks(request.row_images.rows, chunk)
             ]

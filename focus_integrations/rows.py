@@ -83,10 +83,13 @@ def encode_rows(
     *,
     add_special_tokens: bool,
     replacement_offsets: bool = False,
+    flat_images: bool = False,
 ) -> dict[str, Any]:
     """Processor outputs for ``len(row_images)`` copies of ``prompt``, one image list per row.
 
     ``replacement_offsets``: also return where each image's placeholder expanded (to split features per slot).
+    ``flat_images``: hand the processor one flat list of every row's images, in order (each image a sample of
+    its own: LLaVA-OneVision tiles each, see ``families.FamilySpec.flat_list_anyres``).
     """
     n_rows = len(row_images)
     kwargs: dict[str, Any] = {
@@ -97,5 +100,8 @@ def encode_rows(
     if replacement_offsets:
         kwargs["return_text_replacement_offsets"] = True
     if row_images and row_images[0]:
-        kwargs["images"] = [list(images) for images in row_images]
+        if flat_images:
+            kwargs["images"] = [image for images in row_images for image in images]
+        else:
+            kwargs["images"] = [list(images) for images in row_images]
     return dict(processor(**kwargs))

@@ -105,7 +105,7 @@ class SharedEncoding:
 
 
 def distinct_images_inputs(
-    processor: Any, prompt: str, images: RowImages, *, add_special_tokens: bool
+    processor: Any, prompt: str, images: RowImages, *, add_special_tokens: bool, flat_images: bool = False
 ) -> dict[str, Any]:
     """Processor outputs of the prompt twice: once with the N clean images, once with the N noise images
     (three times when the reference row has its own noise draws).
@@ -122,6 +122,7 @@ def distinct_images_inputs(
         sets,
         add_special_tokens=add_special_tokens,
         replacement_offsets=True,
+        flat_images=flat_images,
     )
 
 

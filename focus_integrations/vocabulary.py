@@ -242,6 +242,7 @@ _ENGINE_ONLY = frozenset(
         "fresh_noise",
         "shared_vision",
         "share_prefix",
+        "multi_image_anyres",
         "plausibility_beta",
         "row_chunk_size",
         "chat_template_kwargs",

@@ -56,7 +56,10 @@ def ask(
     extra: dict[str, Any] = {}
     if reading in ("score", "probs"):
         noise = {k: v for k, v in options.items() if k in _NOISE_OPTIONS}
-        logps = model.score(**_inputs(query, protocol), candidates=list(query.choices), **engine, **noise)
+        images = dict(protocol.mode_generation.get(mode, {}))  # how the images reach the processor
+        logps = model.score(
+            **_inputs(query, protocol), candidates=list(query.choices), **engine, **noise, **images
+        )
         best = max(range(len(logps)), key=lambda i: logps[i])
         raw = query.choices[best]
         parsed: str | None = OPTION_LETTERS[best]
@@ -67,7 +70,7 @@ def ask(
             extra["probs"] = [round(w / sum(weights), 6) for w in weights]
         correct = float(parsed == query.gold)
     else:
-        generation = dict(protocol.generation) | options | engine
+        generation = protocol.engine_options(mode) | options | engine
         output = model.generate(**_inputs(query, protocol), **generation)
         raw = output.text
         answer = strip_reasoning(raw)

@@ -25,8 +25,10 @@ class Parser(TypingProtocol):
 class Protocol:
     """How one protocol asks and reads a benchmark.
 
-    ``generation`` holds engine options (``FocusDecoder.generate``); ``quirks`` lists the reference code's
-    behaviours this protocol reproduces on purpose (printed in every report of a run that uses it).
+    ``generation`` holds engine options (``FocusDecoder.generate``); ``mode_generation`` adds options for one
+    mode only (the reference's baseline hands LLaVA-OneVision a flat image list, its FOCUS rows nested ones);
+    ``quirks`` lists the reference code's behaviours this protocol reproduces on purpose (printed in every
+    report of a run that uses it).
     """
 
     name: str
@@ -35,12 +37,17 @@ class Protocol:
     system: str | None = None
     resize: tuple[int, int] | None = None
     generation: Mapping[str, Any] = field(default_factory=dict)
+    mode_generation: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     quirks: tuple[str, ...] = ()
     # How the row's images reach the prompt: "first" (all images, then the text; the reference) or
     # "interleaved" (at each ``<image>`` of the question; missing ones first: official Mantis).
     image_placement: str = "first"
     # Frames sampled per video (Vinoground).
     num_frames: int = 8
+
+    def engine_options(self, mode: str) -> dict[str, Any]:
+        """The engine options of this protocol for ``mode`` (vanilla / focus / vcd)."""
+        return dict(self.generation) | dict(self.mode_generation.get(mode, {}))
 
 
 @dataclass

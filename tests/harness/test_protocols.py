@@ -261,15 +261,18 @@ def test_protocol_settings_reach_the_engine(bench_data) -> None:
         assert record["parsed"] == "b" and record["raw"].startswith("<think>")  # reasoning stripped first
     vanilla, focus = model.calls
     for call in (vanilla, focus):
-        assert (call["do_sample"], call["temperature"], call["max_new_tokens"], call["fresh_noise"]) == (
-            True,
-            0.2,
-            512,
-            True,
-        )
+        assert (
+            call["do_sample"],
+            call["temperature"],
+            call["max_new_tokens"],
+            call["fresh_noise"],
+            call["noise_severity"],
+        ) == (True, 0.2, 512, True, 3)
         assert call["system"].startswith("You are an evaluator") and len(call["images"]) == 2
     assert vanilla["seed"] == focus["seed"]  # the same noise and samples in every mode
     assert "alpha" not in vanilla and focus["alpha"] == 0.3 and focus["mode"] == "focus"
+    # The reference baseline's flat image list (LLaVA-OneVision tiles every image); FOCUS rows stay nested.
+    assert vanilla["multi_image_anyres"] is True and "multi_image_anyres" not in focus
     strict = _RecordingModel("B")
     ask(
         strict,
@@ -283,6 +286,7 @@ def test_protocol_settings_reach_the_engine(bench_data) -> None:
         options={"max_new_tokens": 7},
     )
     assert strict.calls[0]["do_sample"] is False and strict.calls[0]["max_new_tokens"] == 7
+    assert "multi_image_anyres" not in strict.calls[0]  # strict feeds every mode the same way
     scorer = _RecordingModel("")
     record = ask(
         scorer,
@@ -298,3 +302,28 @@ def test_protocol_settings_reach_the_engine(bench_data) -> None:
     assert (
         scorer.calls[0]["candidates"] == ["A", "B"] and record["parsed"] == "b" and record["correct"] == 0.0
     )
+
+
+def test_leakage_measure_scores_the_baseline_on_the_flat_image_list(bench_data) -> None:
+    from focus_integrations.harness.answer import ask
+
+    table = get_benchmark("info-leakage")
+    multi = next(
+        q for q in _queries("info-leakage", bench_data("winoground"), "reference") if "multi" in q.key
+    )
+    model = _RecordingModel("")
+    for mode in ("vanilla", "focus"):
+        ask(
+            model,
+            table,
+            table.protocol("reference"),
+            "probs",
+            multi,
+            mode=mode,
+            alpha=0.3,
+            seed=42,
+            options={},
+        )
+    vanilla, focus = model.calls
+    assert vanilla["multi_image_anyres"] is True and "multi_image_anyres" not in focus
+    assert vanilla["candidates"] == ["A", "B", "C"] and len(vanilla["images"]) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,14 +9,22 @@ from PIL import Image
 
 from focus_integrations.harness.parsing import ReferenceLetter, StrictLetter
 from focus_integrations.harness.spec import Metric, Protocol, Query, RowContext
-from focus_integrations.options import DecodingOptions
 
-# The reference runners: do_sample=True, temperature=0.2, max_new_tokens=512 (seed 42 via the harness), fresh
-# noise for every row and image (the engine's default shares one draw per slot across rows).
-REFERENCE_GENERATION = {"do_sample": True, "temperature": 0.2, "max_new_tokens": 512, "fresh_noise": True}
-# The runners' NoiseProcessor(severity=3) (used by shot / impulse / speckle noise), once the engine has the option.
-if "noise_severity" in {f.name for f in dataclasses.fields(DecodingOptions)}:
-    REFERENCE_GENERATION["noise_severity"] = 3
+# The reference runners: do_sample=True, temperature=0.2, max_new_tokens=512 (seeded per question by the
+# harness), fresh noise for every row and image (the engine's default shares one draw per slot across rows),
+# NoiseProcessor(severity=3) (shot / impulse / speckle). Everything else comes from the checkpoint's
+# generation_config through the engine, as model.generate() gives it to the authors.
+REFERENCE_GENERATION = {
+    "do_sample": True,
+    "temperature": 0.2,
+    "max_new_tokens": 512,
+    "fresh_noise": True,
+    "noise_severity": 3,
+}
+# The reference's baseline calls processor(images=[a, b], text=prompt): a FLAT list, so LLaVA-OneVision tiles
+# every image (anyres); its FOCUS rows pass nested lists (one base-resolution view per image, the engine's
+# default). Families whose processors treat both alike are unaffected (families.FamilySpec.flat_list_anyres).
+REFERENCE_MODE_GENERATION = {"vanilla": {"multi_image_anyres": True}}
 # Strict: greedy, short answers (lmms-eval's MuirBench/MIRB use 16/64 greedy tokens).
 STRICT_GENERATION = {"do_sample": False, "max_new_tokens": 64}
 
@@ -42,8 +49,9 @@ QUIRK_SEED = (
     "draw the same noise and samples as one uninterrupted run"
 )
 QUIRK_LLAVA_OV = (
-    "not reproduced: the reference's LLaVA-OneVision baseline tiles each image (anyres) while its FOCUS rows get "
-    "base resolution only; here every mode feeds the processor the same way (a fair comparison)"
+    "LLaVA-OneVision: vanilla tiles every image of a multi-image query (anyres, the reference baseline's flat "
+    "image list) while FOCUS rows get one base-resolution view per image (its nested lists), as in the "
+    "reference: the two modes see different resolutions (strict feeds both the same way)"
 )
 REFERENCE_COMMON_QUIRKS = (QUIRK_SAMPLING, QUIRK_SEED, QUIRK_LLAVA_OV)
 
@@ -117,6 +125,7 @@ def ab_protocols(templates: dict[str, str], system: str) -> dict[str, Protocol]:
             REFERENCE_AB_FALLBACK_A,
             system=system,
             generation=REFERENCE_GENERATION,
+            mode_generation=REFERENCE_MODE_GENERATION,
             quirks=(QUIRK_FALLBACK_A, *REFERENCE_COMMON_QUIRKS),
         ),
         "strict": Protocol("strict", templates, STRICT_AB, system=system, generation=STRICT_GENERATION),

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from focus_integrations.harness.benchmarks import vismin, winoground
-from focus_integrations.harness.benchmarks.common import prepare
+from focus_integrations.harness.benchmarks.common import QUIRK_LLAVA_OV, REFERENCE_MODE_GENERATION, prepare
 from focus_integrations.harness.parsing import StrictLetter
 from focus_integrations.harness.spec import Benchmark, Layout, Metric, Protocol, Query, RowContext
 
@@ -62,7 +62,14 @@ def queries(row: Mapping[str, Any], protocol: Protocol, ctx: RowContext) -> list
 
 _SINGLE = ("i0_single", "i1_single")
 _MULTI = ("i0_multi", "i1_multi")
-PROTOCOL = Protocol("reference", TEMPLATES, StrictLetter("abc"), system=SYSTEM)
+PROTOCOL = Protocol(
+    "reference",
+    TEMPLATES,
+    StrictLetter("abc"),
+    system=SYSTEM,
+    mode_generation=REFERENCE_MODE_GENERATION,  # the reference's generate_logits takes a flat image list
+    quirks=(QUIRK_LLAVA_OV,),
+)
 
 BENCHMARK = Benchmark(
     name="info-leakage",

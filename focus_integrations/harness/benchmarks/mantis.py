@@ -11,6 +11,7 @@ from focus_integrations.harness.benchmarks.common import (
     ABCD_UNBOUNDED,
     REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
+    REFERENCE_MODE_GENERATION,
     STRICT_GENERATION,
     interleave,
     prepare,
@@ -91,6 +92,7 @@ BENCHMARK = Benchmark(
             REFERENCE_TEMPLATES,
             ReferenceLetter(ABCD_UNBOUNDED, "abcd", MANTIS_CUES),
             generation=REFERENCE_GENERATION,
+            mode_generation=REFERENCE_MODE_GENERATION,
             quirks=(
                 "the option-letter regex \\(?([abcd])\\)? is not word-bounded (the 'a' of 'based' counts) and "
                 "cannot read E; an unreadable answer reads as 'abcd' (always wrong)",

@@ -19,6 +19,7 @@ from focus_integrations.harness.benchmarks.common import (
     PAIR_METRICS_IMAGE,
     REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
+    REFERENCE_MODE_GENERATION,
     STRICT_GENERATION,
     pair_queries,
     prepare,
@@ -114,6 +115,7 @@ BENCHMARK = Benchmark(
             ReferenceLetter(AB_WORD, "ab"),
             system=SYSTEM,
             generation=REFERENCE_GENERATION,
+            mode_generation=REFERENCE_MODE_GENERATION,
             quirks=(
                 "an unreadable answer reads as 'ab' (the reference fallback; always wrong)",
                 "the reference evaluates one --category per run (default object); here every category is run "
