@@ -12,7 +12,7 @@ from focus_integrations.harness.parsing import strip_reasoning
 from focus_integrations.harness.spec import Benchmark, Protocol, Query
 
 OPTION_LETTERS = "abcdefghij"
-_NOISE_OPTIONS = ("noise", "noise_scale", "fresh_noise")
+_NOISE_OPTIONS = ("noise", "noise_scale", "noise_severity", "fresh_noise")
 
 
 class Model(TypingProtocol):

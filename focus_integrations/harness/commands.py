@@ -86,6 +86,21 @@ def _add_run_arguments(sub: argparse.ArgumentParser, name: str) -> None:
     sub.add_argument("--category", default=None, help="only rows of this category / subset / task")
     sub.add_argument("--max-new-tokens", type=int, default=None, help="override the protocol's (recorded)")
     sub.add_argument("--noise", choices=sorted(NOISE_MODES), default=None)
+    sub.add_argument(
+        "--noise-scale",
+        type=float,
+        default=None,
+        help="noise scale of the masked images of rows 1..N (the runners' --scale; the all-noise row stays at 1)",
+    )
+    sub.add_argument(
+        "--noise-severity",
+        type=int,
+        choices=range(1, 6),
+        default=None,
+        help="shot / impulse / speckle strength 1-5 (the runners' --severity; reference default 3)",
+    )
+    if name == "vinoground":
+        sub.add_argument("--num-frames", type=int, default=None, help="frames per video (default 8)")
     if name == "mmlongbench":
         sub.add_argument("--tasks", nargs="+", default=[], help="annotation files relative to mmlb_data/")
     sub.add_argument(
@@ -123,6 +138,9 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         category=args.category,
         max_new_tokens=args.max_new_tokens,
         noise=args.noise,
+        noise_scale=args.noise_scale,
+        noise_severity=args.noise_severity,
+        num_frames=getattr(args, "num_frames", None),
         tasks=tuple(getattr(args, "tasks", ()) or ()),
     )
     config.validate(benchmark)  # before the model loads: a typo costs nothing

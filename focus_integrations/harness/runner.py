@@ -12,6 +12,7 @@ tuned on test rows; the report says so); ``disjoint`` = the same 10% held out an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -54,6 +55,10 @@ class RunConfig:
     category: str | None = None
     max_new_tokens: int | None = None
     noise: str | None = None
+    # The runners' --scale (masked images of rows 1..N; the all-noise row stays at 1) and --severity.
+    noise_scale: float | None = None
+    noise_severity: int | None = None
+    num_frames: int | None = None  # frames per video (Vinoground's --num_frames); None: the protocol's 8
     tasks: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -67,6 +72,9 @@ class RunConfig:
         "category",
         "max_new_tokens",
         "noise",
+        "noise_scale",
+        "noise_severity",
+        "num_frames",
         "tasks",
     )
 
@@ -115,6 +123,8 @@ class RunConfig:
             bad("--phase test needs the alpha: pass --alpha (the one the val phase chose)")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             bad("--max-new-tokens must be >= 1")
+        if self.num_frames is not None and self.num_frames < 1:
+            bad("--num-frames must be >= 1")
 
 
 def _jsonable(value: Any) -> Any:
@@ -220,6 +230,8 @@ class Runner:
         config.validate(benchmark)
         self.benchmark, self.config, self.model, self.out = benchmark, config, model, Path(out)
         self.protocol = benchmark.protocol(config.protocol)
+        if config.num_frames is not None:
+            self.protocol = dataclasses.replace(self.protocol, num_frames=config.num_frames)
         self.reading = (
             benchmark.reading
             if benchmark.reading == "probs"
@@ -230,6 +242,10 @@ class Runner:
             self.options["max_new_tokens"] = config.max_new_tokens
         if config.noise is not None:
             self.options["noise"] = config.noise
+        if config.noise_scale is not None:
+            self.options["noise_scale"] = config.noise_scale
+        if config.noise_severity is not None:
+            self.options["noise_severity"] = config.noise_severity
         self.progress = progress or _tqdm_progress
 
     def _check_out_dir(self) -> None:

@@ -165,10 +165,13 @@ def summarize(
         "generation": dict(protocol.generation)
         if config.protocol != "score"
         else {"reading": "score() over the choices"},
+        "generation_by_mode": {mode: dict(o) for mode, o in protocol.mode_generation.items()}
+        if config.protocol != "score"
+        else {},
         "overrides": {
-            k: v
-            for k, v in (("max_new_tokens", config.max_new_tokens), ("noise", config.noise))
-            if v is not None
+            k: getattr(config, k)
+            for k in ("max_new_tokens", "noise", "noise_scale", "noise_severity", "num_frames")
+            if getattr(config, k) is not None
         },
         "quirks_reproduced": list(protocol.quirks) if config.protocol == "reference" else [],
         "notes": list(benchmark.notes),

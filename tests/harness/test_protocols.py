@@ -327,3 +327,29 @@ def test_leakage_measure_scores_the_baseline_on_the_flat_image_list(bench_data) 
     vanilla, focus = model.calls
     assert vanilla["multi_image_anyres"] is True and "multi_image_anyres" not in focus
     assert vanilla["candidates"] == ["A", "B", "C"] and len(vanilla["images"]) == 2
+
+
+def test_the_runners_noise_and_frame_flags_reach_every_call(bench_data, tmp_path: Path) -> None:
+    """The reference runners' --scale, --severity and --num_frames: --noise-scale, --noise-severity, --num-frames."""
+    from focus_integrations.harness.runner import RunConfig, Runner
+
+    table = get_benchmark("vinoground")
+    config = RunConfig(
+        "vinoground",
+        str(bench_data("vinoground")),
+        "recording",
+        modes=("focus",),
+        alpha=0.1,
+        val="none",
+        limit=1,
+        noise_scale=0.5,
+        noise_severity=5,
+        num_frames=2,
+    )
+    model = _RecordingModel("A")
+    summary = Runner(table, config, model, tmp_path / "run").run()
+    assert len(model.calls) == 4
+    assert sorted(len(call["images"]) for call in model.calls) == [2, 2, 4, 4]  # 2 frames per video
+    assert all((c["noise_scale"], c["noise_severity"]) == (0.5, 5) for c in model.calls)
+    assert summary["overrides"] == {"noise_scale": 0.5, "noise_severity": 5, "num_frames": 2}
+    assert summary["generation_by_mode"] == {"vanilla": {"multi_image_anyres": True}}
