@@ -3,7 +3,10 @@
 Precedence (highest first): the call > the decoder's defaults > the checkpoint's ``focus_config.json`` >
 its ``generation_config.json`` > the library defaults (transformers' own generation defaults where the option
 is a ``generate`` option, the per-mode FOCUS / VCD defaults otherwise). ``None`` means "not set" at every
-layer: it never overrides a lower layer. Every value is checked here, once, for every entry point: finite
+layer: it never overrides a lower layer. The mode-specific options (``alpha``, ``noise``, ``noise_scale``,
+``plausibility_beta``) of a lower layer belong to the mode in effect there (FOCUS unless that layer or one
+below sets another): a call asking ``mode="vcd"`` gets VCD's own defaults, not a checkpoint's FOCUS alpha
+table; the call's own values apply to whatever mode it asks (:func:`scope_to_mode`). Every value is checked here, once, for every entry point: finite
 numbers, real booleans, integers in the ranges numpy and torch accept. Framework names (``max_tokens``,
 ``temperature=0``, ...) are mapped to these fields by :mod:`focus_integrations.vocabulary`.
 """
@@ -37,6 +40,10 @@ _MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "vanilla": {"alpha": 0.0, "noise": DEFAULT_NOISE, "noise_scale": 1.0, "plausibility_beta": None},
     "vcd": {"alpha": 1.0, "noise": "imagenet+diffusion", "noise_scale": 0.5, "plausibility_beta": 0.1},
 }
+
+# The options whose meaning (and default) depends on the mode. A lower layer's value of one of them belongs to
+# the mode in effect at that layer; see scope_to_mode.
+MODE_SPECIFIC: tuple[str, ...] = tuple(_MODE_DEFAULTS["focus"])
 
 # Without any setting and without max_length, an answer stops after this many tokens (transformers' own
 # default is max_length=20 in total, prompt included, which a multi-image prompt alone exceeds).
@@ -221,17 +228,40 @@ def _is_number(value: Any) -> bool:
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DecodingOptions))
 
 
+def scope_to_mode(layers: Sequence[Layer]) -> list[tuple[str, Mapping[str, Any]]]:
+    """``layers`` (lowest first) without the mode-specific values that do not belong to the mode asked.
+
+    The mode in effect at a layer is the one set by that layer or the nearest one below it (``"focus"`` when
+    none does). A mode-specific value (:data:`MODE_SPECIFIC`: ``alpha``, ``noise``, ``noise_scale``,
+    ``plausibility_beta``) of a lower layer configures THAT mode: it is dropped when a higher layer asks for
+    another one, which then starts from its own defaults (a checkpoint's FOCUS alpha table never becomes a
+    VCD alpha). The highest layer (the call) is kept whole: an explicit alpha applies to whatever mode it asks.
+    """
+    named = [layer if isinstance(layer, tuple) else ("call", layer) for layer in layers]
+    in_effect: list[Any] = []
+    mode: Any = "focus"
+    for _, mapping in named:
+        mode = mapping.get("mode") if mapping.get("mode") is not None else mode
+        in_effect.append(mode)
+    scoped = [
+        (name, {k: v for k, v in mapping.items() if k not in MODE_SPECIFIC or layer_mode == mode})
+        for (name, mapping), layer_mode in zip(named[:-1], in_effect[:-1])
+    ]
+    return scoped + named[-1:]
+
+
 def merge_layers(layers: Sequence[Layer]) -> dict[str, Any]:
-    """The set values of ``layers`` merged, higher layers winning; unknown names raise."""
+    """The set values of ``layers`` merged, higher layers winning (mode-specific values scoped to their mode,
+    see :func:`scope_to_mode`); unknown names raise."""
     values: dict[str, Any] = {}
-    for layer in layers:
-        name, mapping = layer if isinstance(layer, tuple) else ("call", layer)
+    for name, mapping in (layer if isinstance(layer, tuple) else ("call", layer) for layer in layers):
         unknown = sorted(k for k in mapping if k not in FIELDS)
         if unknown:
             raise InvalidOptionError(
                 f"unknown decoding option(s) {', '.join(map(str, unknown))} (from {name}); known: "
                 f"{', '.join(FIELDS)}"
             )
+    for _, mapping in scope_to_mode(layers):
         for key, value in mapping.items():
             if value is None:
                 continue
@@ -242,9 +272,9 @@ def merge_layers(layers: Sequence[Layer]) -> dict[str, Any]:
 
 
 def layer_sources(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, str]:
-    """Which layer set each option (the highest one that holds a value for it)."""
+    """Which layer set each option (the highest one whose value applies, see :func:`scope_to_mode`)."""
     sources: dict[str, str] = {}
-    for name, mapping in layers:
+    for name, mapping in scope_to_mode(layers):
         for key, value in mapping.items():
             if value is not None:
                 sources[key] = name
