@@ -168,7 +168,6 @@ def per_step(n_images: int, repeats: int, clock) -> dict:
 
     torch.manual_seed(0)
     decoder = FocusDecoder.from_pretrained(tiny_checkpoint("qwen2_5_vl", size="bench"), dtype="float32")
-    decoder.eos_token_ids = set()  # only the grammar ends a decode: every run has the same number of steps
     vocab_size = decoder.model.get_output_embeddings().weight.shape[0]
     eos = {decoder.tokenizer.eos_token_id}
     rng = np.random.default_rng(0)
@@ -210,7 +209,10 @@ def per_step(n_images: int, repeats: int, clock) -> dict:
         for backend in backends:
             if backend == "none":
                 decoder._constraint = lambda rf: None  # noqa: B023
-                options = {"max_new_tokens": n_tokens.get("llguidance", 48)}
+                # As many steps as the constrained runs: random weights must not end early (end ids are per
+                # request, so min_new_tokens does it); the constrained runs end when the grammar does.
+                steps = n_tokens.get("llguidance", 48)
+                options = {"max_new_tokens": steps, "min_new_tokens": steps}
             else:
                 decoder._constraint = lambda rf, b=backend: make(b)  # noqa: B023
                 options = {"response_format": RESPONSE_FORMAT, "max_new_tokens": 200}

@@ -64,7 +64,6 @@ def measure(
     decoder = FocusDecoder.from_pretrained(
         tiny_checkpoint("qwen2_5_vl", size="bench"), device=device, dtype=dtype
     )
-    decoder.eos_token_ids = set()  # random weights: never stop early, every run decodes exactly `tokens`
     inner = decoder.model.model
     vision = {"images": 0, "seconds": 0.0}
     original = inner.get_image_features
@@ -89,7 +88,8 @@ def measure(
     def timed_generate(max_new_tokens: int) -> float:
         sync(device)
         start = now()
-        decoder.generate(max_new_tokens=max_new_tokens, **ask, **options)
+        # min_new_tokens: random weights never end early, every run decodes exactly its budget.
+        decoder.generate(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, **ask, **options)
         sync(device)
         return now() - start
 
