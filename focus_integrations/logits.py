@@ -15,13 +15,18 @@ combines the rows' fp32 logits ``z`` of shape ``(rows, vocab)`` into one vector 
 No plausibility cutoff is applied unless ``plausibility_beta`` is set (VCD's rule: keep only tokens whose
 probability under the un-contrasted rows is at least ``beta`` times the largest). Bans such as top-k act on the
 combined vector afterwards, so ``-inf - -inf = NaN`` cannot arise inside the contrast.
+
+Each step is a small object with one ``__call__``, like transformers' logits processors: a combination
+(``VanillaCombination``, ``FocusCombination``, ``CalibratedFocusCombination``, ``VcdCombination``), then
+``PlausibilityCutoff`` and ``BanTokens``; ``build_rule`` picks them for a request and ``LogitsRule`` applies
+them in that order. ``TokenChooser`` then turns the combined vector into one token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from transformers import LogitsProcessorList
@@ -59,15 +64,119 @@ def vcd_combine(logits: torch.Tensor, alpha: float) -> torch.Tensor:
     return (1.0 + alpha) * logits[0] - alpha * logits[1]
 
 
+# ------------------------------------------------------------------------------------ the rules, one idea each
+# Like transformers' logits processors: each object does one thing in its ``__call__``. A combination turns
+# the rows' logits ``(rows, vocab)`` into one vector; ``clean_rows`` says which rows show the clean images (the
+# plausibility cutoff's reference); ``alpha`` is reported in ``settings``.
+
+
+@dataclass(frozen=True)
+class VanillaCombination:
+    """One row, every image clean: its logits as they are."""
+
+    name: ClassVar[str] = "vanilla"
+    clean_rows: ClassVar[slice] = slice(0, 1)
+    alpha: float = 0.0
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits[0]
+
+
+@dataclass(frozen=True)
+class FocusCombination:
+    """FOCUS with a fixed (per-N resolved) alpha: :func:`focus_combine`."""
+
+    alpha: float
+    name: ClassVar[str] = "focus"
+    clean_rows: ClassVar[slice] = slice(1, None)
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return focus_combine(logits, self.alpha)
+
+
+@dataclass(frozen=True)
+class CalibratedFocusCombination:
+    """N-calibrated FOCUS: :func:`calibrated_focus_combine` (``alpha`` = (N-1)/N, reported only)."""
+
+    alpha: float
+    name: ClassVar[str] = "focus-n-calibrated"
+    clean_rows: ClassVar[slice] = slice(1, None)
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return calibrated_focus_combine(logits)
+
+
+@dataclass(frozen=True)
+class VcdCombination:
+    """VCD: :func:`vcd_combine`; row 0 clean, row 1 noised."""
+
+    alpha: float
+    name: ClassVar[str] = "vcd"
+    clean_rows: ClassVar[slice] = slice(0, 1)
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return vcd_combine(logits, self.alpha)
+
+
+Combination = VanillaCombination | FocusCombination | CalibratedFocusCombination | VcdCombination
+
+
+@dataclass(frozen=True)
+class PlausibilityCutoff:
+    """VCD's cutoff: -inf for every token whose probability under ``reference`` is below ``beta`` times the
+    largest (the largest among the ``allowed`` tokens when a grammar restricts them, so one always stays)."""
+
+    beta: float
+
+    def __call__(
+        self, combined: torch.Tensor, reference: torch.Tensor, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if allowed is not None:
+            reference = reference.masked_fill(~allowed.to(reference.device), float("-inf"))
+        probs = torch.softmax(reference, dim=-1)
+        keep = probs >= self.beta * probs.max()
+        return combined.masked_fill(~keep, float("-inf"))
+
+
+@dataclass(frozen=True)
+class BanTokens:
+    """-inf for ``token_ids``: image placeholders are input-only (one generated would corrupt the next turn)."""
+
+    token_ids: tuple[int, ...]
+
+    def __call__(self, combined: torch.Tensor) -> torch.Tensor:
+        ids = torch.tensor(self.token_ids, device=combined.device)
+        return combined.index_fill(-1, ids, float("-inf"))
+
+
+def plausibility_cutoff(
+    combined: torch.Tensor, reference: torch.Tensor, beta: float, allowed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:class:`PlausibilityCutoff` as a function."""
+    return PlausibilityCutoff(beta)(combined, reference, allowed)
+
+
 @dataclass(frozen=True)
 class LogitsRule:
-    """One decoding method: the rows it needs and how it combines their logits."""
+    """One request's decoding method: the rows it needs (``row_masks``), then its combination, the optional
+    plausibility cutoff and the token ban, applied in that order by :meth:`combine`."""
 
-    name: str
-    alpha: float
+    combination: Combination
     row_masks: RowMasks
-    plausibility_beta: float | None = None
-    banned_token_ids: tuple[int, ...] = ()
+    cutoff: PlausibilityCutoff | None = None
+    ban: BanTokens | None = None
+
+    @property
+    def name(self) -> str:
+        return self.combination.name
+
+    @property
+    def alpha(self) -> float:
+        return self.combination.alpha
+
+    @property
+    def plausibility_beta(self) -> float | None:
+        return self.cutoff.beta if self.cutoff is not None else None
 
     @property
     def n_rows(self) -> int:
@@ -77,44 +186,19 @@ class LogitsRule:
         """``logits``: fp32 ``(n_rows, vocab)`` -> combined fp32 ``(vocab,)``.
 
         ``allowed`` (bool ``(vocab,)``, from a grammar constraint) restricts the plausibility cutoff's reference
-        to the tokens the grammar allows, so the cutoff always keeps at least one of them.
+        to the tokens the grammar allows. Bans come last, so ``-inf - -inf = NaN`` never arises in a contrast.
         """
-        if self.name == "focus":
-            combined = focus_combine(logits, self.alpha)
-        elif self.name == "focus-n-calibrated":
-            combined = calibrated_focus_combine(logits)
-        elif self.name == "vcd":
-            combined = vcd_combine(logits, self.alpha)
-        else:
-            combined = logits[0]
-        if self.plausibility_beta is not None:
-            combined = plausibility_cutoff(
-                combined, self.uncontrasted(logits), self.plausibility_beta, allowed
-            )
-        if self.banned_token_ids:
-            # Image placeholders are input-only: generating one would corrupt the next turn's prompt.
-            combined = combined.index_fill(
-                -1, torch.tensor(self.banned_token_ids, device=combined.device), float("-inf")
-            )
+        combined = self.combination(logits)
+        if self.cutoff is not None:
+            combined = self.cutoff(combined, self.uncontrasted(logits), allowed)
+        if self.ban is not None:
+            combined = self.ban(combined)
         return combined
 
     def uncontrasted(self, logits: torch.Tensor) -> torch.Tensor:
         """What the model says from the clean rows alone: the reference for the plausibility cutoff."""
-        if self.name.startswith("focus"):
-            return logits[1:].mean(dim=0)
-        return logits[0]
-
-
-def plausibility_cutoff(
-    combined: torch.Tensor, reference: torch.Tensor, beta: float, allowed: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Set to -inf every token whose probability under ``reference`` is below ``beta`` times the largest
-    (the largest among the ``allowed`` tokens when a grammar restricts them)."""
-    if allowed is not None:
-        reference = reference.masked_fill(~allowed.to(reference.device), float("-inf"))
-    probs = torch.softmax(reference, dim=-1)
-    keep = probs >= beta * probs.max()
-    return combined.masked_fill(~keep, float("-inf"))
+        clean = logits[self.combination.clean_rows]
+        return clean[0] if clean.shape[0] == 1 else clean.mean(dim=0)
 
 
 def build_rule(
@@ -134,21 +218,18 @@ def build_rule(
     if len(groups) != n_images:
         raise ValueError(f"{len(groups)} group numbers for {n_images} images")
     n_groups = len(set(groups))
+    ban = BanTokens(tuple(banned_token_ids)) if banned_token_ids else None
+    cutoff = PlausibilityCutoff(options.plausibility_beta) if options.plausibility_beta is not None else None
     if options.mode == "focus" and n_groups >= 2:
         masks = (all_noise,) + tuple(tuple(g == k for g in groups) for k in range(n_groups))
-        name = "focus-n-calibrated" if options.alpha == N_CALIBRATED else "focus"
         alpha = options.alpha_for(n_groups)
-        return LogitsRule(name, alpha, masks, options.plausibility_beta, banned_token_ids)
+        calibrated = options.alpha == N_CALIBRATED
+        combination = CalibratedFocusCombination(alpha) if calibrated else FocusCombination(alpha)
+        return LogitsRule(combination, masks, cutoff, ban)
     if options.mode == "vcd" and n_images >= 1:
-        return LogitsRule(
-            "vcd",
-            options.alpha_for(n_images),
-            (all_clean, all_noise),
-            options.plausibility_beta,
-            banned_token_ids,
-        )
+        return LogitsRule(VcdCombination(options.alpha_for(n_images)), (all_clean, all_noise), cutoff, ban)
     # vanilla, and FOCUS with a single image or group (the reference code skips FOCUS then).
-    return LogitsRule("vanilla", 0.0, (all_clean,), None, banned_token_ids)
+    return LogitsRule(VanillaCombination(), (all_clean,), None, ban)
 
 
 class TokenChooser:
