@@ -12,14 +12,21 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from focus_integrations.answer import Answer
-from focus_integrations.decode import RowGroup, prefill_logits, step_logits
-from focus_integrations.errors import DecoderBusyError, InvalidOptionError, PromptError, UnsupportedModelError
+from focus_integrations.decode import RowGroup
+from focus_integrations.errors import DecoderBusyError, InvalidOptionError, UnsupportedModelError
 from focus_integrations.families import FamilySpec, family_of
+from focus_integrations.focus_config import FOCUS_CONFIG, read_focus_config
 from focus_integrations.images import RemoteImages, check_remote_permission
 from focus_integrations.loading import LoadingOptions
 from focus_integrations.logits import TokenChooser
 from focus_integrations.media import VideoSampling
 from focus_integrations.messages import Conversation, prepare
+from focus_integrations.model_facts import (
+    context_length,
+    empty_device_cache,
+    placeholder_token_ids,
+    vocab_size,
+)
 from focus_integrations.options import DecodingOptions, layer_sources
 from focus_integrations.outputs import GenerationOutput
 from focus_integrations.request import (
@@ -32,7 +39,8 @@ from focus_integrations.request import (
     wants_special_tokens,
 )
 from focus_integrations.rows import encode_rows
-from focus_integrations.scoring import score_candidates
+from focus_integrations.scoring import candidate_token_ids, score_candidates
+from focus_integrations.stream import TextStream
 from focus_integrations.vision import supports_shared_vision
 from focus_integrations.vocabulary import decoding_layer, generation_config_layer, split_options
 
@@ -85,11 +93,11 @@ class FocusDecoder:
         )
         self.checkpoint_defaults = decoding_layer(checkpoint_defaults or {}, where=f"in {FOCUS_CONFIG}")
         self.defaults = decoding_layer(defaults, where="in the decoder defaults")
-        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.vocab_size = vocab_size(model)
         # The default end ids (a call's eos_token_id may differ); resolving also fails early on bad defaults.
         self.eos_token_ids = set(self.resolve_options().eos_token_id or ())
-        self.banned_token_ids = self._placeholder_token_ids()
-        self.context_length = self._context_length()
+        self.banned_token_ids = placeholder_token_ids(model)
+        self.context_length = context_length(model)
         self.supports_shared_vision = supports_shared_vision(model)
         self.device = next(model.parameters()).device
         self.busy_timeout = _check_busy_timeout(busy_timeout)
@@ -126,7 +134,7 @@ class FocusDecoder:
         loading = loading or LoadingOptions.from_kwargs(**loading_kwargs)
         name = os.fspath(name_or_path)
         # Read before the weights: a bad focus_config.json fails fast.
-        checkpoint_defaults = _checkpoint_defaults(name, hub_arguments(loading, name))
+        checkpoint_defaults = read_focus_config(name, hub_arguments(loading, name))
         model, processor = load_model_and_processor(name_or_path, loading)
         return cls(
             model,
@@ -284,17 +292,7 @@ class FocusDecoder:
         **options: Any,
     ) -> list[list[float]]:
         """Per-token log-probabilities of each candidate (tokenised on its own, no special tokens)."""
-        if (
-            isinstance(candidates, str)
-            or not isinstance(candidates, Sequence)
-            or not candidates
-            or not all(isinstance(c, str) for c in candidates)
-        ):
-            raise PromptError(f"candidates must be a non-empty list of strings, got {candidates!r:.200}")
-        candidate_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in candidates]
-        for text, ids in zip(candidates, candidate_ids):
-            if not ids:
-                raise PromptError(f"candidate {text!r} tokenises to nothing")
+        candidate_ids = candidate_token_ids(self.tokenizer, candidates)
         resolved, sources = self._resolve(options)
         conversation = self._conversation(
             images, prompt, videos, messages, system, require_images, assistant_prefix, resolved
@@ -441,8 +439,7 @@ class FocusDecoder:
             return None
         from focus_integrations.constraints import vocabulary_for
 
-        vocab_size = self.model.get_output_embeddings().weight.shape[0]
-        vocabulary = vocabulary_for(self.tokenizer, vocab_size, self.eos_token_ids, self.model_name)
+        vocabulary = vocabulary_for(self.tokenizer, self.vocab_size, self.eos_token_ids, self.model_name)
         return vocabulary.constraint(response_format)
 
     def _batch_job(self, images: Any, prompt: str | None, kwargs: dict[str, Any], sink: Any = None) -> Any:
@@ -493,127 +490,6 @@ class FocusDecoder:
             raise InvalidOptionError(
                 f"token id(s) {outside} are outside the model's vocabulary (size {self.vocab_size})"
             )
-
-    def _placeholder_token_ids(self) -> tuple[int, ...]:
-        """Image/video placeholder ids (from the config, any family's spelling); never generated."""
-        config = self.model.config
-        names = ("image_token_id", "image_token_index", "video_token_id", "video_token_index")
-        ids = {getattr(config, name, None) for name in names}
-        vocab = self.model.get_output_embeddings().weight.shape[0]
-        return tuple(sorted(i for i in ids if isinstance(i, int) and 0 <= i < vocab))
-
-    def _context_length(self) -> int:
-        config = self.model.config
-        text_config = getattr(config, "text_config", None) or config
-        for source in (text_config, config):
-            value = getattr(source, "max_position_embeddings", None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return 1 << 30
-
-
-FOCUS_CONFIG = "focus_config.json"
-
-
-def _checkpoint_defaults(name: str, hub_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Decoding defaults from ``focus_config.json`` of a checkpoint: a local folder, or a hub repo's files in
-    the local cache (the same revision and cache folder as the weights). Absent: none."""
-    import json
-    from pathlib import Path
-
-    from focus_integrations.processors import _cached_hub_file as cached_hub_file
-
-    path: Path | None = Path(name) / FOCUS_CONFIG
-    if not Path(name).is_dir():
-        path = cached_hub_file(name, FOCUS_CONFIG, **hub_kwargs)
-    if path is None or not path.is_file():
-        return {}
-    try:
-        values = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise InvalidOptionError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(values, dict):
-        raise InvalidOptionError(f"{path} must hold a JSON object of decoding options")
-    # Unknown keys or bad values: a clear error now, not at the first call.
-    DecodingOptions.from_layers((FOCUS_CONFIG, decoding_layer(values, where=f"in {path}")))
-    return values
-
-
-def empty_device_cache(model: torch.nn.Module) -> None:
-    if next(model.parameters()).device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-class TextStream:
-    """Iterator of text deltas for one request; ``output`` is the :class:`GenerationOutput` when done.
-
-    The decoder's lock is held from the first ``next()`` until the stream ends or is closed.
-    """
-
-    def __init__(
-        self,
-        decoder: FocusDecoder,
-        conversation: Conversation,
-        tools: Any,
-        options: DecodingOptions,
-        constraint: GrammarConstraint | None = None,
-        sources: dict[str, str] | None = None,
-    ) -> None:
-        self._sources = sources
-        self._decoder = decoder
-        self._constraint = constraint
-        self._conversation = conversation
-        self._tools = tools
-        self._options = options
-        self._output: GenerationOutput | None = None
-        self._answer: Answer | None = None  # set once the prompt is prefilled
-        self._iterator = self._run()
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._iterator)
-
-    def close(self) -> None:
-        self._iterator.close()
-
-    @property
-    def output(self) -> GenerationOutput:
-        if self._output is None:
-            raise RuntimeError("the stream has not finished yet: iterate it to the end first")
-        return self._output
-
-    @property
-    def tokens_generated(self) -> int:
-        """Tokens chosen so far (0 before the prefill); a server's throughput gauge reads it mid-answer."""
-        return len(self._answer.token_ids) if self._answer is not None else 0
-
-    def _run(self) -> Iterator[str]:
-        decoder = self._decoder
-        with decoder._hold():
-            chooser = decoder._chooser(self._options, self._constraint)
-
-            def start(request: PreparedRequest, groups: list[RowGroup]) -> tuple[Answer, list[RowGroup], Any]:
-                # The prefill runs inside the fallback: memory peaks there.
-                logits = prefill_logits(groups)
-                self._answer = decoder._answer(request, chooser)
-                return self._answer, groups, logits
-
-            answer, groups, logits = decoder._run_with_memory_fallback(
-                self._conversation, self._tools, self._options, start, self._sources
-            )
-            while True:
-                delta = answer.push(answer.choose(logits))
-                if delta:
-                    yield delta
-                if answer.finished:
-                    break
-                logits = step_logits(groups, answer.last_token)
-            tail = answer.flush()
-            if tail:
-                yield tail
-            self._output = answer.output()
 
 
 def _check_busy_timeout(value: Any) -> float | None:

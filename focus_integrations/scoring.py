@@ -7,11 +7,30 @@ each candidate continues from a copy of that cache with all its tokens in one ch
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from focus_integrations.decode import RowGroup
+from focus_integrations.errors import PromptError
 from focus_integrations.logits import LogitsRule
+
+
+def candidate_token_ids(tokenizer: Any, candidates: Sequence[str]) -> list[list[int]]:
+    """Each candidate tokenised on its own (no special tokens); not a list of non-empty strings: PromptError."""
+    if (
+        isinstance(candidates, str)
+        or not isinstance(candidates, Sequence)
+        or not candidates
+        or not all(isinstance(c, str) for c in candidates)
+    ):
+        raise PromptError(f"candidates must be a non-empty list of strings, got {candidates!r:.200}")
+    candidate_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in candidates]
+    for text, ids in zip(candidates, candidate_ids):
+        if not ids:
+            raise PromptError(f"candidate {text!r} tokenises to nothing")
+    return candidate_ids
 
 
 @torch.inference_mode()
