@@ -6,16 +6,21 @@ concurrent clients, runs the serial and the batched engine one after the other (
 same machine load), then:
 
 - aggregate output tokens/s (all completion tokens / wall time of the level) and p50 / p99 latency;
+- after each level, the batched / serial ratios of tokens/s and p99 latency; at the end a one-line verdict
+  for issue 12's CPU target (8 clients: at least 1.5x the serial tokens/s, p99 no worse than serial);
 - a check under ``--check-clients`` concurrent clients: every request has its own images, and every answer
-  must equal that request's solo answer (decoded alone before) - no dropped, duplicated or mixed-up answers;
-- overload: a burst of 3x the server's queue limit answers 200 or 429 (with Retry-After), never a 5xx or a
-  dropped connection.
+  of the batched server must equal that request's solo answer (each request decoded alone, one at a time,
+  by the serial engine first) - no dropped, duplicated or mixed-up answers;
+- overload: a burst of 3x the server's queue limit (small requests: one 32 px image, one token) answers 200
+  or 429 (with Retry-After), never a 5xx or a dropped connection.
 
 Bounded: each level sends at most ``max(4, clients)`` requests and stops launching new ones after
-``--level-timeout`` seconds; every HTTP call has a timeout. Loopback only.
+``--level-timeout`` seconds; levels that would start after ``--max-minutes`` are skipped (and said so); every
+HTTP call has a timeout. Loopback only. The full default run takes about 8-9 minutes on an idle 2-core CPU.
 
     python benchmarks/bench_serve.py                       # the full table (1..32 clients)
     python benchmarks/bench_serve.py --clients 8 32        # what the GPU suite runs
+    python benchmarks/bench_serve.py --clients 8 --tokens 128 --check-clients 8   # longer answers
     python benchmarks/bench_serve.py --tiny                # seconds: the tiny checkpoint, CI's smoke run
     python benchmarks/bench_serve.py --device cuda --dtype bfloat16
 """
@@ -58,7 +63,8 @@ def serve_child(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     decoder = FocusDecoder.from_pretrained(args.model_path, device=args.device, dtype=args.dtype)
-    engine = make_engine(decoder, args.engine, max_rows=args.max_rows)
+    join = args.join if args.engine == "batched" else None
+    engine = make_engine(decoder, args.engine, max_rows=args.max_rows, join=join)
     limits = Limits(max_queued_requests=args.queue, max_output_tokens=max(args.tokens, 16))
     app = create_app(engine, ServerConfig(model_id=MODEL_ID, limits=limits))
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
@@ -70,7 +76,7 @@ def server_process(args: argparse.Namespace, engine: str, queue: int, port: int)
 
     command = [sys.executable, __file__, "--serve-child", "--engine", engine, "--port", str(port)]
     command += ["--model-path", args.model_path, "--queue", str(queue), "--tokens", str(args.tokens)]
-    for flag in ("threads", "device", "dtype", "max_rows"):
+    for flag in ("threads", "device", "dtype", "max_rows", "join"):
         value = getattr(args, flag)
         if value is not None:
             command += [f"--{flag.replace('_', '-')}", str(value)]
@@ -162,11 +168,9 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if q < 100 else values[-1]
 
 
-async def check_answers(url: str, payloads: list[dict], timeout: float, *, exact: bool = True) -> dict:
-    """Each request alone, then all at once: every concurrent answer must equal its solo answer."""
-    solo = await level(url, payloads, 1, timeout)
-    together = await level(url, payloads, len(payloads), timeout)
-    return compare_answers(solo["answers"], together["answers"], len(payloads), exact=exact)
+def small_request(tokens: int = 1) -> dict:
+    """A cheap request (one 32 px image, ``tokens`` tokens) for the overload burst: 429s are what it tests."""
+    return body(request_images(0, 1, 32), tokens, 0)
 
 
 def compare_answers(
@@ -232,6 +236,8 @@ def run(args: argparse.Namespace) -> dict:
     queue = max(args.check_clients, max(args.clients)) + 8
     from focus_integrations.testing.http_process import free_port
 
+    deadline = time.monotonic() + 60 * args.max_minutes
+
     urls = {}
     with contextlib.ExitStack() as stack:
         for engine in engines:
@@ -247,28 +253,84 @@ def run(args: argparse.Namespace) -> dict:
             "engines": engines,
             "queue": queue,
             "levels": [],
+            "skipped_levels": [],
             "check": {},
             "overload": {},
         }
+        for engine in engines:  # the first request of a process pays one-off costs: not in any level
+            asyncio.run(level(urls[engine], [body(_images_of(variants[0]), 2, 0)], 1, args.level_timeout))
         for clients in args.clients:
+            if time.monotonic() > deadline:
+                report["skipped_levels"].append(clients)
+                print(
+                    f"{clients:>3} clients: skipped (--max-minutes {args.max_minutes} spent)", file=sys.stderr
+                )
+                continue
             count = max(4, clients)
             payloads = [variants[i % len(variants)] for i in range(count)]
+            pair = {}
             for engine in engines:  # interleaved: serial, batched, serial, ...
                 load = os.getloadavg()[0]
                 result = asyncio.run(level(urls[engine], payloads, clients, args.level_timeout))
                 result.pop("answers")
                 report["levels"].append({"engine": engine, "load_average": load, **result})
+                pair[engine] = result
                 print(_row(engine, result), file=sys.stderr, flush=True)
+            if len(pair) == 2:
+                print(
+                    f"{clients:>3} clients  ratio: {_ratio_text(pair['serial'], pair['batched'])}",
+                    file=sys.stderr,
+                )
         check_payloads = [body(_images_of(v), args.check_tokens, i) for i, v in enumerate(variants)]
         exact = (args.dtype or "float32") in ("float32", "fp32", "torch.float32")
+        # The reference: each request alone, one at a time, on the lock-serial engine (FocusDecoder's decode).
+        solo = asyncio.run(level(urls["serial"], check_payloads, 1, args.level_timeout))["answers"]
         for engine in engines:
-            report["check"][engine] = asyncio.run(
-                check_answers(urls[engine], check_payloads, args.level_timeout, exact=exact)
-            )
+            if engine != "serial":
+                together = asyncio.run(
+                    level(urls[engine], check_payloads, len(check_payloads), args.level_timeout)
+                )
+                report["check"][engine] = compare_answers(
+                    solo, together["answers"], len(check_payloads), exact=exact
+                )
             report["overload"][engine] = asyncio.run(
-                overload(urls[engine], check_payloads[0], 3 * queue, args.level_timeout)
+                overload(urls[engine], small_request(), 3 * queue, args.level_timeout)
+            )
+        if len(engines) == 1:  # no batched engine: the serial engine's own answers, all at once
+            together = asyncio.run(
+                level(urls["serial"], check_payloads, len(check_payloads), args.level_timeout)
+            )
+            report["check"]["serial"] = compare_answers(
+                solo, together["answers"], len(check_payloads), exact=exact
             )
         return report
+
+
+TARGET_CLIENTS, TARGET_RATIO = 8, 1.5  # issue 12, the 2-core CPU target
+
+
+def _ratio_text(serial: dict, batched: dict) -> str:
+    speed = batched["tokens_per_s"] / serial["tokens_per_s"] if serial["tokens_per_s"] else float("nan")
+    p99 = batched["p99_s"] / serial["p99_s"] if serial["p99_s"] else float("nan")
+    return (
+        f"batched/serial tokens/s {speed:.2f}x; p99 batched {batched['p99_s']:.2f} s vs serial "
+        f"{serial['p99_s']:.2f} s ({p99:.2f}x, {'no worse' if p99 <= 1 else 'WORSE'})"
+    )
+
+
+def verdict(report: dict) -> str:
+    """One line: does the batched engine meet the 8-client target (>= 1.5x tokens/s, p99 no worse)?"""
+    by = {(r["engine"], r["clients"]): r for r in report["levels"]}
+    serial, batched = by.get(("serial", TARGET_CLIENTS)), by.get(("batched", TARGET_CLIENTS))
+    if serial is None or batched is None:
+        return f"verdict: not measured ({TARGET_CLIENTS} clients not in this run, or no batched engine)"
+    speed = batched["tokens_per_s"] / serial["tokens_per_s"] if serial["tokens_per_s"] else float("nan")
+    met = speed >= TARGET_RATIO and batched["p99_s"] <= serial["p99_s"]
+    return (
+        f"verdict: {TARGET_CLIENTS} clients target (>= {TARGET_RATIO}x serial tokens/s, p99 no worse) "
+        f"{'MET' if met else 'NOT MET'}: {speed:.2f}x tokens/s, p99 {batched['p99_s']:.2f} s vs "
+        f"{serial['p99_s']:.2f} s (load average {batched.get('load_average', float('nan')):.1f})"
+    )
 
 
 def _images_of(payload: dict) -> list[str]:
@@ -324,11 +386,14 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {clients} | {b['tokens_per_s'] / s['tokens_per_s']:.2f}x | {b['p99_s'] / s['p99_s']:.2f}x |"
             )
+    if report.get("skipped_levels"):
+        lines += ["", f"Skipped (time budget spent): {report['skipped_levels']} clients."]
     lines.append("")
     for engine, check in report["check"].items():
         lines.append(
             f"- {engine}: {check['requests']} concurrent requests, {check['concurrent_answered']} answered, "
-            f"{check['mismatched']} differ from their solo answer, {check['swapped']} are another request's "
+            f"{check['mismatched']} differ from their solo answer (the serial engine's, one at a time), "
+            f"{check['swapped']} are another request's "
             f"({check['distinct_answers']} distinct solo answers"
             + ("" if check.get("exact", True) else "; reduced precision: differences reported, not failed")
             + ")"
@@ -339,6 +404,7 @@ def markdown(report: dict) -> str:
             f"{result['ok']} answered, {result['rejected_429']} got 429 (Retry-After on every one: "
             f"{result['retry_after_on_every_429']}), other outcomes: {result['other'] or 'none'}"
         )
+    lines += ["", verdict(report)]
     return "\n".join(lines)
 
 
@@ -363,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--max-rows", type=int, default=None, help="batched engine row cap")
+    parser.add_argument("--join", choices=("step", "batch"), default=None, help="batched engine joining")
+    parser.add_argument(
+        "--max-minutes", type=float, default=11.0, help="no level starts after this (then the check runs)"
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny checkpoint, few requests: a smoke run")
     parser.add_argument("--json", default=None, help="also write the report here")
     # server child (internal)

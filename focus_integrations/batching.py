@@ -193,6 +193,11 @@ class BatchEngine:
             self._wake.notify()
         return stream
 
+    @property
+    def join(self) -> str:
+        """When new requests join: ``"step"`` (at the next step) or ``"batch"`` (once the batch drained)."""
+        return self._runner.join
+
     def stats(self) -> EngineStats:
         return self._runner.stats()
 

@@ -1,6 +1,6 @@
 """``focus serve``: the OpenAI-compatible server on one machine (uvicorn) or as Ray Serve replicas.
 
-    focus serve --model PATH_OR_ID [--host 127.0.0.1] [--port 8000] [--engine batched|serial]
+    focus serve --model PATH_OR_ID [--host 127.0.0.1] [--port 8000] [--engine batched|serial] [--join step|batch]
                 [loading options: --device --dtype --device-map --attn-implementation --quantization-config ...]
                 [--api-key KEY | $FOCUS_API_KEY] [limits...] [--ray --replicas K --gpus-per-replica G]
 
@@ -22,7 +22,7 @@ from focus_integrations.errors import InvalidOptionError
 from focus_integrations.loading import LOADING_OPTIONS
 from focus_integrations.noise import NOISE_MODES
 from focus_integrations.options import MODES
-from focus_integrations.server.config import ENGINES, ImageAccess, Limits, ServerConfig
+from focus_integrations.server.config import ENGINES, JOIN_MODES, ImageAccess, Limits, ServerConfig
 
 DEFAULT_PORT = 8000
 
@@ -35,6 +35,7 @@ class ServeSettings:
     served_model_name: str | None = None  # the id clients send as "model" (default: --model as given)
     engine: str = "batched"
     max_rows: int | None = None  # batched engine: most rows decoded together
+    join: str | None = None  # batched engine: "step" (default) or "batch" (engines.DEFAULT_JOIN)
     api_key: str | None = None
     threads: int | None = None  # torch intra-op threads per process (replica)
     # FocusDecoder.from_pretrained's loading options (loading.LoadingOptions: device, dtype, device_map,
@@ -47,6 +48,10 @@ class ServeSettings:
     def __post_init__(self) -> None:
         # Names are checked here; values (a device, a dtype) where the model loads: a Ray driver without a
         # GPU still starts GPU replicas.
+        if self.join is not None and self.join not in JOIN_MODES:
+            raise InvalidOptionError(f"join must be one of {', '.join(JOIN_MODES)}, got {self.join!r}")
+        if self.join is not None and self.engine != "batched":
+            raise InvalidOptionError("join applies to the batched engine only")
         unknown = sorted(set(self.loading) - set(LOADING_OPTIONS))
         if unknown:
             raise InvalidOptionError(
@@ -93,7 +98,7 @@ def build_engine(settings: ServeSettings) -> tuple[Any, ServerConfig]:
         torch.set_num_threads(settings.threads)
     path = resolve_model(settings.model)
     decoder = FocusDecoder.from_pretrained(path, **settings.loading, **settings.defaults)
-    engine = make_engine(decoder, settings.engine, max_rows=settings.max_rows)
+    engine = make_engine(decoder, settings.engine, max_rows=settings.max_rows, join=settings.join)
     return engine, settings.config(settings.model or "default")
 
 
@@ -142,6 +147,13 @@ def add_serve_commands(subparsers: argparse._SubParsersAction) -> None:
         "--engine", choices=ENGINES, default=None, help="batched (default when available) or serial"
     )
     serve.add_argument("--max-rows", type=int, default=None, help="batched engine: rows decoded together")
+    serve.add_argument(
+        "--join",
+        choices=JOIN_MODES,
+        default=None,
+        help="batched engine: new requests join the running batch at the next step (step, the default) "
+        "or once it has drained (batch)",
+    )
     serve.add_argument(
         "--api-key", default=None, help="require 'Authorization: Bearer KEY' (or $FOCUS_API_KEY)"
     )
@@ -213,6 +225,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         served_model_name=args.served_model_name,
         engine=engine,
         max_rows=args.max_rows,
+        join=args.join,
         api_key=args.api_key,
         threads=args.threads,
         loading=loading_options(args),

@@ -10,6 +10,7 @@ from focus_integrations.images import REMOTE_MAX_BYTES, REMOTE_TIMEOUT_S
 
 API_KEY_ENV = "FOCUS_API_KEY"
 ENGINES = ("batched", "serial")
+JOIN_MODES = ("step", "batch")  # the batched engine's joining policies (scheduler.JOIN_MODES, without torch)
 
 
 @dataclass(frozen=True)

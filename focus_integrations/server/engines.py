@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from focus_integrations.outputs import GenerationOutput
 
 
+DEFAULT_JOIN = "step"  # measured better than "batch" at the 8-client target (docs/benchmarks.md, serving)
+
+
 @dataclass(frozen=True)
 class EngineStats:
     queued: int = 0  # submitted, not decoding yet
@@ -215,9 +218,21 @@ def _rows_of(text_stream: TextStream) -> int:
     return build_rule(options, images).n_rows if options is not None else 1
 
 
-def make_engine(decoder: FocusDecoder, kind: str = "batched", *, max_rows: int | None = None) -> Engine:
-    """``"batched"``: requests share each forward pass (``BatchEngine``); ``"serial"``: one at a time."""
+def make_engine(
+    decoder: FocusDecoder,
+    kind: str = "batched",
+    *,
+    max_rows: int | None = None,
+    join: str | None = None,
+) -> Engine:
+    """``"batched"``: requests share each forward pass (``BatchEngine``); ``"serial"``: one at a time.
+
+    ``join`` (batched only): ``"step"`` (the default: a new request joins the running batch at the next
+    step) or ``"batch"`` (it waits until the running batch has drained); see docs/serving.md.
+    """
     if kind == "serial":
+        if join is not None:
+            raise InvalidOptionError("join applies to the batched engine only")
         return SerialEngine(decoder)
     if kind == "batched":
         try:
@@ -226,8 +241,8 @@ def make_engine(decoder: FocusDecoder, kind: str = "batched", *, max_rows: int |
             raise InvalidOptionError(
                 f"the batched engine is not available in this installation ({err}); use engine='serial'"
             ) from None
-        kwargs = {"max_rows": max_rows} if max_rows is not None else {}
-        return BatchEngine(decoder, **kwargs)
+        kwargs: dict[str, Any] = {"max_rows": max_rows} if max_rows is not None else {}
+        return BatchEngine(decoder, join=join or DEFAULT_JOIN, **kwargs)
     raise InvalidOptionError(f"unknown engine {kind!r}; choose one of batched, serial")
 
 

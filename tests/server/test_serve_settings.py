@@ -63,3 +63,23 @@ def test_bad_settings_fail_in_one_line() -> None:
         ServeSettings.from_dict({"modle": "x"})
     with pytest.raises(InvalidOptionError, match="unknown loading option"):
         ServeSettings(loading={"devcie": "cpu"})
+
+
+def test_focus_serve_exposes_the_join_policy_and_defaults_to_step_joining() -> None:
+    from focus_integrations.server.cli import build_engine
+    from focus_integrations.testing import tiny_checkpoint
+
+    model = str(tiny_checkpoint("qwen2_5_vl"))
+    assert settings_from_args(_args("--model", model)).join is None  # not set: the engine's default
+    for flags, join in (((), "step"), (("--join", "batch"), "batch"), (("--join", "step"), "step")):
+        engine, _ = build_engine(settings_from_args(_args("--model", model, *flags)))
+        try:
+            assert engine.join == join
+        finally:
+            engine.close()
+    with pytest.raises(InvalidOptionError, match="batched engine only"):
+        settings_from_args(_args("--engine", "serial", "--join", "batch"))
+    with pytest.raises(InvalidOptionError, match="join must be one of"):
+        ServeSettings(join="continuous")
+    with pytest.raises(SystemExit):  # argparse refuses other policies
+        _args("--join", "sometimes")
