@@ -95,12 +95,10 @@ class FocusCombination:
 
 
 @dataclass(frozen=True)
-class CalibratedFocusCombination:
-    """N-calibrated FOCUS: :func:`calibrated_focus_combine` (``alpha`` = (N-1)/N, reported only)."""
+class CalibratedFocusCombination(FocusCombination):
+    """N-calibrated FOCUS, on FOCUS's rows: :func:`calibrated_focus_combine` (``alpha`` = (N-1)/N, reported only)."""
 
-    alpha: float
     name: ClassVar[str] = "focus-n-calibrated"
-    clean_rows: ClassVar[slice] = slice(1, None)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         return calibrated_focus_combine(logits)
@@ -118,7 +116,9 @@ class VcdCombination:
         return vcd_combine(logits, self.alpha)
 
 
-Combination = VanillaCombination | FocusCombination | CalibratedFocusCombination | VcdCombination
+Combination = (
+    VanillaCombination | FocusCombination | VcdCombination
+)  # CalibratedFocusCombination is a FocusCombination
 
 
 @dataclass(frozen=True)
