@@ -220,7 +220,7 @@ def build_rule(
     n_groups = len(set(groups))
     ban = BanTokens(tuple(banned_token_ids)) if banned_token_ids else None
     cutoff = PlausibilityCutoff(options.plausibility_beta) if options.plausibility_beta is not None else None
-    if options.mode == "focus" and n_groups >= 2:
+    if options.mode == "focus" and n_groups >= (1 if options.focus_one_image else 2):
         masks = (all_noise,) + tuple(tuple(g == k for g in groups) for k in range(n_groups))
         alpha = options.alpha_for(n_groups)
         calibrated = options.alpha == N_CALIBRATED
@@ -228,7 +228,8 @@ def build_rule(
         return LogitsRule(combination, masks, cutoff, ban)
     if options.mode == "vcd" and n_images >= 1:
         return LogitsRule(VcdCombination(options.alpha_for(n_images)), (all_clean, all_noise), cutoff, ban)
-    # vanilla, and FOCUS with a single image or group (the reference code skips FOCUS then).
+    # vanilla, and FOCUS with a single image or group (the reference code skips FOCUS on the one-image queries
+    # it passes without noise; ``focus_one_image`` decodes the ones it passes with noise rows).
     return LogitsRule(VanillaCombination(), (all_clean,), None, ban)
 
 

@@ -87,6 +87,10 @@ class DecodingOptions:
     # processor's multi-image path (one base-resolution view each). No effect on families that process every
     # image the same way either way (families.FamilySpec.flat_list_anyres).
     multi_image_anyres: bool = False
+    # FOCUS on a request with ONE image (or group) too: rows [noise] and [clean], z_1 - alpha * z_0, as the
+    # reference runners decode whenever they inject noise (MIRB, Mantis, MuirBench, MMLongBench). Default: plain
+    # decoding there, as the runners' un-noised one-image queries (Winoground's and VisMin's text queries).
+    focus_one_image: bool = False
     plausibility_beta: float | None = None
     max_new_tokens: int | None = DEFAULT_MAX_NEW_TOKENS
     max_length: int | None = None
@@ -425,6 +429,7 @@ _CHECKS: dict[str, Any] = {
     "shared_vision": _boolean,
     "share_prefix": _boolean,
     "multi_image_anyres": _boolean,
+    "focus_one_image": _boolean,
     "plausibility_beta": _optional(_in_range(0.0, 1.0, high_open=True)),
     "max_new_tokens": _optional(_count(1)),
     "max_length": _optional(_count(1)),

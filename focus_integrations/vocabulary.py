@@ -243,6 +243,7 @@ _ENGINE_ONLY = frozenset(
         "shared_vision",
         "share_prefix",
         "multi_image_anyres",
+        "focus_one_image",
         "plausibility_beta",
         "row_chunk_size",
         "chat_template_kwargs",

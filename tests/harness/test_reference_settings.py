@@ -111,3 +111,42 @@ def test_eval_prints_one_progress_bar_and_no_loading_bar(checkpoint, bench_data,
     assert all(bar.startswith("winoground test:") for bar in bars), bars  # the harness's own, nothing else
     assert any("4/4" in bar and "<" in bar for bar in bars)  # rows x modes, with its ETA/elapsed field
     assert "== protocol reference ==" in captured.out
+
+
+def test_focus_one_image_contrasts_the_clean_row_with_the_noise_row(tiny_checkpoint):
+    """The reference runners that add noise rows decode a one-image query as a batch of two, [noise] and
+    [clean], and their sampler contrasts it: z_1 - alpha * z_0. Checked against the slow construction."""
+    from engine.reference import reference_focus_greedy
+    from PIL import Image
+
+    decoder = FocusDecoder.from_pretrained(str(tiny_checkpoint("qwen2_5_vl")))
+    image = [Image.new("RGB", (40, 30), (200, 30, 30))]
+    prompt = "What colour is the shape?"
+    greedy = dict(do_sample=False, max_new_tokens=4, alpha=0.7, seed=7)
+    one = decoder.generate(image, prompt, mode="focus", focus_one_image=True, **greedy)
+    expected, _ = reference_focus_greedy(
+        decoder.model,
+        decoder.processor,
+        image,
+        prompt,
+        alpha=0.7,
+        seed=7,
+        max_new_tokens=4,
+        banned=decoder.banned_token_ids,
+    )
+    assert one.settings["rule"] == "focus" and one.settings["n_rows"] == 2
+    assert one.token_ids == expected[: len(one.token_ids)]
+    plain = decoder.generate(image, prompt, mode="focus", **greedy)  # the default: FOCUS skipped at N = 1
+    assert plain.settings["rule"] == "vanilla" and plain.settings["n_rows"] == 1
+    assert plain.token_ids == decoder.generate(image, prompt, mode="vanilla", **greedy).token_ids
+    assert one.token_ids != plain.token_ids  # the contrast changes the answer of this random model
+
+
+def test_reference_runs_focus_on_one_image_rows_only_where_the_runners_add_noise_rows():
+    noised = ("mirb", "mantis", "muirbench", "mmlongbench", "vinoground")
+    for name in noised + ("winoground", "vismin", "info-leakage"):
+        protocol = get_benchmark(name).protocol("reference")
+        assert protocol.engine_options("vanilla")["multi_image_anyres"] is True, name
+        assert protocol.engine_options("focus").get("focus_one_image", False) is (name in noised), name
+        strict = get_benchmark(name).protocols.get("strict")
+        assert strict is None or strict.mode_generation == {}, name  # strict: every mode fed alike, N=1 plain

@@ -25,6 +25,10 @@ REFERENCE_GENERATION = {
 # every image (anyres); its FOCUS rows pass nested lists (one base-resolution view per image, the engine's
 # default). Families whose processors treat both alike are unaffected (families.FamilySpec.flat_list_anyres).
 REFERENCE_MODE_GENERATION = {"vanilla": {"multi_image_anyres": True}}
+# Runners that add noise rows to every query (MIRB, Mantis, MuirBench, MMLongBench, Vinoground) run FOCUS on
+# one-image rows too: rows [noise] and [clean] are a batch of 2, and their patched sampler contrasts any batch
+# larger than 1. Winoground's and VisMin's text queries pass one image without noise: plain decoding.
+REFERENCE_MODE_GENERATION_NOISED = REFERENCE_MODE_GENERATION | {"focus": {"focus_one_image": True}}
 # Strict: greedy, short answers (lmms-eval's MuirBench/MIRB use 16/64 greedy tokens).
 STRICT_GENERATION = {"do_sample": False, "max_new_tokens": 64}
 
@@ -115,7 +119,11 @@ def interleave(text: str, images: list[Any]) -> list[dict[str, Any]]:
     return content
 
 
-def ab_protocols(templates: dict[str, str], system: str) -> dict[str, Protocol]:
+def ab_protocols(
+    templates: dict[str, str],
+    system: str,
+    mode_generation: dict[str, dict[str, Any]] = REFERENCE_MODE_GENERATION,
+) -> dict[str, Protocol]:
     """The A/B pair protocols (Winoground, Vinoground): the authors' prompt under both; strict changes only
     the decoding and the reading (these benchmarks have no official LVLM prompt)."""
     return {
@@ -125,7 +133,7 @@ def ab_protocols(templates: dict[str, str], system: str) -> dict[str, Protocol]:
             REFERENCE_AB_FALLBACK_A,
             system=system,
             generation=REFERENCE_GENERATION,
-            mode_generation=REFERENCE_MODE_GENERATION,
+            mode_generation=mode_generation,
             quirks=(QUIRK_FALLBACK_A, *REFERENCE_COMMON_QUIRKS),
         ),
         "strict": Protocol("strict", templates, STRICT_AB, system=system, generation=STRICT_GENERATION),

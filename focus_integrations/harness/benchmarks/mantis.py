@@ -11,7 +11,7 @@ from focus_integrations.harness.benchmarks.common import (
     ABCD_UNBOUNDED,
     REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
-    REFERENCE_MODE_GENERATION,
+    REFERENCE_MODE_GENERATION_NOISED,
     STRICT_GENERATION,
     interleave,
     prepare,
@@ -92,7 +92,7 @@ BENCHMARK = Benchmark(
             REFERENCE_TEMPLATES,
             ReferenceLetter(ABCD_UNBOUNDED, "abcd", MANTIS_CUES),
             generation=REFERENCE_GENERATION,
-            mode_generation=REFERENCE_MODE_GENERATION,
+            mode_generation=REFERENCE_MODE_GENERATION_NOISED,
             quirks=(
                 "the option-letter regex \\(?([abcd])\\)? is not word-bounded (the 'a' of 'based' counts) and "
                 "cannot read E; an unreadable answer reads as 'abcd' (always wrong)",

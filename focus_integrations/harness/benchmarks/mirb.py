@@ -9,7 +9,7 @@ from focus_integrations.errors import DatasetLayoutError
 from focus_integrations.harness.benchmarks.common import (
     REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
-    REFERENCE_MODE_GENERATION,
+    REFERENCE_MODE_GENERATION_NOISED,
     STRICT_GENERATION,
     prepare,
     single_query,
@@ -90,7 +90,7 @@ BENCHMARK = Benchmark(
             ReferenceExact(),
             resize=(512, 512),
             generation=REFERENCE_GENERATION,
-            mode_generation=REFERENCE_MODE_GENERATION,
+            mode_generation=REFERENCE_MODE_GENERATION_NOISED,
             quirks=(
                 "the WHOLE lowercased answer (',' and '.' removed) must equal the gold: not comparable with "
                 "lmms-eval's extraction",

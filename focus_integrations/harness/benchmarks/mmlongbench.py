@@ -23,7 +23,7 @@ from focus_integrations.harness.benchmarks import mmlb_metrics as m
 from focus_integrations.harness.benchmarks.common import (
     REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
-    REFERENCE_MODE_GENERATION,
+    REFERENCE_MODE_GENERATION_NOISED,
     STRICT_GENERATION,
     interleave,
 )
@@ -270,7 +270,7 @@ BENCHMARK = Benchmark(
             TEMPLATES,
             _AnswerText("Answer:"),
             generation=REFERENCE_GENERATION,
-            mode_generation=REFERENCE_MODE_GENERATION,
+            mode_generation=REFERENCE_MODE_GENERATION_NOISED,
             quirks=(
                 "a missing image becomes a gray 224x224 placeholder (strict: an error)",
                 "Visual Haystack: no yes/no read -> the default-answer cycle 0,1,1,0 (strict: wrong)",

@@ -10,7 +10,7 @@ from focus_integrations.harness.benchmarks.common import (
     ABCD_UNBOUNDED,
     REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
-    REFERENCE_MODE_GENERATION,
+    REFERENCE_MODE_GENERATION_NOISED,
     STRICT_GENERATION,
     interleave,
     prepare,
@@ -83,7 +83,7 @@ BENCHMARK = Benchmark(
             ReferenceLetter(ABCD_UNBOUNDED, "abcd"),
             resize=(512, 512),
             generation=REFERENCE_GENERATION,
-            mode_generation=REFERENCE_MODE_GENERATION,
+            mode_generation=REFERENCE_MODE_GENERATION_NOISED,
             quirks=(
                 "when an option is exactly '<image>', the options become the question's characters "
                 "(list-membership bug)",

@@ -16,6 +16,7 @@ from PIL import Image
 
 from focus_integrations.errors import DatasetLayoutError
 from focus_integrations.harness.benchmarks.common import (
+    REFERENCE_MODE_GENERATION_NOISED,
     ab_protocols,
     pair_queries,
     prepare,
@@ -81,7 +82,7 @@ BENCHMARK = Benchmark(
         "{index}_neg.mp4 (unzip vinoground_videos.zip) or vinoground_frames/{index}_pos/*.jpg",
         ("index", "pos_cap", "neg_cap"),
     ),
-    protocols=ab_protocols(TEMPLATES, SYSTEM),
+    protocols=ab_protocols(TEMPLATES, SYSTEM, REFERENCE_MODE_GENERATION_NOISED),
     queries=queries,
     primary="group",
     metrics={
