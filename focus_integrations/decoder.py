@@ -1,4 +1,8 @@
-"""``FocusDecoder``: the public API. Messages -> images + chat -> masked rows -> lockstep decode -> text."""
+"""``FocusDecoder``: loading, the option layers and the public API (generate / stream / score / batches).
+
+Messages -> images + chat (request.build_conversation) -> masked rows (request.prepare_request, row_groups) ->
+lockstep decode (stream.TextStream, or scheduler.py for batches) -> text (answer.Answer).
+"""
 
 from __future__ import annotations
 
