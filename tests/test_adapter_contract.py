@@ -47,3 +47,109 @@ def test_the_same_mistake_is_the_same_error_in_both_adapters(decoder, kwargs, me
     with pytest.raises(InvalidOptionError, match=message) as llama_index_error:
         FocusMultiModalLLM(model, **kwargs)
     assert type(langchain_error.value) is type(llama_index_error.value) is InvalidOptionError
+
+
+# ------------------------------------------------------------------------------ the same answer, both ways
+
+
+def _png(colour: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+IMAGES = [_png(c) for c in ("red", "blue", "green")]
+GROUPS = ["sku-1", "sku-1", None]  # the first two photos are one product
+
+
+def _answers(decoder, chat_fields: dict, llm_fields: dict, call: dict, *, grouped: bool = False):
+    """One request through ChatFocus, FocusMultiModalLLM and the engine itself: the three texts."""
+    import base64
+
+    from langchain_core.messages import HumanMessage
+    from llama_index.core.base.llms.types import ChatMessage, ImageBlock, TextBlock
+
+    from focus_integrations.langchain import ChatFocus
+    from focus_integrations.llama_index import FocusMultiModalLLM, GroupedImageBlock
+
+    groups = GROUPS if grouped else [None] * len(IMAGES)
+    blocks: list = [{"type": "text", "text": "What colour is image 2?"}]
+    li_blocks: list = [TextBlock(text="What colour is image 2?")]
+    items: list = [{"type": "text", "text": "What colour is image 2?"}]
+    for data, group in zip(IMAGES, groups):
+        extra = {"group": group} if group else {}
+        blocks.append(
+            {"type": "image", "base64": base64.b64encode(data).decode(), "mime_type": "image/png", **extra}
+        )
+        li_blocks.append(GroupedImageBlock(image=data, group=group) if group else ImageBlock(image=data))
+        items.append({"type": "image", "image": data, **extra})
+    chat = ChatFocus(decoder=decoder, **chat_fields).invoke([HumanMessage(content=blocks)], **call)
+    llm = FocusMultiModalLLM(decoder=decoder, **llm_fields).chat(
+        [ChatMessage(role="user", blocks=li_blocks)], **call
+    )
+    engine_options = {"max_new_tokens": chat_fields.get("max_tokens")} | {
+        k: v for k, v in chat_fields.items() if k not in ("max_tokens", "generate_kwargs")
+    }
+    engine_options = {k: v for k, v in engine_options.items() if v is not None} | call
+    engine = decoder.generate(
+        messages=[{"role": "user", "content": items}], require_images=False, **engine_options
+    )
+    return chat.content, llm.message.content, engine.text
+
+
+ANSWER_CASES = {
+    "greedy": ({"max_tokens": 6, "temperature": 0}, {}),
+    "call max_tokens": ({}, {"max_tokens": 4}),
+    "call temperature 0": ({"max_tokens": 5}, {"temperature": 0}),
+    "sampling with a seed": ({"max_tokens": 5, "temperature": 0.8}, {}),
+    "vanilla": ({"max_tokens": 5, "mode": "vanilla"}, {}),
+    "alpha table": ({"max_tokens": 5, "alpha": {3: 0.5}}, {}),
+    "n-calibrated": ({"max_tokens": 5}, {"alpha": "n-calibrated"}),
+}
+
+
+@pytest.mark.parametrize("case", list(ANSWER_CASES))
+def test_the_same_request_is_the_same_answer_in_both_adapters_and_the_engine(decoder, case) -> None:
+    fields, call = ANSWER_CASES[case]
+    fields = {"seed": 0} | fields  # the noise images are drawn from the seed
+    llm_fields = {("max_new_tokens" if k == "max_tokens" else k): v for k, v in fields.items()}
+    chat, llm, engine = _answers(decoder, fields, llm_fields, call)
+    assert chat == llm == engine
+
+
+def test_image_groups_are_the_same_answer_in_both_adapters_and_the_engine(decoder) -> None:
+    fields = {"seed": 0, "max_tokens": 6}
+    chat, llm, engine = _answers(decoder, fields, {"seed": 0, "max_new_tokens": 6}, {}, grouped=True)
+    assert chat == llm == engine
+    grouped = decoder.generate(
+        messages=[{"role": "user", "content": [{"type": "image", "image": IMAGES[0], "group": "g"}]}],
+        max_new_tokens=1,
+    )
+    assert grouped.settings["n_groups"] == 1
+
+
+def test_a_named_field_beats_the_same_option_in_generate_kwargs_in_both_adapters(decoder) -> None:
+    # generate_kwargs lies below the named fields, under any of the option's names (max_tokens here).
+    chat, llm, engine = _answers(
+        decoder,
+        {"seed": 0, "max_tokens": 3, "generate_kwargs": {"max_tokens": 7}},
+        {"seed": 0, "max_new_tokens": 3, "generate_kwargs": {"max_tokens": 7}},
+        {},
+    )
+    assert chat == llm == engine
+
+
+def test_one_stop_string_is_one_stop_in_both_constructors(decoder) -> None:
+    full = _answers(decoder, {"seed": 0, "max_tokens": 8}, {"seed": 0, "max_new_tokens": 8}, {})[2]
+    stop = full[2]  # a character the answer really reaches: the answer must end just before it
+    chat, llm, engine = _answers(
+        decoder,
+        {"seed": 0, "max_tokens": 8, "stop": stop},
+        {"seed": 0, "max_new_tokens": 8, "stop": stop},
+        {},
+    )
+    assert chat == llm == engine == full[: full.index(stop)]

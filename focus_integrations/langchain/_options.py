@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from focus_integrations.adapters import adapter_options
 from focus_integrations.loading import LOADING_FIELDS, LoadingOptions
 from focus_integrations.options import DecodingOptions
-from focus_integrations.vocabulary import check_adapter_fields, check_timeout, combine_layers
+from focus_integrations.vocabulary import check_adapter_fields, check_timeout
 
 if TYPE_CHECKING:
     from focus_integrations.langchain.chat_models import ChatFocus
@@ -43,9 +44,8 @@ _IGNORED_KWARGS = {"stream", "parallel_tool_calls", "api_key", "base_url", "max_
 
 
 def field_layer(model: ChatFocus) -> dict[str, Any]:
-    """The decoding options set by ChatFocus fields (``generate_kwargs`` below the named fields)."""
-    named = {option: getattr(model, field) for field, option in _OPTION_FIELDS.items()}
-    return dict(model.generate_kwargs or {}) | {k: v for k, v in named.items() if v is not None}
+    """The decoding options ChatFocus's named fields set (engine names; None = not set)."""
+    return {option: getattr(model, field) for field, option in _OPTION_FIELDS.items()}
 
 
 def call_layer(kwargs: dict[str, Any], stop: list[str] | None) -> dict[str, Any]:
@@ -62,8 +62,9 @@ def call_layer(kwargs: dict[str, Any], stop: list[str] | None) -> dict[str, Any]
 
 
 def engine_options(model: ChatFocus, kwargs: dict[str, Any], stop: list[str] | None) -> dict[str, Any]:
-    """Fields, then the call's keywords, as ONE layer of engine options; validated (InvalidOptionError)."""
-    options = combine_layers(field_layer(model), call_layer(kwargs, stop))
+    """Fields (``generate_kwargs`` below the named ones), then the call's keywords, as ONE layer of engine
+    options (the rule FocusMultiModalLLM uses too); validated (InvalidOptionError)."""
+    options = adapter_options(field_layer(model), model.generate_kwargs, call_layer(kwargs, stop))
     DecodingOptions.from_layers(options)  # raises InvalidOptionError before any work
     check_timeout(kwargs.get("timeout", model.timeout))
     return options

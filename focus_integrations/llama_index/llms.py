@@ -36,7 +36,7 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, ValidationError
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
@@ -158,7 +158,9 @@ class FocusMultiModalLLM(
     top_k: int | None = Field(default=None, description="Top-k sampling cutoff.")
     top_p: float | None = Field(default=None, description="Nucleus sampling cutoff.")
     repetition_penalty: float | None = Field(default=None, description="Penalty on the combined logits.")
-    stop: list[str] | None = Field(default=None, description="Stop strings (not included in the text).")
+    stop: str | list[str] | None = Field(
+        default=None, description="Stop strings (not included in the text); one string is one stop string."
+    )
     seed: int | None = Field(default=None, description="Seed for noise and sampling.")
     row_chunk_size: int | None = Field(default=None, description="Max rows per forward pass.")
     chat_template_kwargs: dict[str, Any] | None = Field(
@@ -203,6 +205,11 @@ class FocusMultiModalLLM(
     )
 
     _decoder: FocusDecoder = PrivateAttr()
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_string(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # "END" is one stop string, as in ChatFocus
 
     def __init__(
         self,
