@@ -96,7 +96,7 @@ class FocusCombination:
 
 @dataclass(frozen=True)
 class CalibratedFocusCombination(FocusCombination):
-    """N-calibrated FOCUS, on FOCUS's rows: :func:`calibrated_focus_combine` (``alpha`` = (N-1)/N, reported only)."""
+    """N-calibrated FOCUS on FOCUS's rows: :func:`calibrated_focus_combine` (``alpha`` = (N-1)/N, reported)."""
 
     name: ClassVar[str] = "focus-n-calibrated"
 

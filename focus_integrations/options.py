@@ -6,9 +6,10 @@ is a ``generate`` option, the per-mode FOCUS / VCD defaults otherwise). ``None``
 layer: it never overrides a lower layer. The mode-specific options (``alpha``, ``noise``, ``noise_scale``,
 ``plausibility_beta``) of a lower layer belong to the mode in effect there (FOCUS unless that layer or one
 below sets another): a call asking ``mode="vcd"`` gets VCD's own defaults, not a checkpoint's FOCUS alpha
-table; the call's own values apply to whatever mode it asks (:func:`scope_to_mode`). Every value is checked here, once, for every entry point: finite
-numbers, real booleans, integers in the ranges numpy and torch accept. Framework names (``max_tokens``,
-``temperature=0``, ...) are mapped to these fields by :mod:`focus_integrations.vocabulary`.
+table; the call's own values apply to whatever mode it asks (:func:`scope_to_mode`). Every value is checked
+here, once, for every entry point: finite numbers, real booleans, integers in the ranges numpy and torch
+accept. Framework names (``max_tokens``, ``temperature=0``, ...) are mapped to these fields by
+:mod:`focus_integrations.vocabulary`.
 """
 
 from __future__ import annotations
