@@ -8,6 +8,11 @@ what it computes alone: the padding changes neither its positions nor what it at
 leaves (``Cache.batch_select_indices``), and columns that became padding for every row are cut off, so the
 cache never grows beyond the longest request still running.
 
+Full-attention layers keep their keys and values in a buffer with room for ``ROOM`` more positions
+(:class:`RoomyLayer`): a step writes its token in place, where transformers' ``DynamicLayer`` copies the
+whole cache to append one position (``torch.cat``: about 40% of a 40-row step of the bench model on CPU). The
+attention reads the same values either way.
+
 Only plain dynamic caches can be merged this way (full-attention and sliding-window layers, as every
 supported family uses); ``can_batch`` says whether a model's cache qualifies.
 """
@@ -22,6 +27,8 @@ import torch
 from focus_integrations.decode import RowGroup, cache_kwarg, output_cache
 from focus_integrations.families import FamilySpec, row_position_ids
 
+ROOM = 64  # positions a full-attention layer's buffer grows by: one copy per ROOM steps, not one per step
+
 
 def can_batch(model: torch.nn.Module) -> bool:
     """True when the model's KV cache is made of layers this module knows how to pad, merge and cut."""
@@ -29,6 +36,70 @@ def can_batch(model: torch.nn.Module) -> bool:
 
     layers = DynamicCache(config=model.config).layers
     return bool(layers) and all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers)
+
+
+def _roomy_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class RoomyLayer(DynamicLayer):
+        """A full-attention ``DynamicLayer`` whose keys and values are views of a buffer with spare room.
+
+        ``update`` writes the new positions into the room (growing the buffer by ``ROOM`` when it is full)
+        instead of concatenating. Anything that replaces ``keys``/``values`` (merging, pruning, cutting
+        columns) is seen at the next update (they are no longer the views it handed out) and the buffer is
+        rebuilt around the new tensors.
+        """
+
+        _buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+        _views: tuple[torch.Tensor, torch.Tensor] | None = None
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized or self.keys.numel() == 0:
+                return super().update(key_states, value_states, *args, **kwargs)
+            length, new = self.keys.shape[-2], key_states.shape[-2]
+            views = self._views
+            current = views is not None and views[0] is self.keys and views[1] is self.values
+            if not current or self._buffers is None or length + new > self._buffers[0].shape[-2]:
+                self._buffers = tuple(  # type: ignore[assignment]
+                    self._with_room(old, length + new + ROOM) for old in (self.keys, self.values)
+                )
+            keys_buffer, values_buffer = self._buffers  # type: ignore[misc]
+            keys_buffer[:, :, length : length + new] = key_states
+            values_buffer[:, :, length : length + new] = value_states
+            self.keys = keys_buffer[:, :, : length + new]
+            self.values = values_buffer[:, :, : length + new]
+            self._views = (self.keys, self.values)
+            return self.keys, self.values
+
+        @staticmethod
+        def _with_room(tensor: torch.Tensor, capacity: int) -> torch.Tensor:
+            batch, heads, length, dim = tensor.shape
+            buffer = tensor.new_empty(batch, heads, capacity, dim)
+            buffer[:, :, :length] = tensor
+            return buffer
+
+    return RoomyLayer
+
+
+_ROOMY: type | None = None
+
+
+def with_room(cache: Any) -> Any:
+    """Give ``cache``'s full-attention layers a buffer with room (:class:`RoomyLayer`), in place; sliding
+    layers (they drop old positions) stay as they are."""
+    global _ROOMY
+    from transformers.cache_utils import DynamicLayer
+
+    if _ROOMY is None:
+        _ROOMY = _roomy_layer_class()
+    for index, layer in enumerate(cache.layers):
+        if type(layer) is DynamicLayer:
+            roomy = _ROOMY.__new__(_ROOMY)
+            roomy.__dict__.update(layer.__dict__)
+            cache.layers[index] = roomy
+    return cache
 
 
 def _stored(layer: Any, width: int) -> int:
@@ -82,7 +153,12 @@ class DecodeBatch:
                 deltas = deltas + group.rope_deltas.to(self.device).view(-1).to(lengths.dtype)
         self.members.append((owner, group.batch))
         if self.cache is None:
-            self.cache, self.mask, self.lengths, self.rope_deltas = group.cache, mask, lengths, deltas
+            self.cache, self.mask, self.lengths, self.rope_deltas = (
+                with_room(group.cache),
+                mask,
+                lengths,
+                deltas,
+            )
             return
         width = max(self.width, int(mask.shape[1]))
         for mine, theirs in zip(self.cache.layers, group.cache.layers):

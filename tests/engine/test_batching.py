@@ -170,6 +170,43 @@ def _rows_per_forward(decoder: FocusDecoder) -> tuple[list[tuple[int, int]], Any
     return seen, decoder.model.register_forward_pre_hook(hook, with_kwargs=True)
 
 
+def test_a_step_writes_into_the_caches_room_instead_of_copying_it(qwen, recorded, monkeypatch) -> None:
+    from focus_integrations import decode_batch
+
+    monkeypatch.setattr(
+        decode_batch, "ROOM", 3, raising=False
+    )  # the buffer fills up (and moves) every 3 steps
+    long_one = dict(images=_images(2, 9), prompt="Go on.", seed=19, max_new_tokens=24, min_new_tokens=24)
+    requests = [*_mixed_requests(), long_one]
+    solo = [qwen.generate(**r) for r in requests]
+    runner = BatchRunner(qwen, max_rows=64)
+    sinks = [Collected() for _ in requests]
+    storage: list[tuple[int, int, int]] = []  # (members, keys' storage, cached positions) after each step
+    with qwen._lock:
+        for i, request in enumerate(requests):
+            runner.submit(sinks[i], **request)
+        while runner.has_work:
+            runner.run_once()
+            cache = runner._shared.cache
+            if cache is not None:
+                keys = cache.layers[0].keys
+                storage.append(
+                    (len(runner._shared.members), keys.untyped_storage().data_ptr(), keys.shape[2])
+                )
+    # Steps after the first one since the batch last changed (a join or a leave rebuilds the cache anyway):
+    # they append in place, but for one move each time the room of 3 positions is used up.
+    later = [
+        (b, c)
+        for a, b, c in zip(storage, storage[1:], storage[2:])
+        if a[0] == b[0] == c[0] and b[2] == a[2] + 1 and c[2] == b[2] + 1
+    ]
+    moved = [pair for pair in later if pair[0][1] != pair[1][1]]
+    assert len(later) >= 6 and len(moved) <= len(later) // 3
+    for request, alone, sink in zip(requests, solo, sinks):  # moves, merges and cuts keep them exact
+        assert sink.error is None
+        _assert_same(qwen, request, alone, sink.output, recorded)
+
+
 def test_sampling_with_seeds_each_request_keeps_its_own_generator(qwen, recorded) -> None:
     requests = [
         dict(
