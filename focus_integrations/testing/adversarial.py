@@ -9,6 +9,11 @@ bad values, and judged by :func:`judge`: the call runs on a helper thread with a
 * ``hang``       still running at the deadline.
 
 Store cases also count good images lost to a bad neighbour. Needs the ``test`` extra (hypothesis).
+
+What lives where: this module judges and tallies cases and runs them against the library's entry points
+(engine, both adapters, the store, ``load_image``, ``focus ask``); ``adversarial_cases`` holds the values and
+hypothesis strategies (each value with its label); ``adversarial_serving`` runs the cases of the serving
+entry points (the OpenAI server, ``generate_batch`` / ``BatchEngine.submit``, ``focus eval``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import math
 import threading
 import time
 from collections import Counter
@@ -24,18 +28,27 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from focus_integrations.errors import FocusError
+from focus_integrations.testing.adversarial_cases import (
+    BAD,
+    EITHER,
+    GOOD,
+    combine_labels,
+    good_image,
+    has_surrogate,
+    message_lists,
+    mutated_images,
+    option_sets,
+    png_bytes,
+    store_bad_items,
+)
 
 CASE_DEADLINE_S = (
     60.0  # a case still running after this is a hang (tiny models answer in well under a second)
 )
-
-GOOD, BAD, EITHER = "good", "bad", "either"  # EITHER: an answer and a documented error are both fine
 
 
 @dataclass
@@ -146,190 +159,6 @@ def known_open(outcome: Outcome) -> str | None:
     return None
 
 
-# ------------------------------------------------------------------------------------------------- values
-
-
-def _png(colour: tuple[int, int, int] = (200, 30, 30), size: int = 28, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), colour).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def good_image(seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8))
-
-
-INF, NAN = math.inf, math.nan
-
-#: Engine option values that must work (each alone; combinations are drawn).
-GOOD_OPTIONS: dict[str, list[Any]] = {
-    "mode": ["focus", "vanilla", "vcd"],
-    "alpha": [0.0, 0.1, 1.0, 2.5],
-    "noise": ["imagenet+uniform", "gaussian", "uniform", "gray"],
-    "noise_scale": [0.0, 0.5, 1.0],
-    "do_sample": [False, True],
-    "temperature": [0.5, 1.0, 1.7],
-    "top_k": [0, 1, 5],
-    "top_p": [0.5, 1.0],
-    "repetition_penalty": [1.0, 1.3],
-    "stop": [["\n"], ["END"], "END"],
-    "seed": [0, 7, 2**31 - 1],
-    "fresh_noise": [False, True],
-    "shared_vision": [True, False],
-    "share_prefix": [True, False],
-    "row_chunk_size": [1, 2],
-    "plausibility_beta": [0.1, 0.5],
-}
-
-#: Engine option values that must be refused with InvalidOptionError (the issue's class 2 and their siblings).
-BAD_OPTIONS: dict[str, list[Any]] = {
-    "mode": ["greedy", 1],
-    "alpha": [-1.0, INF, NAN, "0.1", True],
-    "noise": [["gray"], "no-such-noise", 3],
-    "noise_scale": [-0.5, INF, NAN],
-    "do_sample": ["false", 1],
-    "temperature": [-1.0, INF, NAN, "1"],
-    "top_k": [True, -3, 2.5, "5"],  # 0 is valid: "no top-k", as in transformers' generate
-    "top_p": [0.0, 1.5, NAN],
-    "repetition_penalty": [0.0, -1.0, INF, NAN],
-    "stop": [5, [5]],
-    "seed": [-1, 2**70, 1.5, "7", True],
-    "row_chunk_size": [0, -1, 1.5, True],
-    "plausibility_beta": [-0.1, 1.5, NAN],
-    "max_new_tokens": [0, -1, 2.5, True, "3"],
-    "alhpa": [0.1],  # a misspelled option must not be dropped silently
-}
-
-
-def _noise_modes() -> list[str]:
-    from focus_integrations.noise import NOISE_MODES
-
-    return [name for name in GOOD_OPTIONS["noise"] if name in NOISE_MODES] or list(NOISE_MODES)[:2]
-
-
-@st.composite
-def option_sets(
-    draw: Any, names: dict[str, str] | None = None, drop: tuple[str, ...] = ()
-) -> tuple[dict, str]:
-    """(options, label): a few good options, and with probability 1/2 one bad one. ``names`` renames options
-    for an adapter (engine name -> adapter name); options in ``drop`` are not drawn."""
-    good_names = sorted(k for k in GOOD_OPTIONS if k not in drop)
-    chosen = draw(st.lists(st.sampled_from(good_names), max_size=4, unique=True))
-    options: dict[str, Any] = {}
-    for name in chosen:
-        pool = _noise_modes() if name == "noise" else GOOD_OPTIONS[name]
-        options[name] = draw(st.sampled_from(pool))
-    label = GOOD
-    if draw(st.booleans()):
-        bad_name = draw(st.sampled_from(sorted(k for k in BAD_OPTIONS if k not in drop)))
-        options[bad_name] = draw(st.sampled_from(BAD_OPTIONS[bad_name]))
-        label = BAD
-    options.setdefault("max_new_tokens", 3)
-    renamed = {(names or {}).get(k, k): v for k, v in options.items()}
-    return renamed, label
-
-
-# Content blocks of the engine's message format, each with its label.
-def _content_blocks() -> list[tuple[str, Callable[[], Any], str]]:
-    png = _png()
-    return [
-        ("text", lambda: {"type": "text", "text": "Which image is red?"}, GOOD),
-        ("plain string", lambda: "Describe them.", GOOD),
-        ("PIL image", lambda: {"type": "image", "image": good_image(1)}, GOOD),
-        ("PNG bytes", lambda: {"type": "image", "image": png}, GOOD),
-        ("JPEG bytes", lambda: {"type": "image", "image": _png(fmt="JPEG")}, GOOD),
-        (
-            "data URI",
-            lambda: {"type": "image", "url": "data:image/png;base64," + base64.b64encode(png).decode()},
-            GOOD,
-        ),
-        ("uint8 array", lambda: {"type": "image", "image": np.zeros((20, 24, 3), np.uint8)}, GOOD),
-        ("text with a lone surrogate", lambda: {"type": "text", "text": "why \ud800?"}, EITHER),
-        ("text with NUL", lambda: {"type": "text", "text": "a\x00b"}, EITHER),
-        ("image without source", lambda: {"type": "image"}, BAD),
-        ("unknown block type", lambda: {"type": "audio", "audio": b"RIFF"}, BAD),
-        ("image as int", lambda: {"type": "image", "image": 7}, BAD),
-        ("corrupt PNG", lambda: {"type": "image", "image": png[:40]}, BAD),
-        ("NaN array", lambda: {"type": "image", "image": np.full((8, 8, 3), np.nan)}, BAD),
-        ("2-channel array", lambda: {"type": "image", "image": np.zeros((8, 8, 2), np.uint8)}, BAD),
-        ("zero-size image", lambda: {"type": "image", "image": Image.new("RGB", (0, 0))}, BAD),
-        (
-            "remote URL (refused by default)",
-            lambda: {"type": "image", "url": "http://127.0.0.1:9/a.png"},
-            BAD,
-        ),
-        ("missing file", lambda: {"type": "image", "image": "/nonexistent/x.png"}, BAD),
-        ("bad data URI", lambda: {"type": "image", "url": "data:image/png;base64,!!!"}, BAD),
-        ("block without type", lambda: {"text": "hi"}, BAD),
-        ("None block", lambda: None, BAD),
-    ]
-
-
-CONTENT_BLOCKS = _content_blocks()
-ROLES = [("user", GOOD), ("system", EITHER), ("assistant", EITHER), ("wizard", BAD), (None, BAD)]
-
-
-def _combine(labels: list[str]) -> str:
-    return BAD if BAD in labels else (EITHER if EITHER in labels else GOOD)
-
-
-@st.composite
-def message_lists(draw: Any) -> tuple[list[dict], str, str]:
-    """(messages, label, description): one to three turns of drawn content blocks, ending with a user turn."""
-    turns, labels, names = [], [], []
-    for position in range(draw(st.integers(1, 3))):
-        last = position == 0
-        role, role_label = ("user", GOOD) if last else draw(st.sampled_from(ROLES))
-        if draw(st.integers(0, 9)) == 0:
-            content, content_label, shown = draw(
-                st.sampled_from([(5, BAD, "int content"), ("", EITHER, "empty")])
-            )
-            labels.append(content_label)
-            names.append(shown)
-        else:
-            picks = draw(st.lists(st.sampled_from(range(len(CONTENT_BLOCKS))), min_size=1, max_size=4))
-            content = [CONTENT_BLOCKS[i][1]() for i in picks]
-            labels += [CONTENT_BLOCKS[i][2] for i in picks]
-            names += [CONTENT_BLOCKS[i][0] for i in picks]
-        labels.append(role_label)
-        turns.insert(0, {"role": role, "content": content})
-        names.insert(0, f"[{role}]")
-    return turns, _combine(labels), " ".join(names)
-
-
-# ------------------------------------------------------------------------------------------ fuzzed images
-
-
-def base_images() -> dict[str, bytes]:
-    """Small valid images of the formats the fuzzer mutates."""
-    frames = [Image.new("P", (12, 10), i) for i in range(3)]
-    gif = io.BytesIO()
-    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
-    return {"png": _png(size=16), "jpeg": _png(size=16, fmt="JPEG"), "gif": gif.getvalue()}
-
-
-@st.composite
-def mutated_images(draw: Any) -> tuple[str, bytes]:
-    fmt = draw(st.sampled_from(sorted(base_images())))
-    data = bytearray(base_images()[fmt])
-    kind = draw(st.sampled_from(["flip bytes", "truncate", "insert", "header size"]))
-    if kind == "flip bytes":
-        for _ in range(draw(st.integers(1, 8))):
-            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
-    elif kind == "truncate":
-        data = data[: draw(st.integers(0, len(data) - 1))]
-    elif kind == "insert":
-        at = draw(st.integers(0, len(data)))
-        data[at:at] = draw(st.binary(min_size=1, max_size=32))
-    else:  # the width/height bytes of the header: huge or zero dimensions
-        offset = {"png": 16, "gif": 6, "jpeg": draw(st.integers(100, 170))}[fmt]
-        data[offset : offset + 4] = draw(
-            st.sampled_from([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\x00\x01"])
-        )
-    return f"{fmt}: {kind}", bytes(data)
-
-
 # ------------------------------------------------------------------------------------------------ runners
 
 
@@ -395,7 +224,7 @@ def run_langchain(decoder: Any, tally: Tally, examples: int = 25) -> None:
     from focus_integrations.langchain import ChatFocus
 
     def image_block() -> dict:
-        return {"type": "image", "base64": base64.b64encode(_png()).decode(), "mime_type": "image/png"}
+        return {"type": "image", "base64": base64.b64encode(png_bytes()).decode(), "mime_type": "image/png"}
 
     @_property(option_sets(LANGCHAIN_NAMES, LANGCHAIN_DROP), examples, "langchain-options")
     def options(drawn: tuple[dict, str]) -> None:
@@ -418,7 +247,7 @@ def run_llama_index(decoder: Any, tally: Tally, examples: int = 25) -> None:
 
     from focus_integrations.llama_index import FocusMultiModalLLM
 
-    documents = [ImageDocument(image=base64.b64encode(_png()).decode()) for _ in range(2)]
+    documents = [ImageDocument(image=base64.b64encode(png_bytes()).decode()) for _ in range(2)]
 
     @_property(option_sets(), examples, "llama-index-options")
     def options(drawn: tuple[dict, str]) -> None:
@@ -435,34 +264,11 @@ def run_llama_index(decoder: Any, tally: Tally, examples: int = 25) -> None:
     options()
 
 
-def _store_bad_items(tmp: Any) -> list[tuple[str, Callable[[], Any]]]:
-    from focus_integrations.store import ImageItem
-
-    png = _png((10, 200, 10))
-    return [
-        ("not an image source", lambda: 42),
-        ("dict without image", lambda: {"caption": "x"}),
-        ("corrupt bytes", lambda: ImageItem(png[:30], id="corrupt")),
-        ("empty bytes", lambda: ImageItem(b"", id="empty")),
-        ("lone-surrogate caption", lambda: ImageItem(png, id="sur", caption="bad \udc80")),
-        ("lone-surrogate id", lambda: ImageItem(png, id="id\ud800")),
-        ("empty id", lambda: ImageItem(png, id="")),
-        ("caption not a string", lambda: ImageItem(png, id="cap", caption=7)),
-        ("reserved metadata key", lambda: ImageItem(png, id="meta", metadata={"focus_sha256": "x"})),
-        ("non-finite metadata", lambda: ImageItem(png, id="nan", metadata={"price": NAN})),
-        ("surrogate metadata value", lambda: ImageItem(png, id="mv", metadata={"brand": "\udcff"})),
-        ("missing file", lambda: str(tmp / "nope.png")),
-        ("remote URL", lambda: "https://127.0.0.1:9/x.png"),
-        ("zero-size PIL image", lambda: ImageItem(Image.new("RGB", (0, 0)), id="zero")),
-        ("NaN array", lambda: ImageItem(np.full((4, 4, 3), np.nan), id="nanarr")),
-    ]
-
-
 def run_store(store: Any, tmp: Any, tally: Tally, examples: int = 30) -> None:
     """ImageStore: ingest of good images next to one bad item (none may be lost), and query arguments."""
     from focus_integrations.store import ImageItem
 
-    bad_items = _store_bad_items(tmp)
+    bad_items = store_bad_items(tmp)
     counter = iter(range(10**6))
 
     @_property(st.tuples(st.sampled_from(range(len(bad_items))), st.integers(0, 2)), examples, "store-ingest")
@@ -506,8 +312,8 @@ def run_store(store: Any, tmp: Any, tally: Tally, examples: int = 30) -> None:
     )
     def query(drawn: tuple) -> None:
         text, (k, k_label), (where, where_label) = drawn
-        text_label = BAD if not text.strip() else EITHER if _has_surrogate(text) else GOOD
-        label = _combine([text_label, k_label, where_label])
+        text_label = BAD if not text.strip() else EITHER if has_surrogate(text) else GOOD
+        label = combine_labels([text_label, k_label, where_label])
 
         def call() -> Any:
             hits = store.query(text, k=k, where=where)
@@ -518,14 +324,6 @@ def run_store(store: Any, tmp: Any, tally: Tally, examples: int = 30) -> None:
 
     ingest()
     query()
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
 
 
 def run_images(tally: Tally, examples: int = 60) -> None:
@@ -553,7 +351,7 @@ def run_cli(model_path: str, tmp: Any, tally: Tally, examples: int = 10) -> None
     good = tmp / "good.png"
     good_image(3).save(good)
     corrupt = tmp / "corrupt.png"
-    corrupt.write_bytes(_png()[:50])
+    corrupt.write_bytes(png_bytes()[:50])
     images = [([str(good)], GOOD), ([str(good), str(corrupt)], BAD), ([str(tmp / "missing.png")], BAD)]
     flags = [
         ([], GOOD),
@@ -586,7 +384,9 @@ def run_cli(model_path: str, tmp: Any, tally: Tally, examples: int = 10) -> None
                 raise _CliError(lines[0])
             return status
 
-        tally.add(judge("CLI (focus ask)", " ".join(argv[3:]), _combine([image_label, flag_label]), call))
+        tally.add(
+            judge("CLI (focus ask)", " ".join(argv[3:]), combine_labels([image_label, flag_label]), call)
+        )
 
     ask()
 
