@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from focus_integrations.errors import EngineClosedError, PromptError
+from focus_integrations.errors import EngineClosedError, FocusError, PromptError
 from focus_integrations.scheduler import (
     DEFAULT_MAX_ROWS,
     JOIN_MODES,
@@ -69,24 +69,30 @@ def run_batch(
             failures.append(error)
 
     failures: list[BaseException] = []
-    jobs = []
+    jobs: list[Any] = []  # a job, or (return_exceptions) the error that refused its request
     for index, request in enumerate(requests):
-        if not isinstance(request, dict):
-            raise PromptError(f"request {index} must be a dict of generate() arguments, got {request!r}")
-        kwargs = dict(request)
-        jobs.append(
-            decoder._batch_job(kwargs.pop("images", None), kwargs.pop("prompt", None), kwargs, Collect())
-        )
+        try:
+            if not isinstance(request, dict):
+                raise PromptError(f"request {index} must be a dict of generate() arguments, got {request!r}")
+            kwargs = dict(request)
+            jobs.append(
+                decoder._batch_job(kwargs.pop("images", None), kwargs.pop("prompt", None), kwargs, Collect())
+            )
+        except FocusError as err:  # refused before it starts (an option, a message): alone, as when decoding
+            if not return_exceptions:
+                raise
+            jobs.append(err)
     runner = BatchRunner(decoder, max_rows=DEFAULT_MAX_ROWS if max_rows is None else max_rows, join=join)
     for job in jobs:
-        runner.add(job)
+        if not isinstance(job, BaseException):
+            runner.add(job)
     with decoder._hold():
         while runner.has_work:
             runner.run_once()
             if failures and not return_exceptions:
                 runner.shutdown(failures[0])
                 raise failures[0]
-    return [job.sink.result for job in jobs]
+    return [job if isinstance(job, BaseException) else job.sink.result for job in jobs]
 
 
 _END = object()

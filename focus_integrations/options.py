@@ -198,6 +198,8 @@ def normalize_alpha(value: Any, mode: str) -> float | str | AlphaTable:
             if not _is_number(alpha) or alpha < 0:
                 raise InvalidOptionError(f"alpha for N={n} must be a finite number >= 0, got {alpha!r}")
             table[n] = float(alpha)
+        if not table:  # an empty table gives no alpha for any N
+            raise InvalidOptionError("an alpha table needs at least one {N: alpha} entry, got an empty one")
         return tuple(sorted(table.items()))
     if not _is_number(value) or value < 0:
         raise InvalidOptionError(
@@ -382,6 +384,9 @@ def _token_ids(name: str, value: Any) -> tuple[int, ...]:
 
 def _token_id_lists(name: str, value: Any) -> tuple[tuple[int, ...], ...]:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence) or not value:
+        raise _bad(name, "a non-empty list of non-empty lists of token ids", value)
+    if any(not isinstance(item, Sequence) or isinstance(item, (str, bytes)) for item in value):
+        # [5, 6] is ambiguous (one banned sequence, or two banned tokens?): transformers refuses it too
         raise _bad(name, "a non-empty list of non-empty lists of token ids", value)
     return tuple(_token_ids(name, item) for item in value)
 

@@ -2,8 +2,9 @@
 
     python scripts/reliability_report.py [--write docs/reliability.md] [--no-server] [--scale 1.0]
 
-The cases are the test suite's (``focus_integrations.testing.adversarial``, hypothesis with ``derandomize``:
-the same cases every run), plus the deadline faults: a hostile loopback HTTP server for remote images and a
+The cases are the test suite's (``focus_integrations.testing.adversarial`` and ``adversarial_serving``:
+hypothesis with ``derandomize``, the same cases every run; the server's and ``focus eval``'s case tables are
+run whole), plus the deadline faults: a hostile loopback HTTP server for remote images and a
 real ``chroma run`` server that is frozen (SIGSTOP) and stopped. Prints the table; ``--write`` replaces the
 table between its markers in the file; exits 1 if any case failed (and lists the failures).
 Offline: a tiny random checkpoint (built on first use) and the bundled MiniLM embedder.
@@ -28,11 +29,13 @@ from focus_integrations.testing.adversarial import (  # noqa: E402
     quiet,
     run_cli,
     run_engine,
+    run_every_bad_option,
     run_images,
     run_langchain,
     run_llama_index,
     run_store,
 )
+from focus_integrations.testing.adversarial_serving import run_batch, run_eval_cli, run_server  # noqa: E402
 
 START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
 
@@ -125,11 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         from focus_integrations.store import ImageStore
 
         run_engine(decoder, tally, n(40))
+        run_every_bad_option(decoder, tally)
         run_langchain(decoder, tally, n(25))
         run_llama_index(decoder, tally, n(25))
         run_store(ImageStore(tmp / "store", media_dir=tmp / "media"), tmp, tally, n(30))
         run_images(tally, n(60))
         run_cli(checkpoint, tmp, tally, n(10))
+        run_batch(decoder, tally, n(20))
+        run_server(decoder, tmp, tally)
+        run_eval_cli(tmp, tally)
         deadline_cases(tally, with_server=not args.no_server, tmp=tmp)
     table = markdown(tally.rows())
     stamp = (

@@ -109,6 +109,37 @@ def load_local(
     files = _glob(folder, layout.patterns)
     if not files:
         raise DatasetLayoutError(f"{folder} has none of {', '.join(layout.patterns)}; {_expected(benchmark)}")
+    try:
+        rows = _read(benchmark, folder, files, options)
+    except (OSError, ValueError, *_reader_errors()) as err:
+        if isinstance(err, DatasetLayoutError):
+            raise
+        detail = " ".join(str(getattr(err, "__cause__", None) or err).split())[:300]
+        raise DatasetLayoutError(
+            f"{folder}: its files cannot be read ({type(err).__name__}: {detail}); {_expected(benchmark)}"
+        ) from err
+    columns = getattr(rows, "column_names", None)
+    required = layout.columns
+    if columns is not None and required:
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise DatasetLayoutError(
+                f"{folder}: columns {', '.join(missing)} are missing (found {', '.join(columns)}); "
+                f"{_expected(benchmark)}"
+            )
+    return LocalData(rows, folder, [str(f.relative_to(folder)) for f in files], revision)
+
+
+def _reader_errors() -> tuple[type[BaseException], ...]:
+    """What the readers raise on a corrupt or empty file (pyarrow's and datasets' own error types)."""
+    import pyarrow
+
+    return (pyarrow.ArrowException, _datasets().exceptions.DatasetsError)
+
+
+def _read(
+    benchmark: Benchmark, folder: Path, files: list[Path], options: Mapping[str, Any] | None
+) -> Sequence[Mapping[str, Any]]:
     rows: Sequence[Mapping[str, Any]]
     cache = os.environ.get("HF_DATASETS_CACHE")
     # The matched files decide the reader (the leakage measure takes a Winoground or a VisMin copy).
@@ -124,16 +155,7 @@ def load_local(
         rows = _datasets().Dataset.from_csv(str(files[0]), cache_dir=cache)
     else:  # pragma: no cover - a table error
         raise DatasetLayoutError(f"no reader for {files[0].name}")
-    columns = getattr(rows, "column_names", None)
-    required = layout.columns
-    if columns is not None and required:
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise DatasetLayoutError(
-                f"{folder}: columns {', '.join(missing)} are missing (found {', '.join(columns)}); "
-                f"{_expected(benchmark)}"
-            )
-    return LocalData(rows, folder, [str(f.relative_to(folder)) for f in files], revision)
+    return rows
 
 
 def _load_arrow_tree(marker: Path, benchmark: Benchmark) -> Any:

@@ -27,6 +27,7 @@ from focus_integrations.harness.answer import Model, ask
 from focus_integrations.harness.layouts import LocalData, load_local, validation_indices
 from focus_integrations.harness.records import RECORDS, RecordWriter, read_records, record_key
 from focus_integrations.harness.spec import Benchmark, RowContext
+from focus_integrations.options import DecodingOptions
 
 VAL_SPLITS = ("reference", "disjoint", "none")
 PHASES = ("all", "val", "test")
@@ -103,6 +104,10 @@ class RunConfig:
             bad(f"--phase must be one of {', '.join(PHASES)}")
         if any(a < 0 for a in (*self.alpha_grid, *([self.alpha] if self.alpha is not None else []))):
             bad("alpha values must be >= 0")
+        # The engine's one validation (finite alphas, a seed numpy and torch accept) before any row runs.
+        for alpha in (*self.alpha_grid, *([self.alpha] if self.alpha is not None else [])):
+            DecodingOptions.resolve(alpha=alpha)
+        DecodingOptions.resolve(mode="vcd", alpha=self.vcd_alpha, seed=self.seed)
         if not 0 < self.val_fraction < 1:
             bad("--val-fraction must be in (0, 1)")
         if self.limit is not None and self.limit < 1:
@@ -249,7 +254,10 @@ class Runner:
         self.progress = progress or _tqdm_progress
 
     def _check_out_dir(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file of that name, no permission, ...
+            raise InvalidOptionError(f"--out {self.out}: cannot make the run folder ({err})") from None
         path = self.out / CONFIG
         identity = self.config.identity()
         has_records = (self.out / RECORDS).is_file() and (self.out / RECORDS).stat().st_size > 0

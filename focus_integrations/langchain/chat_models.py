@@ -264,15 +264,19 @@ class ChatFocus(BaseChatModel):
             ls_model_name=kwargs.get("model") or self.model_name,
             ls_model_type="chat",
         )
+        # Tracing metadata only, read before the call's options are validated: a value of the wrong type is
+        # left out here (the call then raises its InvalidOptionError), never a TypeError from this method.
         temperature = kwargs.get("temperature", self.temperature)
-        if temperature is not None:
+        if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
             params["ls_temperature"] = float(temperature)
         max_tokens = kwargs.get("max_tokens", self.max_tokens)
-        if max_tokens is not None:
-            params["ls_max_tokens"] = int(max_tokens)
+        if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
+            params["ls_max_tokens"] = max_tokens
         stops = stop if stop is not None else self.stop
-        if stops:
-            params["ls_stop"] = [stops] if isinstance(stops, str) else list(stops)
+        if isinstance(stops, str):
+            params["ls_stop"] = [stops]
+        elif isinstance(stops, (list, tuple)) and stops:
+            params["ls_stop"] = list(stops)
         return params
 
     @property

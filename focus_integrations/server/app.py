@@ -320,7 +320,7 @@ def create_app(engine: Engine, config: ServerConfig) -> FastAPI:
             chunks.append(chunk)
         try:
             body = await state.in_thread(json.loads, b"".join(chunks))
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: nesting deeper than the parser goes
             raise bad_request(f"the request body is not valid JSON: {err}") from None
         if not isinstance(body, dict):
             raise bad_request("the request body must be a JSON object")

@@ -163,6 +163,19 @@ def decoding_options(
     return options
 
 
+def _stream_fields(body: dict[str, Any]) -> tuple[bool, bool]:
+    """``stream`` and ``stream_options.include_usage``: booleans or absent (a string "false" is not false)."""
+    stream, stream_options = body.get("stream"), body.get("stream_options")
+    if stream is not None and not isinstance(stream, bool):
+        raise bad_request("'stream' must be true or false", param="stream")
+    if stream_options is None:
+        return bool(stream), False
+    usage = stream_options.get("include_usage") if isinstance(stream_options, dict) else None
+    if not isinstance(stream_options, dict) or (usage is not None and not isinstance(usage, bool)):
+        raise bad_request("'stream_options' must be {'include_usage': true | false}", param="stream_options")
+    return bool(stream), bool(usage)
+
+
 def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
     """Validated tools and the tool_choice as None (auto), "none", "any" or a tool name."""
     tools = body.get("tools") or []
@@ -177,6 +190,7 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
             or not isinstance(function, dict)
             or not isinstance(function.get("name"), str)
             or not function["name"]
+            or not isinstance(function.get("parameters", {}), dict)
         ):
             raise bad_request(
                 f"tools[{index}] must be {{'type': 'function', 'function': {{'name': ..., 'parameters': ...}}}}",
@@ -190,6 +204,8 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
     if choice is None or choice == "auto":
         return schemas, None
     if choice in ("none", "required"):
+        if choice == "required" and not schemas:
+            raise bad_request("tool_choice 'required' needs 'tools'", param="tool_choice")
         return schemas, "none" if choice == "none" else "any"
     if isinstance(choice, dict):
         name = (
@@ -270,6 +286,8 @@ def chat_messages(
         role = _ROLES.get(message.get("role")) if isinstance(message, dict) else None
         if role is None:
             raise bad_request(f"{where}: role must be one of {', '.join(_ROLES)}", param=where)
+        if message.get("content") is None and role != "assistant":  # only an assistant turn may omit it
+            raise bad_request(f"{where}: a {message['role']} message needs 'content'", param=where)
         content = _content(message.get("content"), where, load_image, images, limits)
         entry: dict[str, Any] = {"role": role}
         if role in ("system", "assistant"):
@@ -355,15 +373,15 @@ def chat_request(
             options["response_format"] = tool_call_or_answer(decoder, tools, answer_format)
     if instructions:
         messages = with_system_instructions(messages, instructions)
-    stream_options = body.get("stream_options") or {}
+    stream, include_usage = _stream_fields(body)
     return EngineRequest(
         model=model,
         eos_token_ids=_end_ids(options, decoder),
         messages=messages,
         options=options,
         n_images=n_images,
-        stream=bool(body.get("stream")),
-        include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
+        stream=stream,
+        include_usage=include_usage,
         template_tools=tools if tools and template_renders else None,
         tool_names=[t["function"]["name"] for t in tools],
         answer_prefix=forced.prefix if forced is not None else "",
@@ -392,13 +410,13 @@ def completion_request(
     if body.get("best_of") not in (None, 1):
         raise bad_request("only best_of=1 is supported", param="best_of")
     options = decoding_options(body, limits, context_length=decoder.context_length, legacy=True)
-    stream_options = body.get("stream_options") or {}
+    stream, include_usage = _stream_fields(body)
     return EngineRequest(
         model=model,
         eos_token_ids=_end_ids(options, decoder),
         messages=[{"role": "user", "content": prompt}],
         options=options,
         n_images=0,
-        stream=bool(body.get("stream")),
-        include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
+        stream=stream,
+        include_usage=include_usage,
     )

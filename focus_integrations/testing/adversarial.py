@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from focus_integrations.errors import FocusError
 from focus_integrations.testing.adversarial_cases import (
     BAD,
+    BAD_OPTIONS,
     EITHER,
     GOOD,
     combine_labels,
@@ -66,6 +67,7 @@ class Outcome:
         return (
             self.result in ("traceback", "hang")
             or (self.result == "answer" and self.label == BAD)
+            or (self.result == "error" and self.label == GOOD)
             or self.lost_good > 0
         )
 
@@ -96,7 +98,8 @@ class Tally:
                     "raw tracebacks": results["traceback"],
                     "hangs past deadline": results["hang"],
                     "accepted bad inputs": sum(o.result == "answer" and o.label == BAD for o in mine),
-                    "good images lost": sum(o.lost_good for o in mine),
+                    "refused good inputs": sum(o.result == "error" and o.label == GOOD for o in mine),
+                    "good items lost": sum(o.lost_good for o in mine),
                     "slowest (s)": round(max(o.seconds for o in mine), 2),
                 }
             )
@@ -128,10 +131,10 @@ def judge(
     error = box.get("error")
     if error is None:
         value = box.get("value")
-        lost = value if isinstance(value, _Lost) else None
+        lost = value if isinstance(value, Lost) else None
         return Outcome(entry, case, label, "answer", seconds, "", lost.count if lost else 0)
     if isinstance(error, FocusError):
-        lost_good = error.lost if isinstance(error, _Refused) else 0
+        lost_good = error.lost if isinstance(error, Refused) else 0
         shown = f"{type(error).__name__}: {str(error)[:160]}"
         return Outcome(entry, case, label, "error", seconds, shown, lost_good)
     if isinstance(error, SystemExit) and error.code == 2:  # argparse's usage error: one line, status 2
@@ -140,7 +143,7 @@ def judge(
 
 
 @dataclass
-class _Lost:
+class Lost:
     """What a store case returns: how many good images its bad neighbour cost."""
 
     count: int
@@ -162,9 +165,7 @@ def known_open(outcome: Outcome) -> str | None:
 # ------------------------------------------------------------------------------------------------ runners
 
 
-def _property(
-    strategy: Any, examples: int, seed_name: str
-) -> Callable[[Callable[[Any], None]], Callable[[], None]]:
+def property_of(strategy: Any, examples: int) -> Callable[[Callable[[Any], None]], Callable[[], None]]:
     """``@given(strategy)`` with fixed, budgeted settings (the same cases every run)."""
 
     def decorate(check: Callable[[Any], None]) -> Callable[[], None]:
@@ -183,7 +184,7 @@ def _property(
 def run_engine(decoder: Any, tally: Tally, examples: int = 40) -> None:
     """FocusDecoder.generate over the option space and the message space."""
 
-    @_property(option_sets(), examples, "engine-options")
+    @property_of(option_sets(), examples)
     def options(drawn: tuple[dict, str]) -> None:
         opts, label = drawn
         tally.add(
@@ -197,7 +198,7 @@ def run_engine(decoder: Any, tally: Tally, examples: int = 40) -> None:
             )
         )
 
-    @_property(message_lists(), examples, "engine-messages")
+    @property_of(message_lists(), examples)
     def messages(drawn: tuple[list, str, str]) -> None:
         turns, label, shown = drawn
         tally.add(
@@ -226,12 +227,12 @@ def run_langchain(decoder: Any, tally: Tally, examples: int = 25) -> None:
     def image_block() -> dict:
         return {"type": "image", "base64": base64.b64encode(png_bytes()).decode(), "mime_type": "image/png"}
 
-    @_property(option_sets(LANGCHAIN_NAMES, LANGCHAIN_DROP), examples, "langchain-options")
+    @property_of(option_sets(LANGCHAIN_NAMES, LANGCHAIN_DROP), examples)
     def options(drawn: tuple[dict, str]) -> None:
         opts, label = drawn
 
         def call() -> Any:
-            llm = ChatFocus(decoder=decoder, **opts)
+            llm = ChatFocus(decoder=decoder, **adapter_arguments(ChatFocus, opts))
             message = llm.invoke([HumanMessage(content=[image_block(), image_block(), "Which?"])])
             assert isinstance(message.content, str)
             return message
@@ -239,6 +240,70 @@ def run_langchain(decoder: Any, tally: Tally, examples: int = 25) -> None:
         tally.add(judge("ChatFocus", repr(opts), label, call))
 
     options()
+
+
+def run_every_bad_option(decoder: Any, tally: Tally) -> None:
+    """Each bad option value once (no sampling), at every place an option can be given: ``generate``,
+    ``generate_batch``, the ChatFocus and FocusMultiModalLLM constructors and their per-call arguments."""
+    from langchain_core.messages import HumanMessage
+    from llama_index.core.schema import ImageDocument
+
+    from focus_integrations.langchain import ChatFocus
+    from focus_integrations.llama_index import FocusMultiModalLLM
+
+    png = base64.b64encode(png_bytes()).decode()
+    block = {"type": "image", "base64": png, "mime_type": "image/png"}
+    chat = [HumanMessage(content=[block, block, "Which?"])]
+    documents = [ImageDocument(image=png) for _ in range(2)]
+    images = [good_image(1), good_image(2)]
+    chat_focus = ChatFocus(decoder=decoder, max_tokens=2)
+    llama = FocusMultiModalLLM(decoder=decoder, max_new_tokens=2)
+
+    def text_of(value: Any) -> Any:
+        assert isinstance(getattr(value, "text", None) or value.content, str)
+        return value
+
+    def calls(name: str, value: Any) -> dict[str, Callable[[], Any]]:
+        fast = {} if name == "max_new_tokens" else {"max_new_tokens": 2}  # a bad input must not decode long
+        one = {**fast, name: value}
+        chat_one = {LANGCHAIN_NAMES.get(k, k): v for k, v in one.items()}
+        return {
+            "generate": lambda: _answer(decoder.generate(images=images, prompt="Which?", **one)),
+            "generate_batch": lambda: _answer(
+                decoder.generate_batch([{"images": images, "prompt": "Which?", **one}])[0]
+            ),
+            "ChatFocus(...)": lambda: text_of(
+                ChatFocus(decoder=decoder, **adapter_arguments(ChatFocus, chat_one)).invoke(chat)
+            ),
+            "ChatFocus.invoke(...)": lambda: text_of(
+                chat_focus.invoke(chat, **{LANGCHAIN_NAMES.get(name, name): value})
+            ),
+            "FocusMultiModalLLM(...)": lambda: text_of(
+                FocusMultiModalLLM(decoder=decoder, **adapter_arguments(FocusMultiModalLLM, one)).complete(
+                    "Which?", image_documents=documents
+                )
+            ),
+            "FocusMultiModalLLM.complete(...)": lambda: text_of(
+                llama.complete("Which?", image_documents=documents, **{name: value})
+            ),
+        }
+
+    for name, values in BAD_OPTIONS.items():
+        for value in values:
+            for where, call in calls(name, value).items():
+                tally.add(judge(f"every bad option: {where}", f"{name}={value!r}", BAD, call))
+
+
+def adapter_arguments(adapter: type, options: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments of an adapter for engine ``options``: its own fields by name, every other engine
+    option in ``generate_kwargs`` (both adapters' documented pass-through); unknown names stay top-level, where
+    a misspelling must be refused."""
+    from focus_integrations.options import FIELDS
+
+    fields = set(adapter.model_fields)
+    passed = {k: v for k, v in options.items() if k not in fields and k in FIELDS}
+    named = {k: v for k, v in options.items() if k not in passed}
+    return {**named, "generate_kwargs": passed} if passed else named
 
 
 def run_llama_index(decoder: Any, tally: Tally, examples: int = 25) -> None:
@@ -249,12 +314,12 @@ def run_llama_index(decoder: Any, tally: Tally, examples: int = 25) -> None:
 
     documents = [ImageDocument(image=base64.b64encode(png_bytes()).decode()) for _ in range(2)]
 
-    @_property(option_sets(), examples, "llama-index-options")
+    @property_of(option_sets(), examples)
     def options(drawn: tuple[dict, str]) -> None:
         opts, label = drawn
 
         def call() -> Any:
-            llm = FocusMultiModalLLM(decoder=decoder, **opts)
+            llm = FocusMultiModalLLM(decoder=decoder, **adapter_arguments(FocusMultiModalLLM, opts))
             response = llm.complete("Which?", image_documents=documents)
             assert isinstance(response.text, str)
             return response
@@ -271,7 +336,7 @@ def run_store(store: Any, tmp: Any, tally: Tally, examples: int = 30) -> None:
     bad_items = store_bad_items(tmp)
     counter = iter(range(10**6))
 
-    @_property(st.tuples(st.sampled_from(range(len(bad_items))), st.integers(0, 2)), examples, "store-ingest")
+    @property_of(st.tuples(st.sampled_from(range(len(bad_items))), st.integers(0, 2)), examples)
     def ingest(drawn: tuple[int, int]) -> None:
         which, position = drawn
         name, make_bad = bad_items[which]
@@ -288,8 +353,8 @@ def run_store(store: Any, tmp: Any, tally: Tally, examples: int = 30) -> None:
             stored = {hit.id for hit in store.get([g.id for g in goods])}
             lost = sum(g.id not in stored for g in goods)
             if len(report.failed) == 1:  # the documented refusal of an ingest: the item reported, not stored
-                raise _Refused(f"reported: {report.failed[0][1][:120]}", lost)
-            return _Lost(lost)  # stored without a word: an accepted bad input
+                raise Refused(f"reported: {report.failed[0][1][:120]}", lost)
+            return Lost(lost)  # stored without a word: an accepted bad input
 
         tally.add(judge("ImageStore (ingest)", name, BAD, call))
 
@@ -307,9 +372,7 @@ def run_store(store: Any, tmp: Any, tally: Tally, examples: int = 30) -> None:
         st.sampled_from(["red", "a green shape", "  ", "", "\ud800", "x" * 5000]), st.text(max_size=20)
     )
 
-    @_property(
-        st.tuples(texts, st.sampled_from(k_values), st.sampled_from(where_values)), examples, "store-query"
-    )
+    @property_of(st.tuples(texts, st.sampled_from(k_values), st.sampled_from(where_values)), examples)
     def query(drawn: tuple) -> None:
         text, (k, k_label), (where, where_label) = drawn
         text_label = BAD if not text.strip() else EITHER if has_surrogate(text) else GOOD
@@ -330,7 +393,7 @@ def run_images(tally: Tally, examples: int = 60) -> None:
     """load_image over mutated PNG / JPEG / GIF bytes: an image or ImageLoadError, never anything else."""
     from focus_integrations.images import load_image
 
-    @_property(mutated_images(), examples, "fuzzed-images")
+    @property_of(mutated_images(), examples)
     def fuzz(drawn: tuple[str, bytes]) -> None:
         name, data = drawn
 
@@ -366,7 +429,7 @@ def run_cli(model_path: str, tmp: Any, tally: Tally, examples: int = 10) -> None
         (["--device", "no-such-device"], BAD),
     ]
 
-    @_property(st.tuples(st.sampled_from(images), st.sampled_from(flags)), examples, "cli")
+    @property_of(st.tuples(st.sampled_from(images), st.sampled_from(flags)), examples)
     def ask(drawn: tuple) -> None:
         (paths, image_label), (extra, flag_label) = drawn
         argv = ["ask", "--model", model_path, "--max-new-tokens", "2", *extra, "Which?"]
@@ -374,15 +437,7 @@ def run_cli(model_path: str, tmp: Any, tally: Tally, examples: int = 10) -> None
             argv[1:1] = ["--image", path]
 
         def call() -> Any:
-            stderr = io.StringIO()
-            with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-                status = cli.main(argv)
-            lines = stderr.getvalue().strip().splitlines()
-            if status == 2:
-                if len(lines) != 1 or not lines[0].startswith("focus: error:"):
-                    raise AssertionError(f"error output is not one line: {lines[:4]}")
-                raise _CliError(lines[0])
-            return status
+            return run_cli_in_process(cli.main, argv)
 
         tally.add(
             judge("CLI (focus ask)", " ".join(argv[3:]), combine_labels([image_label, flag_label]), call)
@@ -391,7 +446,7 @@ def run_cli(model_path: str, tmp: Any, tally: Tally, examples: int = 10) -> None
     ask()
 
 
-class _Refused(FocusError):
+class Refused(FocusError):
     """An ingest reported its bad item in ``report.failed`` (the store's documented refusal)."""
 
     def __init__(self, message: str, lost: int) -> None:
@@ -399,8 +454,26 @@ class _Refused(FocusError):
         self.lost = lost
 
 
-class _CliError(FocusError):
+class CliRefusal(FocusError):
     """The CLI printed its one documented error line and exited with status 2."""
+
+
+def run_cli_in_process(main: Callable[[list[str]], int], argv: list[str]) -> int:
+    """Run the CLI in-process: status 0 is an answer; status 2 with ONE ``focus: error:`` line on stderr is the
+    documented refusal (``CliRefusal``); anything else (another status, more lines, a traceback) is a failure.
+    Progress-bar redraws (lines holding a carriage return) are not error output."""
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = main(argv)
+        except SystemExit as exit_:  # argparse's usage error
+            status = exit_.code if isinstance(exit_.code, int) else 1
+    lines = [line for line in stderr.getvalue().splitlines() if line.strip() and "\r" not in line]
+    if status == 0:
+        return status
+    if status == 2 and len(lines) == 1 and lines[0].startswith("focus: error:"):
+        raise CliRefusal(lines[0])
+    raise AssertionError(f"status {status}, stderr: {lines[-4:]}")
 
 
 def _answer(output: Any) -> Any:

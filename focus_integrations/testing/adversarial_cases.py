@@ -55,6 +55,19 @@ GOOD_OPTIONS: dict[str, list[Any]] = {
     "share_prefix": [True, False],
     "row_chunk_size": [1, 2],
     "plausibility_beta": [0.1, 0.5],
+    "noise_severity": [1, 5],
+    "min_new_tokens": [0, 1],
+    "min_p": [0.05],
+    "typical_p": [0.9],
+    "epsilon_cutoff": [0.0, 3e-4],
+    "eta_cutoff": [0.0, 1e-3],
+    "no_repeat_ngram_size": [0, 2],
+    "suppress_tokens": [[1], 2],
+    "bad_words_ids": [[[3]], [[3, 4]]],
+    "eos_token_id": [[2], 5],
+    "logprobs": [False, True],
+    "top_logprobs": [1, 3],
+    "chat_template_kwargs": [{}],
 }
 
 #: Engine option values that must be refused with InvalidOptionError (the issue's class 2 and their siblings).
@@ -74,6 +87,34 @@ BAD_OPTIONS: dict[str, list[Any]] = {
     "plausibility_beta": [-0.1, 1.5, NAN],
     "max_new_tokens": [0, -1, 2.5, True, "3"],
     "alhpa": [0.1],  # a misspelled option must not be dropped silently
+    "noise_severity": [0, 6, 2.5, True, "3"],
+    "max_length": [0, -1, True, 2.5],
+    "min_new_tokens": [-1, 1.5, True, NAN],
+    "min_length": [-1, "2"],
+    "min_p": [-0.1, 1.5, NAN],
+    "typical_p": [0.0, 1.5, NAN],
+    "epsilon_cutoff": [-0.1, 1.0, NAN],
+    "eta_cutoff": [1.0, -1.0, INF],
+    "no_repeat_ngram_size": [-1, 1.5, True],
+    # token ids: wrong types, negative, and ids the model's vocabulary does not have (an index error deep in
+    # torch if they reach the logits)
+    "suppress_tokens": [[-1], [10**9], "x", [1.5], []],
+    "bad_words_ids": [[5], [[-1]], [[10**9]], "x", [[]]],
+    "eos_token_id": [-1, [True], "x", 2**70],
+    "pad_token_id": [-1, "x", 1.5],
+    "chat_template_kwargs": ["x", [1], {"tokenize": True}],
+    "num_frames": [0, -1, True],
+    "fps": [0, -1.0, INF, NAN],
+    "video_masking": ["bogus", 1],
+    "response_format": [
+        "json",
+        5,
+        {"type": "bogus"},
+        {"type": "json_schema"},
+        {"type": "regex", "regex": "("},
+    ],
+    "logprobs": ["yes", 1],
+    "top_logprobs": [-1, 1.5, True, "2"],
 }
 
 

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("hypothesis")
 
 from focus_integrations import FocusDecoder  # noqa: E402
-from focus_integrations.testing import adversarial  # noqa: E402
+from focus_integrations.testing import adversarial, adversarial_serving  # noqa: E402
 from focus_integrations.testing.adversarial import Tally, known_open, quiet  # noqa: E402
 
 
@@ -87,3 +87,65 @@ def test_cli_ask(checkpoint: str, tmp_path: Path) -> None:
     with quiet():
         adversarial.run_cli(checkpoint, tmp_path, tally, examples=4)
     _check(tally, 4)
+
+
+@pytest.mark.slow
+def test_every_bad_option_is_refused_at_every_place_options_are_given(decoder: FocusDecoder) -> None:
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    tally = Tally()
+    with quiet():
+        adversarial.run_every_bad_option(decoder, tally)
+    per_value = sum(len(values) for values in adversarial.BAD_OPTIONS.values())
+    _check(tally, 6 * per_value)
+    assert {o.result for o in tally.outcomes} == {"error"}
+
+
+def test_a_bad_request_in_a_batch_fails_alone(decoder: FocusDecoder) -> None:
+    tally = Tally()
+    with quiet():
+        adversarial_serving.run_batch(decoder, tally, examples=6)
+    _check(tally, 12)
+    assert {o.entry for o in tally.outcomes} == {"generate_batch", "BatchEngine.submit"}
+
+
+def test_the_batch_judge_counts_a_lost_good_answer(decoder: FocusDecoder, monkeypatch) -> None:
+    """The batch cases can fail: a batch that answers its good requests wrongly loses them."""
+    real = decoder.generate_batch
+
+    def wrong_for_the_good(requests, **kwargs):
+        outputs = real(requests, **kwargs)
+        for out in outputs:
+            if hasattr(out, "token_ids"):
+                out.token_ids = [*out.token_ids, 0]
+        return outputs
+
+    monkeypatch.setattr(decoder, "generate_batch", wrong_for_the_good)
+    tally = Tally()
+    with quiet():
+        adversarial_serving.run_batch(decoder, tally, examples=2)
+    batch = [o for o in tally.outcomes if o.entry == "generate_batch"]
+    assert batch and all(o.lost_good == 2 and o.failed for o in batch)
+
+
+@pytest.mark.slow
+def test_the_openai_server_refuses_bad_requests_with_openai_errors(
+    decoder: FocusDecoder, tmp_path: Path
+) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    tally = Tally()
+    with quiet():
+        adversarial_serving.run_server(decoder, tmp_path, tally)
+    _check(tally, 200)
+    for outcome in tally.outcomes:
+        assert outcome.seconds < adversarial_serving.SERVER_DEADLINE_S
+
+
+@pytest.mark.slow
+def test_focus_eval_refuses_bad_data_and_options_in_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("datasets")
+    tally = Tally()
+    with quiet():
+        adversarial_serving.run_eval_cli(tmp_path, tally)
+    _check(tally, 40)
