@@ -130,6 +130,8 @@ class RunConfig:
             bad("--max-new-tokens must be >= 1")
         if self.num_frames is not None and self.num_frames < 1:
             bad("--num-frames must be >= 1")
+        if self.noise_scale is not None and not 0 <= self.noise_scale <= 1:
+            bad("--noise-scale must be in [0, 1]")
 
 
 def _jsonable(value: Any) -> Any:

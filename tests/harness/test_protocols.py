@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from focus_integrations.errors import DatasetLayoutError
+from focus_integrations.errors import DatasetLayoutError, InvalidOptionError
 from focus_integrations.harness.benchmarks import get_benchmark
 from focus_integrations.harness.benchmarks.vismin import check_pairing
 from focus_integrations.harness.layouts import load_local, validation_indices
@@ -352,6 +352,8 @@ def test_the_runners_noise_and_frame_flags_reach_every_call(bench_data, tmp_path
     assert sorted(len(call["images"]) for call in model.calls) == [2, 2, 4, 4]  # 2 frames per video
     assert all((c["noise_scale"], c["noise_severity"]) == (0.5, 5) for c in model.calls)
     assert summary["overrides"] == {"noise_scale": 0.5, "noise_severity": 5, "num_frames": 2}
+    with pytest.raises(InvalidOptionError, match="noise-scale"):
+        RunConfig("vinoground", "x", "m", alpha=0.1, val="none", noise_scale=1.5).validate(table)
     assert summary["generation_by_mode"] == {
         "vanilla": {"multi_image_anyres": True},
         "focus": {"focus_one_image": True},  # Vinoground's runner adds noise rows to every query
