@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the test suite: one torch thread (a shared, small machine)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -94,6 +97,26 @@ def deadline_cases(tally: Tally, *, with_server: bool, tmp: Path) -> None:
         server.stop()
 
 
+def _commit() -> str:
+    """The checkout's commit (and ``+changes`` when the work tree differs from it)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True)  # fmt: skip
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + (" +changes" if dirty.stdout.strip() else "") or "unknown"
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def markdown(rows: list[dict]) -> str:
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -111,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, default=None, help="file whose table to replace")
     parser.add_argument("--no-server", action="store_true", help="skip the real chroma run fault cases")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the number of cases")
+    parser.add_argument("--note", default="", help="a sentence about the machine, printed under the table")
     args = parser.parse_args(argv)
 
     from focus_integrations import FocusDecoder
@@ -140,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         deadline_cases(tally, with_server=not args.no_server, tmp=tmp)
     table = markdown(tally.rows())
     stamp = (
-        f"\n\n{len(tally.outcomes)} cases in {time.monotonic() - started:.0f} s "
-        f"(`python scripts/reliability_report.py`; failures listed below the table when there are any).\n"
+        f"\n\n{len(tally.outcomes)} cases in {time.monotonic() - started:.0f} s wall "
+        f"(`python scripts/reliability_report.py`; failures listed below the table when there are any), "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {_commit()}, "
+        f"{platform.machine()} Linux, {os.cpu_count()} CPUs, torch threads {_torch_threads()}. {args.note}\n"
     )
     failures = tally.failures()
     listing = "".join(
