@@ -15,6 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from focus_integrations.options import merge_layers
 from focus_integrations.vocabulary import combine_layers
 
 T = TypeVar("T")
@@ -24,8 +25,12 @@ def adapter_options(
     fields: Mapping[str, Any], generate_kwargs: Mapping[str, Any] | None, *calls: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Engine options of an adapter's named ``fields`` (None = not set) over its ``generate_kwargs``, then
-    each call layer over those, in the engine's names."""
-    return combine_layers(generate_kwargs or {}, fields, *calls)
+    the call layers over those, in the engine's names. The fields (with ``generate_kwargs``) are the adapter's
+    defaults for its calls: their mode-specific options hold for the mode they set, not for a call that asks
+    another (``options.scope_to_mode``: ``ChatFocus(alpha="n-calibrated").invoke(..., mode="vcd")`` is VCD
+    with its own alpha)."""
+    adapter = combine_layers(generate_kwargs or {}, fields)
+    return merge_layers([("adapter fields", adapter), ("call", combine_layers(*calls))])
 
 
 async def iterate_in_thread(

@@ -235,6 +235,11 @@ def _is_number(value: Any) -> bool:
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DecodingOptions))
 
 
+def merge_names(layers: Sequence[Layer]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Each layer as ``(name, mapping)``; a bare mapping is the call."""
+    return [layer if isinstance(layer, tuple) else ("call", layer) for layer in layers]
+
+
 def scope_to_mode(layers: Sequence[Layer]) -> list[tuple[str, Mapping[str, Any]]]:
     """``layers`` (lowest first) without the mode-specific values that do not belong to the mode asked.
 
@@ -244,7 +249,7 @@ def scope_to_mode(layers: Sequence[Layer]) -> list[tuple[str, Mapping[str, Any]]
     another one, which then starts from its own defaults (a checkpoint's FOCUS alpha table never becomes a
     VCD alpha). The highest layer (the call) is kept whole: an explicit alpha applies to whatever mode it asks.
     """
-    named = [layer if isinstance(layer, tuple) else ("call", layer) for layer in layers]
+    named = merge_names(layers)
     in_effect: list[Any] = []
     mode: Any = "focus"
     for _, mapping in named:
@@ -257,18 +262,18 @@ def scope_to_mode(layers: Sequence[Layer]) -> list[tuple[str, Mapping[str, Any]]
     return scoped + named[-1:]
 
 
-def merge_layers(layers: Sequence[Layer]) -> dict[str, Any]:
+def merge_layers(layers: Sequence[Layer], *, scoped: bool = True) -> dict[str, Any]:
     """The set values of ``layers`` merged, higher layers winning (mode-specific values scoped to their mode,
-    see :func:`scope_to_mode`); unknown names raise."""
+    see :func:`scope_to_mode`, unless ``scoped=False``: parts of ONE layer); unknown names raise."""
     values: dict[str, Any] = {}
-    for name, mapping in (layer if isinstance(layer, tuple) else ("call", layer) for layer in layers):
+    for name, mapping in merge_names(layers):
         unknown = sorted(k for k in mapping if k not in FIELDS)
         if unknown:
             raise InvalidOptionError(
                 f"unknown decoding option(s) {', '.join(map(str, unknown))} (from {name}); known: "
                 f"{', '.join(FIELDS)}"
             )
-    for _, mapping in scope_to_mode(layers):
+    for _, mapping in scope_to_mode(layers) if scoped else merge_names(layers):
         for key, value in mapping.items():
             if value is None:
                 continue

@@ -274,10 +274,12 @@ def check_timeout(value: Any, name: str = "timeout") -> float | None:
 
 
 def combine_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Several layers of user-facing names (lowest first, e.g. an adapter's fields, then a call's keywords)
-    as ONE layer of engine names, each mapped on its own (``temperature=0`` in a higher layer is greedy even
-    when a lower one samples)."""
-    return merge_layers([("call", decoding_layer(layer)) for layer in layers])
+    """Several parts of ONE layer of user-facing names (lowest first, e.g. ``generate_kwargs`` below named
+    fields or flags) as one layer of engine names, each mapped on its own (``temperature=0`` in a higher part
+    is greedy even when a lower one samples). The parts are one user's settings together: a mode set in one
+    part takes the alpha of another (no mode scoping between them; ``adapters.adapter_options`` scopes an
+    adapter's fields against its calls)."""
+    return merge_layers([("call", decoding_layer(layer)) for layer in layers], scoped=False)
 
 
 def check_adapter_fields(

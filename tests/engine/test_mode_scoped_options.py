@@ -64,6 +64,18 @@ def test_a_layer_configures_the_mode_in_effect_there() -> None:
     ]
 
 
+def test_the_parts_of_one_layer_are_one_users_settings() -> None:
+    from focus_integrations.adapters import adapter_options
+    from focus_integrations.vocabulary import combine_layers
+
+    # generate_kwargs below named fields or flags: one layer, so its alpha is the alpha of the mode beside it.
+    assert DecodingOptions.from_layers(combine_layers({"alpha": 2.0}, {"mode": "vcd"})).alpha == 2.0
+    assert DecodingOptions.from_layers(adapter_options({"mode": "vcd"}, {"alpha": 2.0})).alpha == 2.0
+    # An adapter's fields are its calls' defaults: a FOCUS alpha there is not a VCD alpha.
+    assert DecodingOptions.from_layers(adapter_options({"alpha": 0.3}, None, {"mode": "vcd"})).alpha == 1.0
+    assert DecodingOptions.from_layers(adapter_options({"alpha": 0.3}, None, {"max_tokens": 2})).alpha == 0.3
+
+
 @pytest.fixture(scope="module")
 def default_decoder() -> FocusDecoder:
     return FocusDecoder.from_pretrained(default_model_path())
@@ -116,6 +128,8 @@ def test_chat_focus_vcd_gets_vcd_defaults(default_decoder) -> None:
     ):
         focus = chat.invoke([message], **call).response_metadata["focus"]
         assert (focus["rule"], focus["alpha"], focus["noise_scale"]) == ("vcd", 1.0, 0.5)
+    chat = ChatFocus(decoder=default_decoder, max_tokens=1, mode="vcd", generate_kwargs={"alpha": 2.0})
+    assert chat.invoke([message]).response_metadata["focus"]["alpha"] == 2.0
 
 
 def test_focus_multimodal_llm_vcd_gets_vcd_defaults() -> None:
@@ -145,6 +159,9 @@ def test_focus_ask_mode_vcd_gets_vcd_defaults(default_decoder, tmp_path, monkeyp
     assert cli.main(["ask", "What color?", *paths, "--mode", "vcd", "--max-new-tokens", "1"]) == 0
     assert (seen[0].settings["rule"], seen[0].settings["alpha"]) == ("vcd", 1.0)
     assert seen[0].settings["noise"] == "imagenet+diffusion"
+    flags = ["--mode", "vcd", "--generate-kwargs", '{"alpha": 2.0}', "--max-new-tokens", "1"]
+    assert cli.main(["ask", "What color?", *paths, *flags]) == 0
+    assert (seen[1].settings["rule"], seen[1].settings["alpha"]) == ("vcd", 2.0)
 
 
 def test_server_extra_body_mode_vcd_gets_vcd_defaults(default_decoder) -> None:
