@@ -124,6 +124,12 @@ def check_text(text: str, where: str) -> str:
     return text
 
 
+def function_call(call_id: str | None, name: str, arguments: Any) -> dict[str, Any]:
+    """One assistant tool call in the shape chat templates render (OpenAI's, with the arguments a dict): what
+    every adapter turns its framework's call objects into."""
+    return {"type": "function", "id": call_id or "", "function": {"name": name, "arguments": arguments}}
+
+
 def _object_as_dict(value: Any) -> Any:
     """Dataclass and pydantic message objects (OpenAI SDK) as dicts; media (PIL, arrays, bytes) untouched."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

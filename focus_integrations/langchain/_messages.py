@@ -37,6 +37,7 @@ from langchain_core.messages import (
 )
 from PIL import Image
 
+from focus_integrations.chat_format import function_call
 from focus_integrations.errors import ImageLoadError, InvalidOptionError, VideoLoadError
 from focus_integrations.images import REMOTE_MAX_BYTES, REMOTE_TIMEOUT_S, load_image
 from focus_integrations.messages import append_turn
@@ -232,12 +233,7 @@ def to_engine_messages(
             calls = getattr(message, "tool_calls", None) or []
             if calls:
                 entry["tool_calls"] = [
-                    {
-                        "type": "function",
-                        "id": call.get("id") or "",
-                        "function": {"name": call["name"], "arguments": call.get("args") or {}},
-                    }
-                    for call in calls
+                    function_call(call.get("id"), call["name"], call.get("args") or {}) for call in calls
                 ]
         elif role == "tool":
             # Text-only results stay a string: tool-aware templates print string content verbatim.

@@ -35,6 +35,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.schema import BaseNode, NodeWithScore
 from PIL import Image
 
+from focus_integrations.chat_format import function_call
 from focus_integrations.errors import ImageLoadError, InvalidOptionError, VideoLoadError
 from focus_integrations.images import load_image
 from focus_integrations.messages import append_turn
@@ -221,13 +222,7 @@ def chat_messages_to_engine(
             elif isinstance(block, VideoBlock):
                 items.append(video_block_item(block))
             elif isinstance(block, ToolCallBlock):
-                tool_calls.append(
-                    {
-                        "type": "function",
-                        "id": block.tool_call_id or "",
-                        "function": {"name": block.tool_name, "arguments": block.tool_kwargs},
-                    }
-                )
+                tool_calls.append(function_call(block.tool_call_id, block.tool_name, block.tool_kwargs))
             elif isinstance(block, (CachePoint, ThinkingBlock)):
                 continue  # provider hints / reasoning traces: not part of what a local chat template renders
             else:

@@ -238,12 +238,11 @@ def test_structured_output_include_raw_keeps_parse_errors(tool_llm: ChatFocus, s
         short.with_structured_output(Verdict).invoke("Which is cheaper?")
 
 
-def test_template_without_tool_support_gets_instructions(tiny_checkpoint: Any, monkeypatch: Any) -> None:
-    # LLaVA's template has no tool syntax: the tools go into a system instruction (generic JSON calls).
-    llava = ChatFocus(model=str(tiny_checkpoint("llava")), max_tokens=200)
-    decoder = llava.focus_decoder
+def _script(monkeypatch: Any, chat: ChatFocus, reply: str) -> list[str]:
+    """From now on ``chat``'s model answers ``reply`` (then its first end token); returns the prompts it was
+    shown. For checkpoints the ``scripted`` fixture (Qwen's <|im_end|>) does not cover."""
+    decoder = chat.focus_decoder
     tokenizer = decoder.tokenizer
-    reply = json.dumps({"name": "lookup_price", "arguments": {"sku": "A-1"}})
     seen: list[str] = []
 
     class Scripted(TokenChooser):
@@ -260,6 +259,13 @@ def test_template_without_tool_support_gets_instructions(tiny_checkpoint: Any, m
             return self.tokens.pop(0) if len(self.tokens) > 1 else self.tokens[0]
 
     monkeypatch.setattr("focus_integrations.decoder.TokenChooser", Scripted)
+    return seen
+
+
+def test_template_without_tool_support_gets_instructions(tiny_checkpoint: Any, monkeypatch: Any) -> None:
+    # LLaVA's template has no tool syntax: the tools go into a system instruction (generic JSON calls).
+    llava = ChatFocus(model=str(tiny_checkpoint("llava")), max_tokens=200)
+    seen = _script(monkeypatch, llava, json.dumps({"name": "lookup_price", "arguments": {"sku": "A-1"}}))
     message = llava.bind_tools([lookup_price]).invoke("How much is A-1?")
     assert "You can call these tools" in seen[-1] and '"lookup_price"' in seen[-1]
     assert [(c["name"], c["args"]) for c in message.tool_calls] == [("lookup_price", {"sku": "A-1"})]
@@ -269,24 +275,7 @@ def test_tool_history_on_template_without_tool_syntax(tiny_checkpoint: Any, monk
     # LLaVA's template knows no tool role and no tool_calls: earlier calls become assistant JSON text and
     # tool results become user turns that name the call, images included, so nothing is dropped.
     llava = ChatFocus(model=str(tiny_checkpoint("llava")), max_tokens=40)
-    decoder = llava.focus_decoder
-    tokenizer = decoder.tokenizer
-    seen: list[str] = []
-
-    class Scripted(TokenChooser):
-        def __init__(self, options: Any, generator: Any = None, constraint: Any = None) -> None:
-            super().__init__(options, generator, constraint)
-            self.tokens = None
-
-        def __call__(self, combined: Any, sequence: Any) -> int:
-            if self.tokens is None:
-                seen.append(tokenizer.decode(sequence.tolist()))
-                self.tokens = tokenizer("A-1.", add_special_tokens=False)["input_ids"] + [
-                    min(decoder.eos_token_ids)
-                ]
-            return self.tokens.pop(0) if len(self.tokens) > 1 else self.tokens[0]
-
-    monkeypatch.setattr("focus_integrations.decoder.TokenChooser", Scripted)
+    seen = _script(monkeypatch, llava, "A-1.")
     history = [
         HumanMessage("Which is cheaper?"),
         AIMessage("", tool_calls=[{"name": "lookup_price", "args": {"sku": "A-1"}, "id": "call_7"}]),

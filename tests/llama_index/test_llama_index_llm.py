@@ -376,7 +376,14 @@ def test_llm_is_a_drop_in_for_llamaindex_prompt_helpers(llm, image_files):
         ]
     )
     answer = llm.predict(template, thing="the shape")
-    assert isinstance(answer, str)
+    by_hand = llm.chat(
+        [
+            ChatMessage(
+                role="user", blocks=[ImageBlock(path=image_files[0]), TextBlock(text="Describe the shape.")]
+            )
+        ]
+    )
+    assert answer == by_hand.message.content and by_hand.raw["settings"]["n_images"] == 1
     streamed = "".join(llm.stream(template, thing="the shape"))
     assert streamed == answer
 

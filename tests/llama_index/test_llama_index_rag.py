@@ -11,11 +11,10 @@ from pathlib import Path
 
 import chromadb
 import pytest
-from li_helpers import png_bytes, same_pixels
+from li_helpers import llm_events_handler, png_bytes, same_pixels
 from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse
 from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler
-from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMChatStartEvent
+from llama_index.core.instrumentation.events.llm import LLMChatStartEvent
 from llama_index.core.llms import ImageBlock
 from llama_index.core.schema import ImageNode
 from PIL import Image
@@ -38,26 +37,9 @@ from focus_integrations.store.image_store import CHROMA_SETTINGS
 TOP_K = 3
 
 
-class _LLMEvents(BaseEventHandler):
-    """Records what LlamaIndex sends to and gets back from the LLM (its own instrumentation events)."""
-
-    starts: list = []
-    ends: list = []
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "LLMEvents"
-
-    def handle(self, event, **kwargs) -> None:
-        if isinstance(event, LLMChatStartEvent):
-            self.starts.append(event)
-        elif isinstance(event, LLMChatEndEvent):
-            self.ends.append(event)
-
-
 @pytest.fixture
 def llm_events():
-    handler = _LLMEvents(starts=[], ends=[])
+    handler = llm_events_handler()
     dispatcher = get_dispatcher()
     dispatcher.add_event_handler(handler)
     yield handler
@@ -97,7 +79,7 @@ def _images_sent(event: LLMChatStartEvent) -> list[Image.Image]:
     return [image_block_to_pil(b) for m in event.messages for b in m.blocks if isinstance(b, ImageBlock)]
 
 
-def _assert_retrieved_images_reached_the_engine(events: _LLMEvents, source_nodes) -> None:
+def _assert_retrieved_images_reached_the_engine(events, source_nodes) -> None:
     # One LLM call carries every retrieved image, in retrieval order, and the engine decoded over all of them.
     assert len(events.starts) == 1 and len(events.ends) == 1
     sent = _images_sent(events.starts[0])
