@@ -15,8 +15,9 @@ same machine load), then:
   or 429 (with Retry-After), never a 5xx or a dropped connection.
 
 Bounded: each level sends at most ``max(4, clients)`` requests and stops launching new ones after
-``--level-timeout`` seconds; levels that would start after ``--max-minutes`` are skipped (and said so); every
-HTTP call has a timeout. Loopback only. The full default run takes about 8-9 minutes on an idle 2-core CPU.
+``--level-timeout`` seconds; the whole run keeps within ``--max-minutes`` (default 14): levels start only
+in its first 60% (later ones are skipped, and said so), the check's phases share the rest; every HTTP call
+has a timeout. Loopback only. The full default run takes about 8-9 minutes on an idle 2-core CPU.
 
     python benchmarks/bench_serve.py                       # the full table (1..32 clients)
     python benchmarks/bench_serve.py --clients 8 32        # what the GPU suite runs
@@ -236,7 +237,13 @@ def run(args: argparse.Namespace) -> dict:
     queue = max(args.check_clients, max(args.clients)) + 8
     from focus_integrations.testing.http_process import free_port
 
-    deadline = time.monotonic() + 60 * args.max_minutes
+    started = time.monotonic()
+    end = started + 60 * args.max_minutes  # the whole run, servers' start included
+    deadline = started + 0.6 * 60 * args.max_minutes  # no level starts after this: the rest is the check's
+
+    def budget(phases_left: int) -> float:
+        """Seconds for one check phase: its share of what is left, at most --level-timeout, at least 30."""
+        return max(30.0, min(args.level_timeout, (end - time.monotonic()) / phases_left))
 
     urls = {}
     with contextlib.ExitStack() as stack:
@@ -284,22 +291,21 @@ def run(args: argparse.Namespace) -> dict:
         check_payloads = [body(_images_of(v), args.check_tokens, i) for i, v in enumerate(variants)]
         exact = (args.dtype or "float32") in ("float32", "fp32", "torch.float32")
         # The reference: each request alone, one at a time, on the lock-serial engine (FocusDecoder's decode).
-        solo = asyncio.run(level(urls["serial"], check_payloads, 1, args.level_timeout))["answers"]
+        phases = 1 + 2 * len(engines)  # solo, then per engine: concurrent (or serial's own) and overload
+        solo = asyncio.run(level(urls["serial"], check_payloads, 1, budget(phases)))["answers"]
         for engine in engines:
             if engine != "serial":
                 together = asyncio.run(
-                    level(urls[engine], check_payloads, len(check_payloads), args.level_timeout)
+                    level(urls[engine], check_payloads, len(check_payloads), budget(phases - 1))
                 )
                 report["check"][engine] = compare_answers(
                     solo, together["answers"], len(check_payloads), exact=exact
                 )
             report["overload"][engine] = asyncio.run(
-                overload(urls[engine], small_request(), 3 * queue, args.level_timeout)
+                overload(urls[engine], small_request(), 3 * queue, budget(2))
             )
         if len(engines) == 1:  # no batched engine: the serial engine's own answers, all at once
-            together = asyncio.run(
-                level(urls["serial"], check_payloads, len(check_payloads), args.level_timeout)
-            )
+            together = asyncio.run(level(urls["serial"], check_payloads, len(check_payloads), budget(2)))
             report["check"]["serial"] = compare_answers(
                 solo, together["answers"], len(check_payloads), exact=exact
             )
@@ -431,7 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rows", type=int, default=None, help="batched engine row cap")
     parser.add_argument("--join", choices=("step", "batch"), default=None, help="batched engine joining")
     parser.add_argument(
-        "--max-minutes", type=float, default=11.0, help="no level starts after this (then the check runs)"
+        "--max-minutes",
+        type=float,
+        default=14.0,
+        help="time budget of the whole run: levels start only in its first 60%%, the check shares the rest",
     )
     parser.add_argument("--tiny", action="store_true", help="tiny checkpoint, few requests: a smoke run")
     parser.add_argument("--json", default=None, help="also write the report here")
