@@ -153,3 +153,60 @@ def test_one_stop_string_is_one_stop_in_both_constructors(decoder) -> None:
         {},
     )
     assert chat == llm == engine == full[: full.index(stop)]
+
+
+@pytest.mark.parametrize("sampling", [{}, {"fps": 2.0}], ids=["request sampling", "the block's own fps"])
+def test_a_video_is_the_same_answer_in_both_adapters_and_the_engine(decoder, tmp_path, sampling) -> None:
+    """A video block (LangChain v1 ``video``, LlamaIndex ``VideoBlock``) is sampled as the engine samples a
+    video item: the same frames, the same answer; a block's own ``fps`` applies to that video in both."""
+    pytest.importorskip("av")
+    import base64
+
+    from langchain_core.messages import HumanMessage
+    from llama_index.core.base.llms.types import ChatMessage, TextBlock, VideoBlock
+
+    from focus_integrations.langchain import ChatFocus
+    from focus_integrations.llama_index import FocusMultiModalLLM
+    from focus_integrations.testing.videos import make_test_video
+
+    video = make_test_video(tmp_path / "clip.mp4", num_frames=12, fps=6)
+    fields = {"seed": 0, "num_frames": 6}
+    chat = ChatFocus(decoder=decoder, max_tokens=5, **fields).invoke(
+        [
+            HumanMessage(
+                content=[
+                    {"type": "text", "text": "What happens?"},
+                    {
+                        "type": "video",
+                        "base64": base64.b64encode(video).decode(),
+                        "mime_type": "video/mp4",
+                        **sampling,
+                    },
+                ]
+            )
+        ]
+    )
+    llm = FocusMultiModalLLM(decoder=decoder, max_new_tokens=5, **fields).chat(
+        [
+            ChatMessage(
+                role="user", blocks=[TextBlock(text="What happens?"), VideoBlock(video=video, **sampling)]
+            )
+        ]
+    )
+    engine = decoder.generate(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What happens?"},
+                    {"type": "video", "video": video, **sampling},
+                ],
+            }
+        ],
+        max_new_tokens=5,
+        **fields,
+    )
+    frames = 4 if sampling else 6  # 12 frames at 6 fps: 2 s; at 2 fps that is 4 frames (under the cap of 6)
+    assert engine.settings["n_images"] == frames
+    assert chat.response_metadata["focus"]["n_images"] == llm.raw["settings"]["n_images"] == frames
+    assert chat.content == llm.message.content == engine.text

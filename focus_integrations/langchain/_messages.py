@@ -15,7 +15,8 @@ Image groups: an image block's ``"group"`` (a v1 block's ``extras={"group": ...}
 in a FOCUS group; blocks with equal keys are one group (the photos of one product). Video: v1 ``{"type":
 "video"}`` blocks (``base64``, ``url`` as a local path / ``file://`` / ``data:``, ``file_id``; and ``file``
 blocks with a ``video/...`` mime type) become engine video items, sampled into frames by the engine
-(``num_frames``, ``fps``, ``video_masking``); remote video URLs are refused.
+(``num_frames``, ``fps``, ``video_masking``; a block's own ``num_frames`` / ``fps``, top level or in
+``extras``, apply to that video, as a LlamaIndex ``VideoBlock.fps`` does); remote video URLs are refused.
 """
 
 from __future__ import annotations
@@ -114,6 +115,15 @@ def _group_of(block: dict[str, Any]) -> dict[str, Any]:
     return {} if key is None else {"group": key}
 
 
+def _sampling_of(block: dict[str, Any]) -> dict[str, Any]:
+    """A video block's own ``num_frames`` / ``fps`` (top level or v1 ``extras``), which the engine applies to
+    that video instead of the request's: LlamaIndex's ``VideoBlock.fps`` and transformers' video items carry
+    them the same way."""
+    extras = block.get("extras") if isinstance(block.get("extras"), dict) else {}
+    found = {key: block.get(key, extras.get(key)) for key in ("num_frames", "fps")}
+    return {key: value for key, value in found.items() if value is not None}
+
+
 def _video_source(block: dict[str, Any], policy: ImagePolicy, where: str) -> Any:
     """What a v1 video block points at, for the engine's video sampler (bytes, a path, a list of frames)."""
     if block.get("video") is not None:  # transformers-style {"type": "video", "video": path | frames}
@@ -165,7 +175,9 @@ def _content_items(message: BaseMessage, policy: ImagePolicy, where: str) -> lis
             items.append({"type": "image", "image": image, **_group_of(dict(block))})
         elif kind == "video" or (kind == "file" and str(block.get("mime_type", "")).startswith("video/")):
             source = _video_source(dict(block), policy, here)
-            items.append({"type": "video", "video": source, **_group_of(dict(block))})
+            items.append(
+                {"type": "video", "video": source, **_group_of(dict(block)), **_sampling_of(dict(block))}
+            )
         elif kind == "non_standard":
             value = block.get("value")
             url = _non_standard_image_url(value) if isinstance(value, dict) else None
