@@ -9,6 +9,7 @@ from langchain_core.messages import HumanMessage
 from PIL import Image
 
 from focus_integrations.default_model import default_model_path
+from focus_integrations.errors import InvalidOptionError
 from focus_integrations.langchain import ChatFocus
 
 
@@ -56,9 +57,11 @@ def test_logprobs_follow_openai_s_shape_and_equal_the_engine_s(llm: ChatFocus, q
 
 def test_logprobs_as_a_field_and_validated(qwen_path: str, question) -> None:
     llm = ChatFocus(model=qwen_path, max_tokens=3, seed=0, logprobs=True)
-    assert llm.invoke(question).response_metadata["logprobs"]["content"]
-    with pytest.raises(ValueError, match="top_logprobs must be an integer from 0 to 20"):
-        ChatFocus(model=qwen_path, top_logprobs=50)  # (the constructor's error type is engineer A's contract)
+    as_field = llm.invoke(question).response_metadata["logprobs"]["content"]
+    per_call = ChatFocus(model=qwen_path, max_tokens=3, seed=0).invoke(question, logprobs=True)
+    assert as_field and as_field == per_call.response_metadata["logprobs"]["content"]  # same as per call
+    with pytest.raises(InvalidOptionError, match="top_logprobs must be an integer from 0 to 20"):
+        ChatFocus(model=qwen_path, top_logprobs=50)
 
 
 def test_model_provider_is_set_once_on_messages_and_chunks(llm: ChatFocus, question) -> None:
