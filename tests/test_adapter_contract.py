@@ -210,3 +210,35 @@ def test_a_video_is_the_same_answer_in_both_adapters_and_the_engine(decoder, tmp
     assert engine.settings["n_images"] == frames
     assert chat.response_metadata["focus"]["n_images"] == llm.raw["settings"]["n_images"] == frames
     assert chat.content == llm.message.content == engine.text
+
+
+def test_a_timeout_is_the_same_contract_in_both_adapters(decoder) -> None:
+    """``timeout`` (field or per call): checked between tokens, ``RequestTimeoutError`` when it passes; a bad
+    value is an ``InvalidOptionError`` at once; a generous one changes nothing."""
+    from langchain_core.messages import HumanMessage
+    from llama_index.core.base.llms.types import ChatMessage
+
+    from focus_integrations.errors import RequestTimeoutError
+    from focus_integrations.langchain import ChatFocus
+    from focus_integrations.llama_index import FocusMultiModalLLM
+
+    chat = ChatFocus(decoder=decoder, max_tokens=20, seed=0)
+    llm = FocusMultiModalLLM(decoder=decoder, max_new_tokens=20, seed=0)
+    question_lc, question_li = [HumanMessage("hi")], [ChatMessage(role="user", content="hi")]
+    with pytest.raises(RequestTimeoutError):
+        chat.invoke(question_lc, timeout=1e-9)
+    with pytest.raises(RequestTimeoutError):
+        llm.chat(question_li, timeout=1e-9)
+    with pytest.raises(RequestTimeoutError):
+        list(llm.stream_chat(question_li, timeout=1e-9))
+    with pytest.raises(RequestTimeoutError):
+        FocusMultiModalLLM(decoder=decoder, max_new_tokens=20, timeout=1e-9).complete("hi")
+    for bad in (0, -1, float("nan"), "5", True):
+        with pytest.raises(InvalidOptionError, match="timeout must be a number of seconds"):
+            ChatFocus(decoder=decoder, timeout=bad)
+        with pytest.raises(InvalidOptionError, match="timeout must be a number of seconds"):
+            FocusMultiModalLLM(decoder=decoder, timeout=bad)
+        with pytest.raises(InvalidOptionError, match="timeout must be a number of seconds"):
+            llm.chat(question_li, timeout=bad)
+    relaxed = llm.chat(question_li, timeout=600).message.content
+    assert relaxed == llm.chat(question_li).message.content == chat.invoke(question_lc, timeout=600).content

@@ -58,6 +58,7 @@ def check_constructor_arguments(kwargs: dict[str, Any]) -> None:
             {k: v for k, v in kwargs.items() if k in ENGINE_OPTION_FIELDS},
             kwargs.get("generate_kwargs"),
             {k: v for k, v in kwargs.items() if k in LOADING_FIELDS},
+            kwargs.get("timeout"),
         )
     except InvalidOptionError as err:
         raise InvalidOptionError(f"invalid FocusMultiModalLLM argument(s): {err}") from None

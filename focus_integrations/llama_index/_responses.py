@@ -32,6 +32,8 @@ class _Call:
     build: MessageBuilder
     options: dict[str, Any]
     tools: ToolRequest | None
+    timeout: float | None = None  # seconds the call may take (checked between tokens)
+    deadline: float | None = None  # time.monotonic() by which it must be done
 
     @property
     def answer_prefix(self) -> str | None:

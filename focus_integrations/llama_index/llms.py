@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 
 from focus_integrations.adapters import iterate_in_thread
-from focus_integrations.errors import InvalidOptionError
+from focus_integrations.errors import InvalidOptionError, RequestTimeoutError
 from focus_integrations.llama_index._options import (
     ENGINE_OPTION_FIELDS,
     OptionsMixin,
@@ -58,7 +59,7 @@ from focus_integrations.llama_index.structured import StructuredPredictMixin, co
 from focus_integrations.llama_index.tools import ToolCallingMixin, tool_request
 from focus_integrations.loading import LOADING_FIELDS
 from focus_integrations.options import DEFAULT_MAX_NEW_TOKENS
-from focus_integrations.vocabulary import constructor_error
+from focus_integrations.vocabulary import check_timeout, constructor_error
 
 if TYPE_CHECKING:
     from focus_integrations.decoder import FocusDecoder
@@ -203,6 +204,11 @@ class FocusMultiModalLLM(
     context_window: int | None = Field(
         default=None, description="Override the context window read from the model config."
     )
+    timeout: float | None = Field(
+        default=None,
+        description="Seconds one call may take (a call's timeout= overrides it); checked between tokens, "
+        "raises RequestTimeoutError. The same contract as ChatFocus(timeout=...).",
+    )
 
     _decoder: FocusDecoder = PrivateAttr()
 
@@ -289,8 +295,9 @@ class FocusMultiModalLLM(
     def _call(self, build: MessageBuilder, kwargs: dict[str, Any], *, chat: bool) -> _Call:
         """Validate one request's arguments up front: bad options and tools raise before any decoding."""
         tools = None
+        kwargs = dict(kwargs)
+        timeout = check_timeout(kwargs.pop("timeout", self.timeout))
         if chat:
-            kwargs = dict(kwargs)
             tools = tool_request(
                 kwargs.pop("tools", None),
                 kwargs.pop("tool_choice", None),
@@ -303,17 +310,16 @@ class FocusMultiModalLLM(
                 )
             if tools is not None and tools.required:
                 tools = constrain_tool_call(self._decoder, tools, kwargs)
-        return _Call(build, self._resolve_options(kwargs), tools)
+        deadline = time.monotonic() + timeout if timeout else None
+        return _Call(build, self._resolve_options(kwargs), tools, timeout, deadline)
 
     def _generate(self, call: _Call) -> GenerationOutput:
-        schemas = call.tools.schemas if call.tools is not None else None
-        return self._decoder.generate(
-            messages=call.build(),
-            tools=schemas,
-            require_images=self.require_images,
-            assistant_prefix=call.answer_prefix,
-            **call.options,
-        )
+        final = None
+        with contextlib.closing(self._stream(call)) as items:
+            for _, output in items:
+                final = output or final
+        assert final is not None  # the stream always ends with the engine's output
+        return final
 
     def _stream(self, call: _Call) -> Iterator[tuple[str, GenerationOutput | None]]:
         """Yield ``(delta, None)`` per piece of text, then ``("", output)`` once the engine is done."""
@@ -328,6 +334,8 @@ class FocusMultiModalLLM(
         )
         try:
             for delta in stream:
+                if call.deadline is not None and time.monotonic() > call.deadline:
+                    raise RequestTimeoutError(f"FocusMultiModalLLM call exceeded timeout={call.timeout}s")
                 if delta:
                     yield delta, None
             yield "", stream.output
