@@ -56,9 +56,9 @@ def ask(
     extra: dict[str, Any] = {}
     if reading in ("score", "probs"):
         noise = {k: v for k, v in options.items() if k in _NOISE_OPTIONS}
-        images = dict(protocol.mode_generation.get(mode, {}))  # how the images reach the processor
+        per_mode = dict(protocol.mode_generation.get(mode, {}))  # image handling, FOCUS at N = 1
         logps = model.score(
-            **_inputs(query, protocol), candidates=list(query.choices), **engine, **noise, **images
+            **_inputs(query, protocol), candidates=list(query.choices), **engine, **noise, **per_mode
         )
         best = max(range(len(logps)), key=lambda i: logps[i])
         raw = query.choices[best]

@@ -26,7 +26,8 @@ class Protocol:
     """How one protocol asks and reads a benchmark.
 
     ``generation`` holds engine options (``FocusDecoder.generate``); ``mode_generation`` adds options for one
-    mode only (the reference's baseline hands LLaVA-OneVision a flat image list, its FOCUS rows nested ones);
+    mode only (the reference's baseline hands LLaVA-OneVision a flat image list, its FOCUS rows nested ones,
+    and its noised runners contrast one-image rows too);
     ``quirks`` lists the reference code's behaviours this protocol reproduces on purpose (printed in every
     report of a run that uses it).
     """
