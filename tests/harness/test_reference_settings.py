@@ -148,5 +148,6 @@ def test_reference_runs_focus_on_one_image_rows_only_where_the_runners_add_noise
         protocol = get_benchmark(name).protocol("reference")
         assert protocol.engine_options("vanilla")["multi_image_anyres"] is True, name
         assert protocol.engine_options("focus").get("focus_one_image", False) is (name in noised), name
+        assert any("one-image rows" in quirk for quirk in protocol.quirks) is (name in noised), name
         strict = get_benchmark(name).protocols.get("strict")
         assert strict is None or strict.mode_generation == {}, name  # strict: every mode fed alike, N=1 plain

@@ -58,6 +58,12 @@ QUIRK_LLAVA_OV = (
     "reference: the two modes see different resolutions (strict feeds both the same way)"
 )
 REFERENCE_COMMON_QUIRKS = (QUIRK_SAMPLING, QUIRK_SEED, QUIRK_LLAVA_OV)
+QUIRK_ONE_IMAGE = (
+    "FOCUS runs on one-image rows too (rows [noise] and [clean]: z_1 - alpha * z_0), as the runner adds noise rows "
+    "to every query and its sampler contrasts any batch of two or more (strict: one-image rows decode plainly)"
+)
+# The runners that add noise rows to every query (REFERENCE_MODE_GENERATION_NOISED).
+REFERENCE_NOISED_QUIRKS = (*REFERENCE_COMMON_QUIRKS, QUIRK_ONE_IMAGE)
 
 
 def rgb(image: Any, resize: tuple[int, int] | None = None) -> Image.Image:
@@ -134,7 +140,14 @@ def ab_protocols(
             system=system,
             generation=REFERENCE_GENERATION,
             mode_generation=mode_generation,
-            quirks=(QUIRK_FALLBACK_A, *REFERENCE_COMMON_QUIRKS),
+            quirks=(
+                QUIRK_FALLBACK_A,
+                *(
+                    REFERENCE_NOISED_QUIRKS
+                    if mode_generation.get("focus", {}).get("focus_one_image")
+                    else REFERENCE_COMMON_QUIRKS
+                ),
+            ),
         ),
         "strict": Protocol("strict", templates, STRICT_AB, system=system, generation=STRICT_GENERATION),
     }

@@ -9,9 +9,9 @@ from typing import Any
 
 from focus_integrations.harness.benchmarks.common import (
     ABCD_UNBOUNDED,
-    REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
     REFERENCE_MODE_GENERATION_NOISED,
+    REFERENCE_NOISED_QUIRKS,
     STRICT_GENERATION,
     interleave,
     prepare,
@@ -99,7 +99,7 @@ BENCHMARK = Benchmark(
                 "options are written as the Python list repr after the instruction",
                 "short-answer questions are scored by that letter match too (almost always wrong)",
                 "<image> placeholders are removed; all images go first",
-                *REFERENCE_COMMON_QUIRKS,
+                *REFERENCE_NOISED_QUIRKS,
             ),
         ),
         "strict": Protocol(

@@ -7,9 +7,9 @@ from typing import Any
 
 from focus_integrations.errors import DatasetLayoutError
 from focus_integrations.harness.benchmarks.common import (
-    REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
     REFERENCE_MODE_GENERATION_NOISED,
+    REFERENCE_NOISED_QUIRKS,
     STRICT_GENERATION,
     prepare,
     single_query,
@@ -95,7 +95,7 @@ BENCHMARK = Benchmark(
                 "the WHOLE lowercased answer (',' and '.' removed) must equal the gold: not comparable with "
                 "lmms-eval's extraction",
                 "images resized to 512x512; the CoT and SoFA modes of the reference are not run",
-                *REFERENCE_COMMON_QUIRKS,
+                *REFERENCE_NOISED_QUIRKS,
             ),
         ),
         "strict": Protocol("strict", INSTRUCTIONS, StrictExact(), generation=STRICT_GENERATION),

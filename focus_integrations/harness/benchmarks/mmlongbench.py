@@ -21,9 +21,9 @@ from focus_integrations.errors import DatasetLayoutError
 from focus_integrations.harness import parsing
 from focus_integrations.harness.benchmarks import mmlb_metrics as m
 from focus_integrations.harness.benchmarks.common import (
-    REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
     REFERENCE_MODE_GENERATION_NOISED,
+    REFERENCE_NOISED_QUIRKS,
     STRICT_GENERATION,
     interleave,
 )
@@ -277,7 +277,7 @@ BENCHMARK = Benchmark(
                 "literal <image> markers are written [image] (the reference keeps them; LLaVA processors would "
                 "read them as image tokens); summaries are scored by ROUGE-Lsum (the paper's MMLongBench uses a "
                 "GPT-4o judge)",
-                *REFERENCE_COMMON_QUIRKS,
+                *REFERENCE_NOISED_QUIRKS,
             ),
         ),
         "strict": Protocol(

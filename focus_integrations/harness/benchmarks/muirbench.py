@@ -8,9 +8,9 @@ from typing import Any
 
 from focus_integrations.harness.benchmarks.common import (
     ABCD_UNBOUNDED,
-    REFERENCE_COMMON_QUIRKS,
     REFERENCE_GENERATION,
     REFERENCE_MODE_GENERATION_NOISED,
+    REFERENCE_NOISED_QUIRKS,
     STRICT_GENERATION,
     interleave,
     prepare,
@@ -91,7 +91,7 @@ BENCHMARK = Benchmark(
                 "the option-letter regex \\(?([abcd])\\)? is not word-bounded and cannot read E (5-option "
                 "items lose that option); an unreadable answer reads as 'abcd' (always wrong)",
                 "images resized to 512x512 before noise; <image> removed; all images first",
-                *REFERENCE_COMMON_QUIRKS,
+                *REFERENCE_NOISED_QUIRKS,
             ),
         ),
         "strict": Protocol(
