@@ -241,9 +241,9 @@ def run(args: argparse.Namespace) -> dict:
     end = started + 60 * args.max_minutes  # the whole run, servers' start included
     deadline = started + 0.6 * 60 * args.max_minutes  # no level starts after this: the rest is the check's
 
-    def budget(phases_left: int) -> float:
-        """Seconds for one check phase: its share of what is left, at most --level-timeout, at least 30."""
-        return max(30.0, min(args.level_timeout, (end - time.monotonic()) / phases_left))
+    def budget(share: float) -> float:
+        """Seconds for one check phase: ``share`` of what is left, at most --level-timeout, at least 30."""
+        return max(30.0, min(args.level_timeout, share * (end - time.monotonic())))
 
     urls = {}
     with contextlib.ExitStack() as stack:
@@ -291,21 +291,19 @@ def run(args: argparse.Namespace) -> dict:
         check_payloads = [body(_images_of(v), args.check_tokens, i) for i, v in enumerate(variants)]
         exact = (args.dtype or "float32") in ("float32", "fp32", "torch.float32")
         # The reference: each request alone, one at a time, on the lock-serial engine (FocusDecoder's decode).
-        phases = 1 + 2 * len(engines)  # solo, then per engine: concurrent (or serial's own) and overload
-        solo = asyncio.run(level(urls["serial"], check_payloads, 1, budget(phases)))["answers"]
+        # Shares of the time left: the solo pass and the concurrent pass take about the same; overload little.
+        solo = asyncio.run(level(urls["serial"], check_payloads, 1, budget(0.5)))["answers"]
         for engine in engines:
             if engine != "serial":
-                together = asyncio.run(
-                    level(urls[engine], check_payloads, len(check_payloads), budget(phases - 1))
-                )
+                together = asyncio.run(level(urls[engine], check_payloads, len(check_payloads), budget(0.8)))
                 report["check"][engine] = compare_answers(
                     solo, together["answers"], len(check_payloads), exact=exact
                 )
             report["overload"][engine] = asyncio.run(
-                overload(urls[engine], small_request(), 3 * queue, budget(2))
+                overload(urls[engine], small_request(), 3 * queue, budget(0.5))
             )
         if len(engines) == 1:  # no batched engine: the serial engine's own answers, all at once
-            together = asyncio.run(level(urls["serial"], check_payloads, len(check_payloads), budget(2)))
+            together = asyncio.run(level(urls["serial"], check_payloads, len(check_payloads), budget(0.8)))
             report["check"]["serial"] = compare_answers(
                 solo, together["answers"], len(check_payloads), exact=exact
             )
