@@ -68,6 +68,8 @@ def run_batch(
             self.result = error
             failures.append(error)
 
+    if isinstance(requests, (str, bytes, dict)) or not isinstance(requests, Sequence):
+        raise PromptError(f"requests must be a list of dicts of generate() arguments, got {requests!r}"[:300])
     failures: list[BaseException] = []
     jobs: list[Any] = []  # a job, or (return_exceptions) the error that refused its request
     for index, request in enumerate(requests):

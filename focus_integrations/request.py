@@ -141,6 +141,8 @@ def render(
     kwargs: dict[str, Any] = dict(template_kwargs or {})
     kwargs |= {"add_generation_prompt": True, "tokenize": False}
     if tools:
+        if isinstance(tools, (str, bytes, dict)) or not isinstance(tools, Sequence):
+            raise PromptError(f"tools must be a list of tool schemas or functions, got {tools!r}"[:300])
         kwargs["tools"] = list(tools)
     try:
         return processor.apply_chat_template(conversation.messages, **kwargs) + conversation.assistant_prefix

@@ -38,7 +38,12 @@ from focus_integrations.testing.adversarial import (  # noqa: E402
     run_llama_index,
     run_store,
 )
-from focus_integrations.testing.adversarial_serving import run_batch, run_eval_cli, run_server  # noqa: E402
+from focus_integrations.testing.adversarial_cli import run_eval_cli, run_serve_cli, run_store_cli  # noqa: E402
+from focus_integrations.testing.adversarial_serving import (  # noqa: E402
+    run_batch,
+    run_call_arguments,
+    run_server,
+)
 
 START, END = "<!-- reliability-table:start -->", "<!-- reliability-table:end -->"
 
@@ -158,9 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         run_store(ImageStore(tmp / "store", media_dir=tmp / "media"), tmp, tally, n(30))
         run_images(tally, n(60))
         run_cli(checkpoint, tmp, tally, n(10))
+        run_call_arguments(decoder, tally)
         run_batch(decoder, tally, n(20))
         run_server(decoder, tmp, tally)
         run_eval_cli(tmp, tally)
+        run_store_cli(tmp, tally)
+        run_serve_cli(checkpoint, tally)
         deadline_cases(tally, with_server=not args.no_server, tmp=tmp)
     table = markdown(tally.rows())
     stamp = (

@@ -216,8 +216,11 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     ):
         if getattr(args, flag) is not None:
             images[key] = getattr(args, flag)
+    if not 1 <= args.port <= 65535:
+        raise InvalidOptionError(f"--port must be from 1 to 65535, got {args.port}")
     try:
         Limits(**limits)
+        ImageAccess(**images)
     except ValueError as err:
         raise InvalidOptionError(str(err)) from None
     return ServeSettings(

@@ -7,8 +7,11 @@
   bad bodies, every image_url form, garbage and oversized base64, wrong types for the option fields,
   ``response_format`` and ``tools``. A bad request must get a 4xx with an OpenAI-shaped error body; a 5xx is
   counted as a raw traceback, and a request still open at its deadline as a hang.
-* ``run_eval_cli``: ``focus eval <benchmark> --data``: wrong layouts, missing columns, corrupt files, bad
-  options must end as one ``focus: error:`` line with status 2.
+* ``run_call_arguments``: the engine's own call arguments (``tools``, ``prompt``, the request list of
+  ``generate_batch``, ``max_rows`` / ``join``) of a wrong type or value.
+
+The command-line entry points (``focus eval``, ``focus serve``, ``focus index``, ``focus query``) are in
+``adversarial_cli``.
 
 The case tables are here (they are only used here); the values shared with the library's cases come from
 ``adversarial_cases``.
@@ -19,7 +22,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -35,7 +37,6 @@ from focus_integrations.testing.adversarial import (
     Tally,
     judge,
     property_of,
-    run_cli_in_process,
 )
 from focus_integrations.testing.adversarial_cases import (
     BAD,
@@ -143,6 +144,46 @@ def run_batch(decoder: Any, tally: Tally, examples: int = 20) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- server
+
+
+def run_call_arguments(decoder: Any, tally: Tally) -> None:
+    """The engine's call arguments besides the options, each wrong in one way (the options are
+    ``adversarial.run_every_bad_option``'s)."""
+    from focus_integrations.batching import BatchEngine
+
+    images = [good_image(21), good_image(22)]
+    good = {"images": images, "prompt": "Which?", "max_new_tokens": 2}
+    cases: list[tuple[str, Any]] = [
+        ("tools=5", lambda: decoder.generate(**good, tools=5)),
+        ("tools='f'", lambda: decoder.generate(**good, tools="f")),
+        ("tools={...} (one dict, not a list)", lambda: decoder.generate(**good, tools={"type": "function"})),
+        ("tools=[5]", lambda: decoder.generate(**good, tools=[5])),
+        ("prompt=5", lambda: decoder.generate(images=images, prompt=5, max_new_tokens=2)),
+        ("neither prompt nor messages", lambda: decoder.generate(images=images, max_new_tokens=2)),
+        ("both prompt and messages",
+         lambda: decoder.generate(**good, messages=[{"role": "user", "content": "x"}])),
+        ("messages=5", lambda: decoder.generate(messages=5, max_new_tokens=2)),
+        ("messages='hi'", lambda: decoder.generate(messages="hi", max_new_tokens=2)),
+        ("images=5", lambda: decoder.generate(images=5, prompt="Which?", max_new_tokens=2)),
+        ("images=[[]] (an empty group)", lambda: decoder.generate(images=[[]], prompt="Which?", max_new_tokens=2)),
+        ("videos=[b'garbage']", lambda: decoder.generate(videos=[b"garbage"], prompt="What?", max_new_tokens=2)),
+        ("assistant_prefix=5", lambda: decoder.generate(**good, assistant_prefix=5)),
+        ("require_images='no'", lambda: decoder.generate(prompt="x", require_images="no", max_new_tokens=2)),
+        ("score candidates=5", lambda: decoder.score(images=images, prompt="Which?", candidates=5)),
+        ("score candidates=['a', None]", lambda: decoder.score(images=images, prompt="Which?", candidates=["a", None])),
+        ("score candidates=['']", lambda: decoder.score(images=images, prompt="Which?", candidates=[""])),
+        ("generate_batch(5)", lambda: decoder.generate_batch(5)),
+        ("generate_batch('ab')", lambda: decoder.generate_batch("ab")),
+        ("generate_batch({...})", lambda: decoder.generate_batch(good)),
+        ("generate_batch([5])", lambda: decoder.generate_batch([5])),
+        ("generate_batch max_rows=0", lambda: decoder.generate_batch([good], max_rows=0)),
+        ("generate_batch join='bogus'", lambda: decoder.generate_batch([good], join="bogus")),
+        ("BatchEngine max_rows=0", lambda: BatchEngine(decoder, max_rows=0)),
+        ("BatchEngine max_rows='x'", lambda: BatchEngine(decoder, max_rows="x")),
+        ("BatchEngine join='bogus'", lambda: BatchEngine(decoder, join="bogus")),
+    ]  # fmt: skip
+    for name, call in cases:
+        tally.add(judge("engine (call arguments)", name, BAD, call))
 
 
 class _HTTPRefusal(FocusError):
@@ -413,103 +454,3 @@ def run_server(decoder: Any, tmp: Path, tally: Tally) -> None:
             tally.add(
                 judge(entry, name, label, lambda p=path, b=body: _post(client, p, b), SERVER_DEADLINE_S)
             )
-
-
-# --------------------------------------------------------------------------------------------- focus eval
-
-
-def _eval_fixtures(tmp: Path) -> dict[str, Path]:
-    """Winoground in its layout, and broken copies of it (missing column, corrupt parquet, wrong layouts)."""
-    import pyarrow.parquet as pq
-
-    from focus_integrations.testing import benchmark_data
-
-    good = benchmark_data.winoground(tmp / "wino", n=3)
-    (parquet,) = sorted(good.rglob("*.parquet"))
-    relative = parquet.relative_to(good)
-    broken: dict[str, Path] = {"good": good}
-
-    def copy(name: str) -> Path:
-        target = tmp / name
-        shutil.copytree(good, target)
-        return target
-
-    missing = copy("missing-column")
-    table = pq.read_table(missing / relative)
-    pq.write_table(table.drop(["caption_1"]), missing / relative)
-    broken["missing column caption_1"] = missing
-    wrong_type = copy("wrong-type-column")
-    table = pq.read_table(wrong_type / relative)
-    index = table.column_names.index("caption_0")
-    import pyarrow as pa
-
-    numbers = pa.array(list(range(table.num_rows)), type=pa.int64())
-    pq.write_table(table.set_column(index, "caption_0", numbers), wrong_type / relative)
-    broken["caption_0 holds numbers"] = wrong_type  # EITHER: column types are not checked (read as text)
-    corrupt = copy("corrupt-parquet")
-    (corrupt / relative).write_bytes(b"PAR1" + bytes(200))
-    broken["corrupt parquet"] = corrupt
-    empty = tmp / "empty"
-    empty.mkdir()
-    broken["empty folder"] = empty
-    broken["missing folder"] = tmp / "nope"
-    a_file = tmp / "a-file.txt"
-    a_file.write_text("not a folder")
-    broken["a file"] = a_file
-    broken["another benchmark's layout"] = benchmark_data.mantis(tmp / "mantis")
-    no_rows = copy("no-rows")
-    pq.write_table(pq.read_table(no_rows / relative).slice(0, 0), no_rows / relative)
-    broken["zero rows"] = no_rows
-    return broken
-
-
-def run_eval_cli(tmp: Path, tally: Tally) -> None:
-    """``focus eval winoground`` in-process on the bundled default model: a run (status 0) for good inputs,
-    one ``focus: error:`` line with status 2 for bad ones."""
-    import os
-
-    os.environ.setdefault("HF_DATASETS_CACHE", str(tmp / "hf-datasets-cache"))
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-    from focus_integrations import cli
-
-    data = _eval_fixtures(tmp / "eval-data")
-    fast = ["--limit", "2", "--max-new-tokens", "2", "--alpha", "0.1"]
-    good = str(data["good"])
-    a_file = tmp / "eval-data" / "out-is-a-file"
-    a_file.write_text("x")
-    cases: list[tuple[str, list[str], str]] = [
-        ("good", ["--data", good, *fast], GOOD),
-        ("good, alpha search", ["--data", good, "--limit", "2", "--max-new-tokens", "2",
-                                "--alpha-grid", "0.1", "0.5", "--val-fraction", "0.5"], GOOD),
-        ("good, modes vcd", ["--data", good, *fast, "--modes", "vanilla", "vcd"], GOOD),
-        ("good, shard 1/2", ["--data", good, *fast, "--shard", "1/2"], GOOD),
-    ]  # fmt: skip
-    cases += [
-        (name, ["--data", str(path), *fast], EITHER if "holds numbers" in name else BAD)
-        for name, path in data.items()
-        if name != "good"
-    ]
-    bad_flags = [
-        ["--alpha", "inf"], ["--alpha", "nan"], ["--alpha", "-1"], ["--alpha", "abc"],
-        ["--alpha-grid", "nan", "0.1"], ["--alpha-grid", "-0.5"], ["--vcd-alpha", "nan"], ["--vcd-alpha", "-1"],
-        ["--val-fraction", "1.5"], ["--val-fraction", "-0.1"], ["--val-fraction", "nan"],
-        ["--limit", "0"], ["--limit", "-1"], ["--shard", "2/2"], ["--shard", "0/0"], ["--shard", "-1/2"],
-        ["--shard", "x"], ["--seed", "-1"], ["--seed", str(2**70)], ["--max-new-tokens", "0"],
-        ["--max-new-tokens", "-3"], ["--category", "no-such-category"], ["--modes", "greedy"],
-        ["--protocol", "bogus"], ["--noise", "bogus"], ["--model", str(tmp / "no-such-model")],
-        ["--device", "no-such-device"], ["--dtype", "float7"], ["--out", str(a_file)],
-    ]  # fmt: skip
-    for flags in bad_flags:
-        cases.append(
-            (" ".join(flags), ["--data", good, "--limit", "2", "--max-new-tokens", "2", *flags], BAD)
-        )
-
-    for serial, (name, args, label) in enumerate(cases):
-        argv = ["eval", "winoground", *args]
-        if "--out" not in args:
-            argv += ["--out", str(tmp / "eval-runs" / f"run-{serial}")]
-
-        def call(argv: list[str] = argv) -> Any:
-            return run_cli_in_process(cli.main, argv)
-
-        tally.add(judge("CLI (focus eval)", name, label, call))

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("hypothesis")
 
 from focus_integrations import FocusDecoder  # noqa: E402
-from focus_integrations.testing import adversarial, adversarial_serving  # noqa: E402
+from focus_integrations.testing import adversarial, adversarial_cli, adversarial_serving  # noqa: E402
 from focus_integrations.testing.adversarial import Tally, known_open, quiet  # noqa: E402
 
 
@@ -147,5 +147,28 @@ def test_focus_eval_refuses_bad_data_and_options_in_one_line(tmp_path: Path) -> 
     pytest.importorskip("datasets")
     tally = Tally()
     with quiet():
-        adversarial_serving.run_eval_cli(tmp_path, tally)
+        adversarial_cli.run_eval_cli(tmp_path, tally)
     _check(tally, 40)
+
+
+@pytest.mark.slow
+def test_focus_index_query_and_serve_refuse_bad_arguments_in_one_line(
+    checkpoint: str, tmp_path: Path, minilm
+) -> None:
+    tally = Tally()
+    with quiet():
+        adversarial_cli.run_store_cli(tmp_path, tally)
+        adversarial_cli.run_serve_cli(checkpoint, tally, only=3)  # a process each: the report runs them all
+    _check(tally, 20)
+    assert {o.entry for o in tally.outcomes} == {
+        "CLI (focus index)",
+        "CLI (focus query)",
+        "CLI (focus serve)",
+    }
+
+
+def test_the_engine_refuses_bad_call_arguments(decoder: FocusDecoder) -> None:
+    tally = Tally()
+    with quiet():
+        adversarial_serving.run_call_arguments(decoder, tally)
+    _check(tally, 20)

@@ -153,3 +153,39 @@ def test_generate_batch_with_return_exceptions_refuses_a_bad_option_in_its_place
     assert outputs[3].token_ids == decoder.generate(**requests[3]).token_ids
     with pytest.raises(InvalidOptionError):  # without return_exceptions the first error is raised
         decoder.generate_batch(requests)
+
+
+def test_tools_and_batch_requests_of_a_wrong_type_are_prompt_errors(tiny_checkpoint) -> None:
+    from focus_integrations import FocusDecoder
+    from focus_integrations.errors import PromptError
+    from focus_integrations.testing.adversarial_cases import good_image
+
+    decoder = FocusDecoder.from_pretrained(str(tiny_checkpoint("qwen2_5_vl")))
+    good = {"images": [good_image(1)], "prompt": "Which?", "max_new_tokens": 2}
+    for tools in (5, "f", {"type": "function"}):
+        with pytest.raises(PromptError, match="tools must be a list"):  # was TypeError: 'int' is not iterable
+            decoder.generate(**good, tools=tools)
+    for requests in (5, "ab", good):
+        with pytest.raises(PromptError, match="requests must be a list"):
+            decoder.generate_batch(requests)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--port", "99999"],  # was accepted (uvicorn served on another port)
+        ["--port", "0"],
+        ["--remote-image-timeout", "nan"],  # was accepted
+        ["--remote-image-timeout", "0"],
+        ["--remote-image-max-bytes", "0"],
+        ["--remote-image-max-redirects", "-1"],
+    ],
+)
+def test_focus_serve_refuses_bad_port_and_image_access_flags(flags: list[str]) -> None:
+    pytest.importorskip("fastapi")
+    from focus_integrations.cli import build_parser
+    from focus_integrations.server.cli import settings_from_args
+
+    args = build_parser().parse_args(["serve", "--model", "m", *flags])
+    with pytest.raises(InvalidOptionError):
+        settings_from_args(args)
