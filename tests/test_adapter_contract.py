@@ -242,3 +242,62 @@ def test_a_timeout_is_the_same_contract_in_both_adapters(decoder) -> None:
             llm.chat(question_li, timeout=bad)
     relaxed = llm.chat(question_li, timeout=600).message.content
     assert relaxed == llm.chat(question_li).message.content == chat.invoke(question_lc, timeout=600).content
+
+
+@pytest.fixture
+def image_host():
+    """A loopback HTTP server standing in for a remote image host: GET returns a 32x32 PNG."""
+    import http.server
+    import threading
+
+    png = IMAGES[0]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/photo.png"
+    server.shutdown()
+    server.server_close()
+
+
+def test_remote_image_permission_is_the_engine_s_in_both_adapters(decoder, image_host) -> None:
+    """``allow_remote_images`` takes what the engine takes (True, False, ``RemoteImages(...)`` with its own
+    limits) and nothing else: ``"yes"`` or ``1`` must not switch remote fetching on."""
+    from langchain_core.messages import HumanMessage
+    from llama_index.core.base.llms.types import ChatMessage, ImageBlock, TextBlock
+
+    from focus_integrations.errors import RemoteImageError
+    from focus_integrations.images import RemoteImages
+    from focus_integrations.langchain import ChatFocus
+    from focus_integrations.llama_index import FocusMultiModalLLM
+
+    lc_question = [
+        HumanMessage(content=[{"type": "image", "url": image_host}, {"type": "text", "text": "q"}])
+    ]
+    li_question = [ChatMessage(role="user", blocks=[ImageBlock(url=image_host), TextBlock(text="q")])]
+    for bad in ("yes", 1, "false", None):
+        with pytest.raises(InvalidOptionError, match="allow_remote_images"):
+            ChatFocus(decoder=decoder, allow_remote_images=bad)
+        with pytest.raises(InvalidOptionError, match="allow_remote_images"):
+            FocusMultiModalLLM(decoder=decoder, allow_remote_images=bad)
+    tight = RemoteImages(max_bytes=16)  # smaller than the photo: the limit is the permission's own
+    with pytest.raises(RemoteImageError):
+        ChatFocus(decoder=decoder, allow_remote_images=tight, max_tokens=2).invoke(lc_question)
+    with pytest.raises(RemoteImageError):
+        FocusMultiModalLLM(decoder=decoder, allow_remote_images=tight, max_new_tokens=2).chat(li_question)
+    allowed = RemoteImages(timeout=30.0)
+    chat = ChatFocus(decoder=decoder, allow_remote_images=allowed, max_tokens=3, seed=0).invoke(lc_question)
+    llm = FocusMultiModalLLM(decoder=decoder, allow_remote_images=allowed, max_new_tokens=3, seed=0).chat(
+        li_question
+    )
+    assert chat.content == llm.message.content and chat.response_metadata["focus"]["n_images"] == 1

@@ -40,7 +40,7 @@ from PIL import Image
 
 from focus_integrations.chat_format import function_call
 from focus_integrations.errors import ImageLoadError, InvalidOptionError, VideoLoadError
-from focus_integrations.images import REMOTE_MAX_BYTES, REMOTE_TIMEOUT_S, load_image
+from focus_integrations.images import REMOTE_MAX_BYTES, REMOTE_TIMEOUT_S, RemoteImages, load_image
 from focus_integrations.messages import append_turn
 from focus_integrations.tool_prompting import tool_turn_as_text as _tool_turn_as_text
 
@@ -63,7 +63,7 @@ _ROLE_ALIASES = {
 class ImagePolicy:
     """How image references are resolved: remote fetching (off by default), its limits, file ids."""
 
-    allow_remote: bool = False
+    allow_remote: bool | RemoteImages = False  # a RemoteImages' own limits replace max_bytes / timeout
     max_bytes: int = REMOTE_MAX_BYTES
     timeout: float = REMOTE_TIMEOUT_S
     file_resolver: FileResolver | None = None

@@ -17,7 +17,7 @@ def model_profile(chat: ChatFocus) -> ModelProfile:
         open_weights=True,
         text_inputs=True,
         image_inputs=True,
-        image_url_inputs=chat.allow_remote_images,
+        image_url_inputs=bool(chat.allow_remote_images),
         image_tool_message=True,
         pdf_inputs=False,
         audio_inputs=False,

@@ -27,6 +27,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from focus_integrations.errors import InvalidOptionError
+from focus_integrations.images import RemoteImages, check_remote_permission
 from focus_integrations.langchain._calls import acollect, as_chunk, collect, prepare_request, run_request
 from focus_integrations.langchain._messages import FileResolver
 from focus_integrations.langchain._options import (
@@ -171,8 +172,10 @@ class ChatFocus(BaseChatModel):
     streaming: bool = False
     """Whether ``invoke`` streams internally (fires ``on_llm_new_token`` callbacks)."""
 
-    allow_remote_images: bool = False
-    """Fetch ``http(s)`` image URLs. Off by default: a URL in a prompt must not make the server fetch it."""
+    allow_remote_images: bool | RemoteImages = False
+    """Fetch ``http(s)`` image URLs: True (with ``remote_image_max_bytes`` / ``remote_image_timeout``) or a
+    ``RemoteImages(timeout=, max_bytes=)`` with its own limits, as the engine takes. Off by default: a URL in a
+    prompt must not make the server fetch it."""
     remote_image_max_bytes: int = 20 * 1024 * 1024
     remote_image_timeout: float = 10.0
     file_resolver: FileResolver | None = Field(default=None, exclude=True, repr=False)
@@ -199,6 +202,11 @@ class ChatFocus(BaseChatModel):
                 "torch_dtype",
             ]
             raise constructor_error("ChatFocus", err.errors(), known) from None
+
+    @field_validator("allow_remote_images", mode="before")
+    @classmethod
+    def _remote_permission(cls, value: Any) -> Any:
+        return check_remote_permission(value)  # "yes" or 1 must not switch fetching on
 
     @field_validator("stop", mode="before")
     @classmethod

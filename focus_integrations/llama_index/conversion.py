@@ -37,7 +37,7 @@ from PIL import Image
 
 from focus_integrations.chat_format import function_call
 from focus_integrations.errors import ImageLoadError, InvalidOptionError, VideoLoadError
-from focus_integrations.images import load_image
+from focus_integrations.images import RemoteImages, load_image
 from focus_integrations.messages import append_turn
 
 # LlamaIndex has more roles than chat templates know: fold them onto the four of the transformers format.
@@ -115,7 +115,7 @@ def video_block_item(block: VideoBlock) -> dict[str, Any]:
     return item
 
 
-def image_block_to_pil(block: ImageBlock, *, allow_remote_images: bool = False) -> Image.Image:
+def image_block_to_pil(block: ImageBlock, *, allow_remote_images: bool | RemoteImages = False) -> Image.Image:
     """Load an ``ImageBlock`` from whichever source it carries: inline bytes, a path, or a URL.
 
     URLs may be ``data:``, ``file://`` or ``http(s)://`` (the last only with ``allow_remote_images=True``).
@@ -134,7 +134,9 @@ def image_block_to_pil(block: ImageBlock, *, allow_remote_images: bool = False) 
     raise ImageLoadError("ImageBlock has no image, path or url")
 
 
-def image_document_to_pil(document: ImageDocumentLike, *, allow_remote_images: bool = False) -> Image.Image:
+def image_document_to_pil(
+    document: ImageDocumentLike, *, allow_remote_images: bool | RemoteImages = False
+) -> Image.Image:
     """Load the image of an ``ImageNode`` / ``ImageDocument`` / ``ImageBlock`` (older ``image_documents`` API)."""
     if isinstance(document, NodeWithScore):
         document = document.node
@@ -187,7 +189,7 @@ def _flatten_blocks(blocks: Iterable[Any]) -> Iterable[Any]:
 
 
 def chat_messages_to_engine(
-    messages: Sequence[ChatMessage], *, allow_remote_images: bool = False
+    messages: Sequence[ChatMessage], *, allow_remote_images: bool | RemoteImages = False
 ) -> list[dict[str, Any]]:
     """Convert LlamaIndex ``ChatMessage``s to engine messages, images loaded, in prompt order.
 
@@ -252,7 +254,7 @@ def prompt_to_engine(
     image_documents: Sequence[ImageDocumentLike] | None = None,
     *,
     system_prompt: str | None = None,
-    allow_remote_images: bool = False,
+    allow_remote_images: bool | RemoteImages = False,
 ) -> list[dict[str, Any]]:
     """A completion prompt (plus the older API's ``image_documents``) as one user turn: images first.
 

@@ -44,6 +44,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 
 from focus_integrations.adapters import iterate_in_thread
 from focus_integrations.errors import InvalidOptionError, RequestTimeoutError
+from focus_integrations.images import RemoteImages, check_remote_permission
 from focus_integrations.llama_index._options import (
     ENGINE_OPTION_FIELDS,
     OptionsMixin,
@@ -191,8 +192,10 @@ class FocusMultiModalLLM(
         default=None, description="Also the k (0-20) likeliest tokens of each step (implies logprobs)."
     )
 
-    allow_remote_images: bool = Field(
-        default=False, description="Fetch http(s) image URLs (refused with RemoteImageError otherwise)."
+    allow_remote_images: bool | RemoteImages = Field(
+        default=False,
+        description="Fetch http(s) image URLs: True or RemoteImages(timeout=, max_bytes=), as the engine takes "
+        "(refused with RemoteImageError otherwise).",
     )
     require_images: bool = Field(
         default=False,
@@ -211,6 +214,11 @@ class FocusMultiModalLLM(
     )
 
     _decoder: FocusDecoder = PrivateAttr()
+
+    @field_validator("allow_remote_images", mode="before")
+    @classmethod
+    def _remote_permission(cls, value: Any) -> Any:
+        return check_remote_permission(value)  # "yes" or 1 must not switch fetching on, as in ChatFocus
 
     @field_validator("stop", mode="before")
     @classmethod
