@@ -33,6 +33,23 @@ def test_family_end_to_end(family: str, tiny_checkpoint: Any) -> None:
     focus = two.response_metadata["focus"]
     assert (focus["rule"], focus["n_images"], focus["n_rows"]) == ("focus", 2, 3)
     assert two.usage_metadata["output_tokens"] <= 3
+    # The same request given to the engine directly: the adapter adds nothing and loses nothing.
+    engine = llm.focus_decoder.generate(
+        messages=[
+            {"role": "system", "content": "Compare."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "base64": png_b64("red")},
+                    {"type": "image", "base64": png_b64("blue")},
+                    {"type": "text", "text": "Which?"},
+                ],
+            },
+        ],
+        max_new_tokens=3,
+        seed=0,
+    )
+    assert two.content == engine.text and two.usage_metadata["input_tokens"] == engine.usage.input_tokens
 
     text_only = llm.invoke("Hello")
     assert text_only.response_metadata["focus"]["n_images"] == 0
