@@ -92,11 +92,17 @@ def run_batch(decoder: Any, tally: Tally, examples: int = 20) -> None:
             raise bad
         return Lost(lost)
 
-    @property_of(st.tuples(bad_requests(), st.integers(0, 2)), examples)
-    def batch(drawn: tuple) -> None:
+    def among_goods(drawn: tuple) -> tuple[list[dict[str, Any]], int, str]:
         (request, shown), position = drawn
         requests = [dict(r) for r in _GOOD_REQUESTS]
         requests.insert(position, request)
+        return requests, position, shown
+
+    cases = st.tuples(bad_requests(), st.integers(0, 2))
+
+    @property_of(cases, examples)
+    def batch(drawn: tuple) -> None:
+        requests, position, shown = among_goods(drawn)
 
         def call() -> Any:
             try:
@@ -109,11 +115,9 @@ def run_batch(decoder: Any, tally: Tally, examples: int = 20) -> None:
 
     engine = BatchEngine(decoder, max_rows=16)
 
-    @property_of(st.tuples(bad_requests(), st.integers(0, 2)), examples)
+    @property_of(cases, examples)
     def submit(drawn: tuple) -> None:
-        (request, shown), position = drawn
-        requests = [dict(r) for r in _GOOD_REQUESTS]
-        requests.insert(position, request)
+        requests, position, shown = among_goods(drawn)
 
         def call() -> Any:
             streams: list[Any] = []
