@@ -66,10 +66,16 @@ class ImageAccess:
         if not whole(self.remote_max_bytes) or self.remote_max_bytes < 1:
             raise ValueError(f"remote_max_bytes must be an integer >= 1, got {self.remote_max_bytes!r}")
         timeout = self.remote_timeout_s
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < float("inf")
+        ):
             raise ValueError(f"remote_timeout_s must be a finite number of seconds > 0, got {timeout!r}")
         if not whole(self.remote_max_redirects) or self.remote_max_redirects < 0:
-            raise ValueError(f"remote_max_redirects must be an integer >= 0, got {self.remote_max_redirects!r}")
+            raise ValueError(
+                f"remote_max_redirects must be an integer >= 0, got {self.remote_max_redirects!r}"
+            )
 
 
 @dataclass(frozen=True)
