@@ -38,6 +38,7 @@ __all__ = [
     "BatchEngine",
     "BatchRunner",
     "BatchStream",
+    "DeltaQueue",
     "EngineStats",
     "Job",
     "Sink",
@@ -105,25 +106,18 @@ class _Failure:
         self.error = error
 
 
-class BatchStream(Sink):
-    """The text deltas of one request of a :class:`BatchEngine`, for any thread to iterate.
+class DeltaQueue(Sink):
+    """A request's text deltas handed from the decoding thread to any consumer thread.
 
-    Iterating blocks until the next delta; it raises the request's error if it failed. ``output`` holds the
-    :class:`GenerationOutput` once exhausted. ``close()`` cancels the request (its rows, or its place in
-    the queue, are freed at the next step boundary).
+    Iterating blocks until the next delta and raises the request's error if it failed; ``output`` holds the
+    :class:`GenerationOutput` once exhausted. The decoding side calls the :class:`Sink` methods. Both
+    server engines (batched and serial) hand their requests' text over through this one class.
     """
 
-    def __init__(self, engine: BatchEngine, job: Job) -> None:
-        self._engine = engine
-        self._job = job
+    def __init__(self) -> None:
         self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._output: GenerationOutput | None = None
         self._ended = False
-
-    @property
-    def rows(self) -> int:
-        """Rows this request decodes (N + 1 for FOCUS over N images, 2 for VCD, else 1)."""
-        return self._job.rows
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -146,16 +140,12 @@ class BatchStream(Sink):
             raise RuntimeError("the stream has not finished yet: iterate it to the end first")
         return self._output
 
-    def close(self, wait: bool = False) -> None:
-        """Cancel the request. Its place in the queue, or its rows, are freed at the engine's next step
-        boundary (within one decode step or prefill); ``wait=True`` returns only once they are. Never
-        blocks otherwise, so an event loop may call it."""
-        if not self._job.released.is_set():
-            self._engine._cancel(self._job, wait)
+    def end(self) -> None:
+        """Stop iterating now (after a cancel); wakes a consumer blocked in ``next()`` on another thread."""
         self._ended = True
-        self._items.put(_END)  # wakes a consumer blocked in next() on another thread
+        self._items.put(_END)
 
-    # Sink: called on the engine's thread.
+    # Sink: called on the decoding thread.
     def delta(self, text: str) -> None:
         self._items.put(text)
 
@@ -165,6 +155,33 @@ class BatchStream(Sink):
 
     def fail(self, error: BaseException) -> None:
         self._items.put(_Failure(error))
+
+
+class BatchStream(DeltaQueue):
+    """The text deltas of one request of a :class:`BatchEngine`, for any thread to iterate.
+
+    Iterating blocks until the next delta; it raises the request's error if it failed. ``output`` holds the
+    :class:`GenerationOutput` once exhausted. ``close()`` cancels the request (its rows, or its place in
+    the queue, are freed at the next step boundary).
+    """
+
+    def __init__(self, engine: BatchEngine, job: Job) -> None:
+        super().__init__()
+        self._engine = engine
+        self._job = job
+
+    @property
+    def rows(self) -> int:
+        """Rows this request decodes (N + 1 for FOCUS over N images, 2 for VCD, else 1)."""
+        return self._job.rows
+
+    def close(self, wait: bool = False) -> None:
+        """Cancel the request. Its place in the queue, or its rows, are freed at the engine's next step
+        boundary (within one decode step or prefill); ``wait=True`` returns only once they are. Never
+        blocks otherwise, so an event loop may call it."""
+        if not self._job.released.is_set():
+            self._engine._cancel(self._job, wait)
+        self.end()
 
 
 class BatchEngine:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from focus_integrations.batching import DeltaQueue
 from focus_integrations.errors import InvalidOptionError
 
 if TYPE_CHECKING:
@@ -76,52 +76,18 @@ def as_engine_stats(raw: Any) -> EngineStats:
     return EngineStats(**{k: int(values.get(k, 0) or 0) for k in EngineStats.__dataclass_fields__})
 
 
-_END = object()
-
-
-class _SerialStream:
+class _SerialStream(DeltaQueue):
     """One request of a :class:`SerialEngine`: the worker produces its deltas, any thread consumes them."""
 
     def __init__(self, text_stream: TextStream, rows: int) -> None:
+        super().__init__()
         self.text_stream = text_stream
         self.rows = rows
         self.cancelled = threading.Event()
-        self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._output: GenerationOutput | None = None
-        self._done = False
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        if self._done:
-            raise StopIteration
-        item = self._items.get()
-        if item is _END:
-            self._done = True
-            raise StopIteration
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        return item
-
-    @property
-    def output(self) -> GenerationOutput:
-        if self._output is None:
-            raise RuntimeError("the stream has not finished yet: iterate it to the end first")
-        return self._output
 
     def close(self) -> None:
         self.cancelled.set()
-        self._items.put(_END)  # wakes a consumer blocked in next()
-
-    # worker side
-    def _put(self, item: Any) -> None:
-        self._items.put(item)
-
-    def _finish(self, output: GenerationOutput) -> None:
-        self._output = output
-        self._items.put(_END)
+        self.end()
 
 
 class SerialEngine:
@@ -164,7 +130,7 @@ class SerialEngine:
             self._queue.clear()
             self._wake.notify()
         for stream in pending:
-            stream._put(RuntimeError("the engine was closed"))
+            stream.fail(RuntimeError("the engine was closed"))
         if self._active is not None:
             self._active.cancelled.set()
         self._worker.join(timeout=30)
@@ -193,14 +159,14 @@ class SerialEngine:
             for delta in text_stream:
                 if stream.cancelled.is_set():
                     return
-                stream._put(delta)
+                stream.delta(delta)
             output = text_stream.output
         except BaseException as exc:  # handed to the consumer, which raises it
-            stream._put(exc)
+            stream.fail(exc)
             return
         finally:
             text_stream.close()  # releases the decoder at once, also when cancelled
-        stream._finish(output)
+        stream.done(output)
 
 
 def _tokens_of(stream: _SerialStream) -> int:
