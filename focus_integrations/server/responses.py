@@ -175,19 +175,10 @@ def chat_chunk(
     usage: dict[str, int] | None = None,
     logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    chunk: dict[str, Any] = {
-        "id": response_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": request.model,
-        "system_fingerprint": None,
-        "choices": []
-        if delta is None
-        else [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
-    }
-    if request.include_usage:
-        chunk["usage"] = usage  # null on every chunk but the last, as OpenAI sends it
-    return chunk
+    choice = (
+        None if delta is None else {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+    )
+    return _chunk(request, "chat.completion.chunk", response_id, created, choice, usage)
 
 
 def completion_body(request: EngineRequest, output: GenerationOutput, response_id: str) -> dict[str, Any]:
@@ -219,16 +210,29 @@ def completion_chunk(
     usage: dict[str, int] | None = None,
     logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    choice = (
+        None if text is None else {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
+    )
+    return _chunk(request, "text_completion", response_id, created, choice, usage)
+
+
+def _chunk(
+    request: EngineRequest,
+    kind: str,
+    response_id: str,
+    created: int,
+    choice: dict[str, Any] | None,
+    usage: dict[str, int] | None,
+) -> dict[str, Any]:
+    """One SSE chunk of either endpoint: no choice = the usage-only last chunk."""
     chunk: dict[str, Any] = {
         "id": response_id,
-        "object": "text_completion",
+        "object": kind,
         "created": created,
         "model": request.model,
         "system_fingerprint": None,
-        "choices": []
-        if text is None
-        else [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}],
+        "choices": [] if choice is None else [choice],
     }
     if request.include_usage:
-        chunk["usage"] = usage
+        chunk["usage"] = usage  # null on every chunk but the last, as OpenAI sends it
     return chunk
