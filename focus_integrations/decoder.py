@@ -331,12 +331,16 @@ class FocusDecoder:
         tools: Sequence[dict[str, Any]] | None = None,
         *,
         chat_template_kwargs: dict[str, Any] | None = None,
+        multi_image_anyres: bool | None = None,
     ) -> int:
-        """Tokens of a text, or of a whole chat prompt including its image tokens."""
+        """Tokens of a text, or of a whole chat prompt including its image tokens (as a vanilla request with
+        the same ``chat_template_kwargs`` / ``multi_image_anyres`` would see them)."""
         if isinstance(text_or_messages, str):
             with self.processor_lock:
                 return len(self.tokenizer(text_or_messages, add_special_tokens=False)["input_ids"])
-        options = self.resolve_options(chat_template_kwargs=chat_template_kwargs)
+        options = self.resolve_options(
+            chat_template_kwargs=chat_template_kwargs, multi_image_anyres=multi_image_anyres
+        )
         conversation = self._prepare(text_or_messages, options)
         prompt = render(self.processor, conversation, tools, options.chat_template_kwargs)
         with self.processor_lock:
@@ -345,6 +349,7 @@ class FocusDecoder:
                 prompt,
                 [conversation.images],
                 add_special_tokens=wants_special_tokens(self.tokenizer, prompt),
+                flat_images=options.multi_image_anyres and self.family.flat_list_anyres,
             )
         return int(inputs["input_ids"].shape[1])
 

@@ -122,3 +122,21 @@ def test_one_image_is_tiled_either_way_and_other_families_are_unaffected(decoder
     on = qwen.generate(images, PROMPT, mode="vanilla", multi_image_anyres=True, **GREEDY)
     off = qwen.generate(images, PROMPT, mode="vanilla", **GREEDY)
     assert (on.usage.input_tokens, on.token_ids) == (off.usage.input_tokens, off.token_ids)
+
+
+def test_count_tokens_counts_the_prompt_a_request_with_the_same_image_handling_sees(
+    decoder: FocusDecoder,
+) -> None:
+    # count_tokens is how callers check a prompt against the context window before sending it: with anyres
+    # tiles it must count the tiles (the flat call's prompt is longer), as the request itself does.
+    images = _images()
+    messages = [
+        {
+            "role": "user",
+            "content": [*({"type": "image", "image": im} for im in images), {"type": "text", "text": PROMPT}],
+        }
+    ]
+    for flat in (False, True):
+        out = decoder.generate(messages=messages, mode="vanilla", max_new_tokens=1, multi_image_anyres=flat)
+        assert decoder.count_tokens(messages, multi_image_anyres=flat) == out.usage.input_tokens
+    assert decoder.count_tokens(messages, multi_image_anyres=True) > decoder.count_tokens(messages)
