@@ -99,15 +99,6 @@ class EngineRequest:
 # ---------------------------------------------------------------------------------------------- requests
 
 
-def _number(body: dict[str, Any], name: str, *, integer: bool = False) -> Any:
-    """``body[name]`` if it is a number (an integer with ``integer=True``) or absent; else a 400."""
-    value = body.get(name)
-    kinds = int if integer else (int, float)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
-        raise bad_request(f"'{name}' must be {'an integer' if integer else 'a number'}", param=name)
-    return value
-
-
 def _legacy_logprobs(named: dict[str, Any]) -> None:
     """``/v1/completions``: ``logprobs`` is a number of top tokens (0-5), not a flag."""
     top = named.pop("logprobs", None)
