@@ -8,37 +8,17 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from focus_integrations import errors as core_errors
 from focus_integrations.batching import BatchEngine
 from focus_integrations.server import Limits, SerialEngine, ServerConfig, create_app
 from focus_integrations.server.errors import from_focus_error
-from tests.server.conftest import data_uri, free_port, image_part
-
-
-@contextmanager
-def running(app) -> Iterator[str]:
-    """``app`` on a real loopback socket (uvicorn in a thread); its lifespan closes the engine after."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+from focus_integrations.testing.adversarial_serving import serving
+from tests.server.conftest import data_uri, image_part
 
 
 class GatedEngine(SerialEngine):
@@ -82,7 +62,7 @@ def test_every_focus_error_is_a_4xx() -> None:
 
 def test_api_key_is_required_when_set(reference_decoder) -> None:
     app = create_app(SerialEngine(reference_decoder), ServerConfig(model_id="m", api_key="s3cret"))
-    with running(app) as url:
+    with serving(app) as url:
         assert httpx.get(f"{url}/health").status_code == 200
         assert httpx.get(f"{url}/v1/models").status_code == 401
         assert httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -99,7 +79,7 @@ def test_api_key_is_required_when_set(reference_decoder) -> None:
 def test_full_queue_gets_429_with_retry_after(reference_decoder) -> None:
     engine = GatedEngine(reference_decoder)
     app = create_app(engine, ServerConfig(model_id="m", limits=Limits(max_queued_requests=1)))
-    with running(app) as url:
+    with serving(app) as url:
 
         async def scenario() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
@@ -122,7 +102,7 @@ def test_full_queue_gets_429_with_retry_after(reference_decoder) -> None:
 def test_a_client_that_leaves_frees_its_place_and_its_rows(reference_decoder) -> None:
     engine = GatedEngine(reference_decoder)
     app = create_app(engine, ServerConfig(model_id="m", limits=Limits(max_output_tokens=4000)))
-    with running(app) as url:
+    with serving(app) as url:
         # Queued (not decoding yet), then gone: its place is freed without any decoding.
         async def leave_while_queued() -> None:
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
@@ -153,7 +133,7 @@ def test_a_client_that_leaves_frees_its_place_and_its_rows(reference_decoder) ->
 def test_request_size_and_token_limits(reference_decoder) -> None:
     limits = Limits(max_request_bytes=20_000, max_total_tokens=70)
     app = create_app(SerialEngine(reference_decoder), ServerConfig(model_id="m", limits=limits))
-    with running(app) as url:
+    with serving(app) as url:
         big = chat_body() | {"padding": "x" * 30_000}
         response = httpx.post(f"{url}/v1/chat/completions", json=big)
         assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
@@ -167,7 +147,7 @@ def test_request_size_and_token_limits(reference_decoder) -> None:
 
 def test_metrics_after_requests(reference_decoder) -> None:
     app = create_app(SerialEngine(reference_decoder), ServerConfig(model_id="m"))
-    with running(app) as url:
+    with serving(app) as url:
         for _ in range(2):
             assert httpx.post(f"{url}/v1/chat/completions", json=chat_body(5)).status_code == 200
         assert httpx.post(f"{url}/v1/chat/completions", json=chat_body(n=3)).status_code == 400
@@ -217,7 +197,7 @@ def test_a_constraint_the_tokenizer_cannot_spell_is_a_400() -> None:
     decoder = FocusDecoder.from_pretrained(resolve_model(None))
     app = create_app(BatchEngine(decoder), ServerConfig(model_id="m"))
     tools = [{"type": "function", "function": {"name": "price", "parameters": {"type": "object"}}}]
-    with running(app) as url:
+    with serving(app) as url:
         for extra, param in (
             ({"response_format": {"type": "json_object"}}, "response_format"),
             ({"tools": tools, "tool_choice": "required"}, "tool_choice"),
