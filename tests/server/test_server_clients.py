@@ -35,19 +35,17 @@ def _direct(reference_decoder, max_new_tokens: int, **options) -> str:
 # ---------------------------------------------------------------------------------------------- LangChain
 
 
-@pytest.fixture(scope="module")
-def chat_openai(server: str):
+def _chat_openai(server: str, **overrides):
+    """LangChain's ChatOpenAI pointed at the server: greedy-comparable (seed 0), no retries."""
     from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(
-        model=MODEL_ID,
-        base_url=f"{server}/v1",
-        api_key="unused",
-        max_tokens=8,
-        seed=0,
-        max_retries=0,
-        timeout=120,
-    )
+    settings = {"max_tokens": 8, "seed": 0, "max_retries": 0, "timeout": 120} | overrides
+    return ChatOpenAI(model=MODEL_ID, base_url=f"{server}/v1", api_key="unused", **settings)
+
+
+@pytest.fixture(scope="module")
+def chat_openai(server: str):
+    return _chat_openai(server)
 
 
 def _human():
@@ -159,7 +157,6 @@ def test_langchain_agent_with_an_image_returning_tool(server: str) -> None:
     from langchain.agents.middleware import AgentMiddleware
     from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
     from langchain_core.tools import tool
-    from langchain_openai import ChatOpenAI
 
     exchanges: list[tuple[dict, dict]] = []
 
@@ -188,13 +185,9 @@ def test_langchain_agent_with_an_image_returning_tool(server: str) -> None:
             has_result = any(isinstance(m, ToolMessage) for m in request.messages)
             return handler(request.override(tool_choice="none" if has_result else "product_photo"))
 
-    model = ChatOpenAI(
-        model=MODEL_ID,
-        base_url=f"{server}/v1",
-        api_key="unused",
+    model = _chat_openai(
+        server,
         max_tokens=80,
-        seed=0,
-        max_retries=0,
         timeout=180,
         http_client=httpx.Client(event_hooks={"response": [record]}, timeout=180),
     )
