@@ -102,10 +102,11 @@ class RunConfig:
             bad(f"--val must be one of {', '.join(VAL_SPLITS)}")
         if self.phase not in PHASES:
             bad(f"--phase must be one of {', '.join(PHASES)}")
-        if any(a < 0 for a in (*self.alpha_grid, *([self.alpha] if self.alpha is not None else []))):
+        alphas = (*self.alpha_grid, *([self.alpha] if self.alpha is not None else []))
+        if any(a < 0 for a in alphas):
             bad("alpha values must be >= 0")
         # The engine's one validation (finite alphas, a seed numpy and torch accept) before any row runs.
-        for alpha in (*self.alpha_grid, *([self.alpha] if self.alpha is not None else [])):
+        for alpha in alphas:
             DecodingOptions.resolve(alpha=alpha)
         DecodingOptions.resolve(mode="vcd", alpha=self.vcd_alpha, seed=self.seed)
         if not 0 < self.val_fraction < 1:
