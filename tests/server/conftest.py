@@ -10,6 +10,7 @@ import base64
 import io
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ from PIL import Image
 
 from focus_integrations.testing.http_process import free_port, http_process
 
-__all__ = ["free_port", "serve_process", "data_uri", "image_part", "MODEL_ID"]
+__all__ = ["free_port", "serve_process", "data_uri", "image_part", "wait_for", "MODEL_ID"]
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_ID = "tiny-qwen"
@@ -79,3 +80,10 @@ def data_uri(color: str, size: tuple[int, int] = (32, 32)) -> str:
 
 def image_part(url: str) -> dict:
     return {"type": "image_url", "image_url": {"url": url}}
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)

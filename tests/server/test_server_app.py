@@ -18,7 +18,7 @@ from focus_integrations.batching import BatchEngine
 from focus_integrations.server import Limits, SerialEngine, ServerConfig, create_app
 from focus_integrations.server.errors import from_focus_error
 from focus_integrations.testing.adversarial_serving import serving
-from tests.server.conftest import data_uri, image_part
+from tests.server.conftest import data_uri, image_part, wait_for
 
 
 class GatedEngine(SerialEngine):
@@ -36,13 +36,6 @@ class GatedEngine(SerialEngine):
 def chat_body(max_tokens: int = 4, **extra) -> dict:
     content = [image_part(data_uri("red")), image_part(data_uri("blue")), {"type": "text", "text": "Which?"}]
     return {"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, **extra}
-
-
-def wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def test_every_focus_error_is_a_4xx() -> None:

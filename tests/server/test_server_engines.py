@@ -14,6 +14,7 @@ from PIL import Image
 
 from focus_integrations.errors import InvalidOptionError, UnsupportedSchemaError
 from focus_integrations.server.engines import as_engine_stats, make_engine
+from tests.server.conftest import wait_for
 
 LONG = 4000  # tokens asked for: far more than any test waits for
 
@@ -21,13 +22,6 @@ LONG = 4000  # tokens asked for: far more than any test waits for
 def _two_images() -> dict:
     images = [Image.new("RGB", (32, 24), "red"), Image.new("RGB", (24, 32), "blue")]
     return {"images": images, "prompt": "Which product is cheaper?"}
-
-
-def _wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 @pytest.fixture(params=["batched", "serial"])
@@ -52,7 +46,7 @@ def test_submit_raises_bad_input_at_once(engine) -> None:
 def test_close_from_another_thread_wakes_the_reader_and_frees_the_rows(engine) -> None:
     stream = engine.submit(**_two_images(), max_new_tokens=LONG)
     deltas = [next(stream)]  # decoding now
-    _wait_for(lambda: as_engine_stats(engine.stats()).rows_in_flight == 3)  # FOCUS over 2 images: 3 rows
+    wait_for(lambda: as_engine_stats(engine.stats()).rows_in_flight == 3)  # FOCUS over 2 images: 3 rows
     reader_done = threading.Event()
 
     def read() -> None:
@@ -64,7 +58,7 @@ def test_close_from_another_thread_wakes_the_reader_and_frees_the_rows(engine) -
     time.sleep(0.3)
     threading.Thread(target=stream.close, daemon=True).start()
     assert reader_done.wait(timeout=15), "close() from another thread left the reader blocked"
-    _wait_for(lambda: as_engine_stats(engine.stats()).active == 0, timeout=10)
+    wait_for(lambda: as_engine_stats(engine.stats()).active == 0, timeout=10)
     stats = as_engine_stats(engine.stats())
     assert stats.rows_in_flight == 0 and stats.queued == 0
     assert stats.tokens_generated < LONG
@@ -80,11 +74,11 @@ def test_stats_count_queued_active_rows_and_tokens(engine) -> None:
     next(first)
     second = engine.submit(prompt="Hello", require_images=False, max_new_tokens=LONG, mode="vanilla")
     try:
-        _wait_for(lambda: as_engine_stats(engine.stats()).tokens_generated > 2)
+        wait_for(lambda: as_engine_stats(engine.stats()).tokens_generated > 2)
         stats = as_engine_stats(engine.stats())
         # Batched: both decode together (3 + 1 rows); serial: one decodes, the other waits.
         assert (stats.active, stats.queued, stats.rows_in_flight) in ((2, 0, 4), (1, 1, 3))
     finally:
         first.close()
         second.close()
-    _wait_for(lambda: as_engine_stats(engine.stats()).active == 0, timeout=10)
+    wait_for(lambda: as_engine_stats(engine.stats()).active == 0, timeout=10)
