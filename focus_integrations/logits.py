@@ -249,23 +249,21 @@ class TokenChooser:
         options: DecodingOptions,
         generator: torch.Generator | None = None,
         constraint: GrammarConstraint | None = None,
-        *,
-        prompt_length: int | None = None,
     ) -> None:
         self.options = options
         self.sampling = options.do_sample
         self.generator = generator
         self.constraint = constraint
-        self.prompt_length = prompt_length
         self.processors: LogitsProcessorList | None = None
 
     def _processors(self, combined: torch.Tensor, sequence: torch.Tensor) -> LogitsProcessorList:
         # transformers' own processors, built as model.generate builds them (generation.py), on the first call:
-        # its sequence is the prompt (unless prompt_length says otherwise) and its logits tell the device.
+        # its sequence is the prompt and its logits tell the device.
         if self.processors is None:
-            length = self.prompt_length if self.prompt_length is not None else int(sequence.shape[0])
             eos = self.options.eos_token_id or ()
-            self.processors = generate_processors(self.options, length, eos, device=combined.device)
+            self.processors = generate_processors(
+                self.options, int(sequence.shape[0]), eos, device=combined.device
+            )
         return self.processors
 
     def allowed(self) -> torch.Tensor | None:
