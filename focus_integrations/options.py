@@ -314,7 +314,7 @@ def _integer(name: str, value: Any, low: int, high: int | None = None, expected:
 
 
 def _real(name: str, value: Any, expected: str) -> float:
-    if _is_bool(value) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+    if not _is_number(value):
         raise _bad(name, expected, value)
     return float(value)
 
