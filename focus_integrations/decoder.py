@@ -36,7 +36,6 @@ from focus_integrations.outputs import GenerationOutput
 from focus_integrations.request import (
     PreparedRequest,
     build_conversation,
-    check_messages,
     prepare_request,
     render,
     row_groups,
@@ -384,7 +383,6 @@ class FocusDecoder:
 
     def _prepare(self, messages: Any, options: DecodingOptions) -> Conversation:
         """Messages with the decoder's defaults for video sampling (render_prompt, count_tokens)."""
-        check_messages(messages)
         video = VideoSampling.from_options(options)
         return prepare(messages, allow_remote_images=self.allow_remote_images, video=video)
 

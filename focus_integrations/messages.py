@@ -10,14 +10,14 @@ protocol: every frame is an image), grouped per frame or per video (media.py).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
 from focus_integrations.chat_format import as_content_item, as_message, as_message_list, image_source
-from focus_integrations.errors import InvalidOptionError
+from focus_integrations.errors import InvalidOptionError, PromptError
 from focus_integrations.groups import group_indices, group_key
 from focus_integrations.images import load_image
 from focus_integrations.media import VideoSampling, is_video_item, shorthand_media_items, video_frames
@@ -64,6 +64,14 @@ def from_prompt(
     return messages
 
 
+def check_messages(messages: Any) -> None:
+    """A chat is a list of messages (or an object holding one in ``.messages``); a number is a mistake."""
+    if not isinstance(messages, Iterable) and not hasattr(messages, "messages"):
+        raise PromptError(
+            f"messages must be a list of {{'role': ..., 'content': ...}} dicts, got {type(messages).__name__}"
+        )
+
+
 def prepare(
     messages: Sequence[dict[str, Any]],
     *,
@@ -72,6 +80,7 @@ def prepare(
 ) -> Conversation:
     """Validate ``messages``, load their images (and video frames, sampled as ``video`` says), and replace
     them with placeholders."""
+    check_messages(messages)
     messages = as_message_list(messages)
     if isinstance(messages, (str, dict)) or not messages:
         raise InvalidOptionError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")

@@ -96,8 +96,6 @@ def build_conversation(
         raise InvalidOptionError(f"assistant_prefix must be a string or None, got {assistant_prefix!r}")
     if messages is not None and (prompt is not None or images is not None or videos is not None):
         raise PromptError("pass either messages, or images/videos and prompt, not both")
-    if messages is not None:
-        check_messages(messages)
     if messages is None:
         if not isinstance(prompt, str):
             raise PromptError(f"pass a prompt string (with images) or messages, got prompt={prompt!r:.100}")
@@ -110,16 +108,6 @@ def build_conversation(
             "(pass require_images=False to decode text-only turns plainly)"
         )
     return conversation
-
-
-def check_messages(messages: Any) -> None:
-    """A chat is a list of messages (or an object holding one in ``.messages``); a number is a mistake."""
-    from collections.abc import Iterable
-
-    if not isinstance(messages, Iterable) and not hasattr(messages, "messages"):
-        raise PromptError(
-            f"messages must be a list of {{'role': ..., 'content': ...}} dicts, got {type(messages).__name__}"
-        )
 
 
 def _as_list(media: Any) -> list[Any] | None:
