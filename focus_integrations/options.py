@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from focus_integrations.constraints import ResponseFormat
 from focus_integrations.errors import InvalidOptionError
-from focus_integrations.noise import DEFAULT_NOISE, DEFAULT_SEVERITY, NOISE_MODES, SEVERITIES
+from focus_integrations.noise import DEFAULT_NOISE, DEFAULT_SEVERITY, SEVERITIES, check_noise_mode
 
 MAX_TOP_LOGPROBS = 20  # as OpenAI's API
 Mode = Literal["focus", "vanilla", "vcd"]
@@ -361,8 +361,7 @@ def _mode(name: str, value: Any) -> str:
 
 
 def _noise(name: str, value: Any) -> str:
-    if not isinstance(value, str) or value not in NOISE_MODES:
-        raise InvalidOptionError(f"unknown noise mode {value!r}; choose one of {', '.join(NOISE_MODES)}")
+    check_noise_mode(value)
     return value
 
 
