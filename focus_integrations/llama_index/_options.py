@@ -4,49 +4,31 @@ mixin that turns fields plus a call's keywords into engine options through the c
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from focus_integrations.adapters import adapter_options
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.loading import LOADING_FIELDS, LoadingOptions
+from focus_integrations.options import FIELDS
 from focus_integrations.vocabulary import check_adapter_fields
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from focus_integrations.decoder import FocusDecoder
     from focus_integrations.options import DecodingOptions
 
-# Engine options mirrored as fields; per-call kwargs override them. Every other option of the engine's
-# vocabulary goes in ``generate_kwargs`` (field) or as a per-call keyword.
-ENGINE_OPTION_FIELDS: tuple[str, ...] = (
-    "mode",
-    "alpha",
-    "noise",
-    "noise_scale",
-    "noise_severity",
-    "fresh_noise",
-    "shared_vision",
-    "share_prefix",
-    "plausibility_beta",
-    "max_new_tokens",
-    "do_sample",
-    "temperature",
-    "top_k",
-    "top_p",
-    "repetition_penalty",
-    "stop",
-    "seed",
-    "row_chunk_size",
-    "chat_template_kwargs",
-    "response_format",
-    "num_frames",
-    "fps",
-    "video_masking",
-    "logprobs",
-    "top_logprobs",
-)
+
+@functools.cache
+def engine_option_fields(model_class: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model_class`` that mirror engine options (those named as a
+    :class:`~focus_integrations.DecodingOptions` field), in declaration order; per-call kwargs override them.
+    Every other option of the engine's vocabulary goes in ``generate_kwargs`` (field) or as a per-call keyword."""
+    return tuple(name for name in model_class.model_fields if name in FIELDS)
 
 
-def check_constructor_arguments(kwargs: dict[str, Any]) -> None:
+def check_constructor_arguments(model_class: type[BaseModel], kwargs: dict[str, Any]) -> None:
     """The engine's one validation on constructor arguments as given (before pydantic coerces "0.5" or
     True); ``torch_dtype`` (transformers' older name) becomes ``dtype`` in ``kwargs``."""
     if "torch_dtype" in kwargs:
@@ -55,7 +37,7 @@ def check_constructor_arguments(kwargs: dict[str, Any]) -> None:
         ).dtype
     try:
         check_adapter_fields(
-            {k: v for k, v in kwargs.items() if k in ENGINE_OPTION_FIELDS},
+            {k: v for k, v in kwargs.items() if k in engine_option_fields(model_class)},
             kwargs.get("generate_kwargs"),
             {k: v for k, v in kwargs.items() if k in LOADING_FIELDS},
             kwargs.get("timeout"),
@@ -82,7 +64,7 @@ class OptionsMixin:
         return adapter_options(self._named_fields(), self.generate_kwargs)
 
     def _named_fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in ENGINE_OPTION_FIELDS}
+        return {name: getattr(self, name) for name in engine_option_fields(type(self))}
 
     def _resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Options for one call: the fields, then per-call overrides, as one layer of engine options;

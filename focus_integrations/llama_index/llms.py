@@ -12,7 +12,7 @@ Async methods run the engine in a worker thread and pass deltas back through an 
 on the model, and cancelling the awaiting task stops the decode at the next token.
 
 This module holds the class and its endpoints; beside it: ``_options`` (fields -> engine options, constructor
-checks; ``ENGINE_OPTION_FIELDS`` is re-exported here), ``tools`` (tool requests, ``ToolCallBlock``s and the
+checks; ``ENGINE_OPTION_FIELDS`` is derived here from the fields), ``tools`` (tool requests, ``ToolCallBlock``s and the
 ``FunctionCallingLLM`` methods), ``_responses`` (engine output -> LlamaIndex responses), ``structured``
 (``structured_predict`` under a grammar), ``conversion`` (LlamaIndex messages and image documents -> engine
 messages).
@@ -46,9 +46,9 @@ from focus_integrations.adapters import iterate_in_thread
 from focus_integrations.errors import InvalidOptionError, RequestTimeoutError
 from focus_integrations.images import RemoteImages, check_remote_permission
 from focus_integrations.llama_index._options import (
-    ENGINE_OPTION_FIELDS,
     OptionsMixin,
     check_constructor_arguments,
+    engine_option_fields,
 )
 from focus_integrations.llama_index._responses import MessageBuilder, _Call, _ResponseMixin
 from focus_integrations.llama_index.conversion import (
@@ -236,7 +236,7 @@ class FocusMultiModalLLM(
             raise InvalidOptionError("pass exactly one of model=<hub id or folder> or decoder=<FocusDecoder>")
         # The engine's one validation on the values as given, then pydantic's; both end as InvalidOptionError
         # (the same contract as ChatFocus).
-        check_constructor_arguments(kwargs)
+        check_constructor_arguments(type(self), kwargs)
         try:
             super().__init__(model=os.fspath(model) if model is not None else None, **kwargs)
         except ValidationError as err:
@@ -468,6 +468,10 @@ class FocusMultiModalLLM(
                 yield self._completion_response(text, delta, output)
 
         return gen()
+
+
+# Engine options mirrored as fields (the fields named as a DecodingOptions field); per-call kwargs override them.
+ENGINE_OPTION_FIELDS: tuple[str, ...] = engine_option_fields(FocusMultiModalLLM)
 
 
 def _context_window(decoder: FocusDecoder) -> int:
