@@ -4,7 +4,7 @@ This module holds the class: its fields, constructor checks and the LangChain su
 tools, structured output, token counting). What one call does lives beside it: ``_options`` (fields and call
 keywords through the core vocabulary), ``_calls`` (prepare a request, run the engine stream, parse tool
 calls), ``_messages`` (LangChain messages and content blocks to engine messages), ``_responses`` (engine
-output to ``AIMessage`` / chunks), ``_structured`` (grammar constraints), ``_tools``, ``_profile``, ``_shared``.
+output to ``AIMessage`` / chunks), ``_structured`` (grammar constraints), ``_tools``, ``_profile``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from langchain_core.utils import from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from focus_integrations.adapters import iterate_in_thread
 from focus_integrations.errors import InvalidOptionError
 from focus_integrations.images import RemoteImages, check_remote_permission
 from focus_integrations.langchain._calls import acollect, as_chunk, collect, prepare_request, run_request
@@ -39,9 +40,9 @@ from focus_integrations.langchain._options import (
 )
 from focus_integrations.langchain._profile import model_profile
 from focus_integrations.langchain._responses import _Outcome, _Request, chat_result
-from focus_integrations.langchain._shared import _shared_decoder, iterate_in_thread
 from focus_integrations.langchain._structured import structured_output
 from focus_integrations.langchain._tools import _normalise_tool_choice
+from focus_integrations.shared import shared_decoder
 from focus_integrations.vocabulary import constructor_error
 
 if TYPE_CHECKING:
@@ -297,14 +298,14 @@ class ChatFocus(BaseChatModel):
             with self._decoder_lock:
                 decoder = self._override_decoders.get(model_override)
                 if decoder is None:
-                    decoder = _shared_decoder(model_override, loading_options(self))
+                    decoder = shared_decoder(model_override, **loading_options(self).set_values())
                     self._override_decoders[model_override] = decoder
                 return decoder
         if self.decoder is not None:
             return self.decoder
         with self._decoder_lock:
             if self._decoder is None:
-                self._decoder = _shared_decoder(str(self.model), loading_options(self))
+                self._decoder = shared_decoder(str(self.model), **loading_options(self).set_values())
             return self._decoder
 
     def get_token_ids(self, text: str) -> list[int]:
