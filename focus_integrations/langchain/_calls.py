@@ -17,9 +17,13 @@ from focus_integrations.langchain._messages import ImagePolicy, to_engine_messag
 from focus_integrations.langchain._options import engine_options
 from focus_integrations.langchain._responses import PROVIDER, _Outcome, _Request, final_chunk
 from focus_integrations.langchain._structured import as_response_format, constraint_for, settle_tool_call
-from focus_integrations.langchain._tools import _renders_tools, _tool_instruction, _with_system_instructions
 from focus_integrations.tool_calls import ToolCallStreamParser
-from focus_integrations.tool_prompting import format_instruction
+from focus_integrations.tool_prompting import (
+    format_instruction,
+    renders_tools,
+    tool_instruction,
+    with_system_instructions,
+)
 from focus_integrations.vocabulary import check_timeout
 
 if TYPE_CHECKING:
@@ -46,8 +50,8 @@ def _instructions(
     answer format."""
     instructions: list[str] = []
     if tools:
-        if not _renders_tools(decoder):
-            instructions.append(_tool_instruction(tools))
+        if not renders_tools(decoder):
+            instructions.append(tool_instruction(tools))
         if tool_choice == "any":
             instructions.append("You must answer with a call to one of the tools.")
         elif tool_choice:
@@ -65,7 +69,7 @@ def prepare_request(
     model_override = kwargs.get("model")
     decoder = chat._decoder_for(model_override)
     engine_messages = to_engine_messages(
-        messages, image_policy(chat), tool_turns_as_text=not _renders_tools(decoder)
+        messages, image_policy(chat), tool_turns_as_text=not renders_tools(decoder)
     )
 
     tools = kwargs.get("tools") or None
@@ -76,7 +80,7 @@ def prepare_request(
     format_text = format_instruction(response_format) if response_format else None
     instructions = _instructions(decoder, tools, tool_choice, format_text)
     if instructions:
-        engine_messages = _with_system_instructions(engine_messages, instructions)
+        engine_messages = with_system_instructions(engine_messages, instructions)
 
     constrained = constraint_for(decoder, tools, tool_choice, response_format)
     if constrained.response_format is not None:
@@ -86,7 +90,7 @@ def prepare_request(
         decoder=decoder,
         model_name=model_override or chat.model_name,
         messages=engine_messages,
-        tools=tools if tools and _renders_tools(decoder) else None,
+        tools=tools if tools and renders_tools(decoder) else None,
         tool_names=[t["function"]["name"] for t in tools] if tools else [],
         options=options,
         deadline=time.monotonic() + timeout if timeout else None,

@@ -1,5 +1,6 @@
-"""Tool helpers of ``ChatFocus``: tool_choice normalisation, template probing, instructions for templates
-without tool support, and the forced start of a required call."""
+"""``ChatFocus``'s tool_choice normalisation. Template probing, instructions for templates without tool
+support and the forced start of a required call are framework-free: :mod:`focus_integrations.tool_prompting`
+(the server uses them too)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,7 @@ from typing import Any
 
 from focus_integrations.errors import InvalidOptionError
 
-# Template probing, instructions and the forced call start are framework-free (the server uses them too).
-from focus_integrations.tool_prompting import forced_tool_call_prefix as _forced_tool_call_prefix
-from focus_integrations.tool_prompting import json_instruction as _json_instruction
-from focus_integrations.tool_prompting import renders_tools as _renders_tools
-from focus_integrations.tool_prompting import tool_instruction as _tool_instruction
-from focus_integrations.tool_prompting import with_system_instructions as _with_system_instructions
-
-__all__ = [
-    "_normalise_tool_choice",
-    "_forced_tool_call_prefix",
-    "_json_instruction",
-    "_renders_tools",
-    "_tool_instruction",
-    "_with_system_instructions",
-]
+__all__ = ["_normalise_tool_choice"]
 
 
 def _normalise_tool_choice(choice: Any, names: list[str]) -> str | None:
