@@ -21,10 +21,20 @@ from PIL import Image
 
 from focus_integrations.testing.http_process import free_port, http_process
 
-__all__ = ["free_port", "serve_process", "data_uri", "image_part", "wait_for", "MODEL_ID"]
+__all__ = [
+    "free_port",
+    "serve_process",
+    "data_uri",
+    "image_part",
+    "wait_for",
+    "two_image_messages",
+    "MODEL_ID",
+    "QUESTION",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_ID = "tiny-qwen"
+QUESTION = "Which product is cheaper?"
 
 
 @contextmanager
@@ -80,6 +90,12 @@ def data_uri(color: str, size: tuple[int, int] = (32, 32)) -> str:
 
 def image_part(url: str) -> dict:
     return {"type": "image_url", "image_url": {"url": url}}
+
+
+def two_image_messages() -> list[dict]:
+    """One user turn: a red 32x24 and a blue 24x32 image, then ``QUESTION``."""
+    content = [image_part(data_uri("red", (32, 24))), image_part(data_uri("blue", (24, 32)))]
+    return [{"role": "user", "content": [*content, {"type": "text", "text": QUESTION}]}]
 
 
 def wait_for(condition, timeout: float = 20.0) -> None:

@@ -15,27 +15,12 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.server.conftest import MODEL_ID, data_uri, image_part
-
-QUESTION = "Which product is cheaper?"
+from tests.server.conftest import MODEL_ID, QUESTION, data_uri, image_part, two_image_messages
 
 
 @pytest.fixture(scope="module")
 def client(server: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=120)
-
-
-def _two_images() -> list[dict]:
-    return [
-        {
-            "role": "user",
-            "content": [
-                image_part(data_uri("red", (32, 24))),
-                image_part(data_uri("blue", (24, 32))),
-                {"type": "text", "text": QUESTION},
-            ],
-        }
-    ]
 
 
 def _direct(reference_decoder, **options) -> object:
@@ -51,7 +36,9 @@ def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
 def test_chat_with_two_images_equals_the_direct_focus_decode(
     client: openai.OpenAI, reference_decoder
 ) -> None:
-    response = client.chat.completions.create(model=MODEL_ID, messages=_two_images(), max_tokens=8, seed=0)
+    response = client.chat.completions.create(
+        model=MODEL_ID, messages=two_image_messages(), max_tokens=8, seed=0
+    )
     expected = _direct(reference_decoder, max_new_tokens=8, seed=0)
     choice = response.choices[0]
     assert choice.message.content == expected.text
@@ -64,7 +51,7 @@ def test_chat_with_two_images_equals_the_direct_focus_decode(
 
 def test_focus_settings_as_extra_body_fields(client: openai.OpenAI, reference_decoder) -> None:
     response = client.chat.completions.create(
-        model=MODEL_ID, messages=_two_images(), max_completion_tokens=6, extra_body={"mode": "vanilla"}
+        model=MODEL_ID, messages=two_image_messages(), max_completion_tokens=6, extra_body={"mode": "vanilla"}
     )
     assert response.model_extra["focus"]["rule"] == "vanilla"
     assert (
@@ -73,7 +60,7 @@ def test_focus_settings_as_extra_body_fields(client: openai.OpenAI, reference_de
     )
     alpha = client.chat.completions.create(
         model=MODEL_ID,
-        messages=_two_images(),
+        messages=two_image_messages(),
         max_tokens=6,
         seed=0,
         extra_body={"alpha": 0.7, "noise": "gray"},
@@ -86,11 +73,13 @@ def test_focus_settings_as_extra_body_fields(client: openai.OpenAI, reference_de
 
 
 def test_stream_sends_the_same_text_and_a_usage_chunk(client: openai.OpenAI) -> None:
-    whole = client.chat.completions.create(model=MODEL_ID, messages=_two_images(), max_tokens=8, seed=0)
+    whole = client.chat.completions.create(
+        model=MODEL_ID, messages=two_image_messages(), max_tokens=8, seed=0
+    )
     chunks = list(
         client.chat.completions.create(
             model=MODEL_ID,
-            messages=_two_images(),
+            messages=two_image_messages(),
             max_tokens=8,
             seed=0,
             stream=True,
@@ -159,7 +148,7 @@ def test_completions_endpoint(client: openai.OpenAI, reference_decoder) -> None:
 def test_unknown_openai_fields_are_ignored(client: openai.OpenAI) -> None:
     response = client.chat.completions.create(
         model=MODEL_ID,
-        messages=_two_images(),
+        messages=two_image_messages(),
         max_tokens=2,
         user="someone",
         parallel_tool_calls=False,
@@ -189,7 +178,7 @@ def test_bad_requests_get_openai_errors(
 ) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(
-            **({"model": MODEL_ID, "messages": _two_images(), "max_tokens": 2} | kwargs)
+            **({"model": MODEL_ID, "messages": two_image_messages(), "max_tokens": 2} | kwargs)
         )
     assert caught.value.status_code == status
     assert needle in caught.value.message
@@ -221,7 +210,7 @@ def _metric(base_url: str, name: str) -> float:
 def test_a_client_that_leaves_mid_stream_frees_its_rows_at_once(server: str) -> None:
     """The default engine is the batched one; a stream the client drops frees its rows (seen in /metrics)."""
     assert httpx.get(f"{server}/health").json()["engine"] == "batched"
-    body = {"model": MODEL_ID, "messages": _two_images(), "max_tokens": 2000, "stream": True}
+    body = {"model": MODEL_ID, "messages": two_image_messages(), "max_tokens": 2000, "stream": True}
     before = _metric(server, "focus_engine_tokens_generated_total")
     with httpx.Client(base_url=server, timeout=120) as http:
         with http.stream("POST", "/v1/chat/completions", json=body) as response:
@@ -246,7 +235,7 @@ def test_a_client_that_leaves_mid_stream_frees_its_rows_at_once(server: str) -> 
 
 
 def test_logprobs_of_the_combined_distribution(client: openai.OpenAI, reference_decoder) -> None:
-    kwargs = {"model": MODEL_ID, "messages": _two_images(), "max_tokens": 5, "seed": 0}
+    kwargs = {"model": MODEL_ID, "messages": two_image_messages(), "max_tokens": 5, "seed": 0}
     response = client.chat.completions.create(**kwargs, logprobs=True, top_logprobs=2)
     expected = _direct(reference_decoder, max_new_tokens=5, seed=0, top_logprobs=2)
     content = response.choices[0].logprobs.content
@@ -273,7 +262,7 @@ def test_logprobs_of_the_combined_distribution(client: openai.OpenAI, reference_
 
 def test_option_names_of_every_vocabulary(client: openai.OpenAI, reference_decoder) -> None:
     """The body goes through the library's one vocabulary: engine names as extra fields work too."""
-    kwargs = {"model": MODEL_ID, "messages": _two_images(), "seed": 0}
+    kwargs = {"model": MODEL_ID, "messages": two_image_messages(), "seed": 0}
     by_engine_name = client.chat.completions.create(**kwargs, extra_body={"max_new_tokens": 3})
     assert by_engine_name.usage.completion_tokens == 3
     greedy = client.chat.completions.create(**kwargs, max_tokens=6, temperature=0)

@@ -16,9 +16,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from focus_integrations.tool_prompting import json_instruction
-from tests.server.conftest import MODEL_ID, data_uri, image_part
-
-QUESTION = "Which product is cheaper?"
+from tests.server.conftest import MODEL_ID, QUESTION, two_image_messages
 
 
 class Verdict(BaseModel):
@@ -65,14 +63,9 @@ def client(server: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=180)
 
 
-def _messages() -> list[dict]:
-    content = [image_part(data_uri("red", (32, 24))), image_part(data_uri("blue", (24, 32)))]
-    return [{"role": "user", "content": [*content, {"type": "text", "text": QUESTION}]}]
-
-
 def test_parse_with_a_pydantic_model(client: openai.OpenAI) -> None:
     completion = client.chat.completions.parse(
-        model=MODEL_ID, messages=_messages(), response_format=Verdict, max_tokens=120
+        model=MODEL_ID, messages=two_image_messages(), response_format=Verdict, max_tokens=120
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "stop"
@@ -86,7 +79,7 @@ def test_json_schema_equals_the_direct_constrained_decode(client: openai.OpenAI,
     from PIL import Image
 
     response = client.chat.completions.create(
-        model=MODEL_ID, messages=_messages(), response_format=RESPONSE_FORMAT, max_tokens=40, seed=0
+        model=MODEL_ID, messages=two_image_messages(), response_format=RESPONSE_FORMAT, max_tokens=40, seed=0
     )
     text = response.choices[0].message.content
     jsonschema.validate(json.loads(text), SCHEMA)
@@ -107,7 +100,7 @@ def test_json_schema_equals_the_direct_constrained_decode(client: openai.OpenAI,
     assert text == direct.text and direct.constraint_satisfied
     streamed = client.chat.completions.create(
         model=MODEL_ID,
-        messages=_messages(),
+        messages=two_image_messages(),
         response_format=RESPONSE_FORMAT,
         max_tokens=40,
         seed=0,
@@ -118,7 +111,7 @@ def test_json_schema_equals_the_direct_constrained_decode(client: openai.OpenAI,
 
 def test_json_object(client: openai.OpenAI) -> None:
     response = client.chat.completions.create(
-        model=MODEL_ID, messages=_messages(), response_format={"type": "json_object"}, max_tokens=60
+        model=MODEL_ID, messages=two_image_messages(), response_format={"type": "json_object"}, max_tokens=60
     )
     assert isinstance(json.loads(response.choices[0].message.content), dict)
 
@@ -126,10 +119,10 @@ def test_json_object(client: openai.OpenAI) -> None:
 def test_a_cut_off_structured_answer_is_reported_as_length(client: openai.OpenAI) -> None:
     with pytest.raises(openai.LengthFinishReasonError):
         client.chat.completions.parse(
-            model=MODEL_ID, messages=_messages(), response_format=Verdict, max_tokens=6
+            model=MODEL_ID, messages=two_image_messages(), response_format=Verdict, max_tokens=6
         )
     response = client.chat.completions.create(
-        model=MODEL_ID, messages=_messages(), response_format=RESPONSE_FORMAT, max_tokens=6
+        model=MODEL_ID, messages=two_image_messages(), response_format=RESPONSE_FORMAT, max_tokens=6
     )
     assert response.choices[0].finish_reason == "length"
     assert response.model_extra["focus"]["constraint_satisfied"] is False
@@ -140,7 +133,7 @@ def test_a_cut_off_structured_answer_is_reported_as_length(client: openai.OpenAI
 def test_forced_named_call_has_valid_arguments(client: openai.OpenAI) -> None:
     completion = client.chat.completions.parse(
         model=MODEL_ID,
-        messages=_messages(),
+        messages=two_image_messages(),
         tools=[openai.pydantic_function_tool(GetPrice), LOOKUP],
         tool_choice={"type": "function", "function": {"name": "GetPrice"}},
         max_tokens=120,
@@ -153,7 +146,7 @@ def test_forced_named_call_has_valid_arguments(client: openai.OpenAI) -> None:
     streamed = list(
         client.chat.completions.create(
             model=MODEL_ID,
-            messages=_messages(),
+            messages=two_image_messages(),
             tools=[openai.pydantic_function_tool(GetPrice), LOOKUP],
             tool_choice={"type": "function", "function": {"name": "GetPrice"}},
             max_tokens=120,
@@ -168,14 +161,14 @@ def test_forced_named_call_has_valid_arguments(client: openai.OpenAI) -> None:
 def test_required_call_names_an_offered_tool_with_valid_arguments(client: openai.OpenAI) -> None:
     tools = [openai.pydantic_function_tool(GetPrice), LOOKUP]
     response = client.chat.completions.create(
-        model=MODEL_ID, messages=_messages(), tools=tools, tool_choice="required", max_tokens=120
+        model=MODEL_ID, messages=two_image_messages(), tools=tools, tool_choice="required", max_tokens=120
     )
     assert response.choices[0].finish_reason == "tool_calls"
     (call,) = response.choices[0].message.tool_calls
     schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
     jsonschema.validate(json.loads(call.function.arguments), schemas[call.function.name])
     # The call goes back with its result, and the chat continues (tool_choice auto: plain decoding).
-    follow_up = _messages() + [
+    follow_up = two_image_messages() + [
         {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
         {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"price": 3})},
     ]
@@ -186,7 +179,7 @@ def test_required_call_names_an_offered_tool_with_valid_arguments(client: openai
 def test_a_cut_off_forced_call_is_length_with_partial_arguments(client: openai.OpenAI) -> None:
     kwargs = {
         "model": MODEL_ID,
-        "messages": _messages(),
+        "messages": two_image_messages(),
         "tools": [openai.pydantic_function_tool(GetPrice)],
         "tool_choice": {"type": "function", "function": {"name": "GetPrice"}},
         "max_tokens": 30,
@@ -208,13 +201,13 @@ def test_a_schema_the_grammar_cannot_build_is_a_400(client: openai.OpenAI) -> No
     bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "("}}}
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
-            model=MODEL_ID, messages=_messages(), response_format=bad, max_tokens=4
+            model=MODEL_ID, messages=two_image_messages(), response_format=bad, max_tokens=4
         )
     assert caught.value.code == "unsupported_schema"
     assert caught.value.param == "response_format"
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
-            model=MODEL_ID, messages=_messages(), response_format={"type": "xml"}, max_tokens=4
+            model=MODEL_ID, messages=two_image_messages(), response_format={"type": "xml"}, max_tokens=4
         )
     assert "response_format" in caught.value.message
 
@@ -251,7 +244,7 @@ def test_auto_tools_with_a_response_format_answer_a_call_or_valid_json(client: o
     for seed in range(3):
         response = client.chat.completions.create(
             model=MODEL_ID,
-            messages=_messages(),
+            messages=two_image_messages(),
             tools=[LOOKUP],
             response_format=RESPONSE_FORMAT,
             max_tokens=120,
