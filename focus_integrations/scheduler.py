@@ -33,6 +33,7 @@ import torch
 from focus_integrations.decode import RowGroup, prefill_logits
 from focus_integrations.decode_batch import DecodeBatch, can_batch
 from focus_integrations.errors import InvalidOptionError
+from focus_integrations.model_facts import empty_device_cache
 
 if TYPE_CHECKING:
     from focus_integrations.answer import Answer
@@ -227,7 +228,7 @@ class BatchRunner:
                 logits = torch.cat([group.step(generated) for group in groups], dim=0)
         except torch.OutOfMemoryError as err:
             del groups
-            self._free_device_memory()
+            empty_device_cache(self.decoder.model)
             if self._active:  # the running requests hold the memory: fewer rows until they leave
                 self.row_limit = max(1, (self._shared.rows + job.rows) // 2)
             elif chunk > 1:
@@ -326,7 +327,7 @@ class BatchRunner:
         self._shared, self._alone = self._new_batch(), None
         with self._lock:
             self._active = []
-        self._free_device_memory()
+        empty_device_cache(self.decoder.model)
         if alone is not None:
             job = alone[0]
             if (job.chunk or 1) <= 1:  # one row per group is as small as it gets
@@ -344,7 +345,3 @@ class BatchRunner:
 
     def _new_batch(self) -> DecodeBatch:
         return DecodeBatch(self.decoder.model, self.decoder.family)
-
-    def _free_device_memory(self) -> None:
-        if self.decoder.device.type == "cuda":
-            torch.cuda.empty_cache()
