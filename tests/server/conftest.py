@@ -98,6 +98,14 @@ def two_image_messages() -> list[dict]:
     return [{"role": "user", "content": [*content, {"type": "text", "text": QUESTION}]}]
 
 
+def two_image_request() -> dict:
+    """What ``two_image_messages`` asks, as ``FocusDecoder.generate`` / ``engine.submit`` keywords."""
+    return {
+        "images": [Image.new("RGB", (32, 24), "red"), Image.new("RGB", (24, 32), "blue")],
+        "prompt": QUESTION,
+    }
+
+
 def wait_for(condition, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

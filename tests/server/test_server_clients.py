@@ -14,9 +14,7 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from tests.server.conftest import MODEL_ID, data_uri
-
-QUESTION = "Which product is cheaper?"
+from tests.server.conftest import MODEL_ID, QUESTION, data_uri, two_image_request
 
 
 def _png(color: str, size: tuple[int, int]) -> bytes:
@@ -26,10 +24,7 @@ def _png(color: str, size: tuple[int, int]) -> bytes:
 
 
 def _direct(reference_decoder, max_new_tokens: int, **options) -> str:
-    images = [Image.new("RGB", (32, 24), "red"), Image.new("RGB", (24, 32), "blue")]
-    return reference_decoder.generate(
-        images=images, prompt=QUESTION, max_new_tokens=max_new_tokens, **options
-    ).text
+    return reference_decoder.generate(**two_image_request(), max_new_tokens=max_new_tokens, **options).text
 
 
 # ---------------------------------------------------------------------------------------------- LangChain

@@ -10,18 +10,12 @@ import threading
 import time
 
 import pytest
-from PIL import Image
 
 from focus_integrations.errors import InvalidOptionError, UnsupportedSchemaError
 from focus_integrations.server.engines import as_engine_stats, make_engine
-from tests.server.conftest import wait_for
+from tests.server.conftest import two_image_request, wait_for
 
 LONG = 4000  # tokens asked for: far more than any test waits for
-
-
-def _two_images() -> dict:
-    images = [Image.new("RGB", (32, 24), "red"), Image.new("RGB", (24, 32), "blue")]
-    return {"images": images, "prompt": "Which product is cheaper?"}
 
 
 @pytest.fixture(params=["batched", "serial"])
@@ -33,10 +27,10 @@ def engine(request: pytest.FixtureRequest, reference_decoder):
 
 def test_submit_raises_bad_input_at_once(engine) -> None:
     with pytest.raises(InvalidOptionError, match="alpha"):
-        engine.submit(**_two_images(), alpha=-1)
+        engine.submit(**two_image_request(), alpha=-1)
     bad_schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}
     with pytest.raises(UnsupportedSchemaError):
-        engine.submit(**_two_images(), response_format=bad_schema)
+        engine.submit(**two_image_request(), response_format=bad_schema)
     with pytest.raises(InvalidOptionError, match="unsupported content type"):
         engine.submit(messages=[{"role": "user", "content": [{"type": "nonsense"}]}], require_images=False)
     stats = as_engine_stats(engine.stats())
@@ -44,7 +38,7 @@ def test_submit_raises_bad_input_at_once(engine) -> None:
 
 
 def test_close_from_another_thread_wakes_the_reader_and_frees_the_rows(engine) -> None:
-    stream = engine.submit(**_two_images(), max_new_tokens=LONG)
+    stream = engine.submit(**two_image_request(), max_new_tokens=LONG)
     deltas = [next(stream)]  # decoding now
     wait_for(lambda: as_engine_stats(engine.stats()).rows_in_flight == 3)  # FOCUS over 2 images: 3 rows
     reader_done = threading.Event()
@@ -65,12 +59,12 @@ def test_close_from_another_thread_wakes_the_reader_and_frees_the_rows(engine) -
     with pytest.raises(RuntimeError, match="not finished"):
         _ = stream.output  # cancelled, not finished
     # The engine goes on serving.
-    after = engine.submit(**_two_images(), max_new_tokens=3)
+    after = engine.submit(**two_image_request(), max_new_tokens=3)
     assert "".join(after) == after.output.text and after.output.usage.output_tokens == 3
 
 
 def test_stats_count_queued_active_rows_and_tokens(engine) -> None:
-    first = engine.submit(**_two_images(), max_new_tokens=LONG)
+    first = engine.submit(**two_image_request(), max_new_tokens=LONG)
     next(first)
     second = engine.submit(prompt="Hello", require_images=False, max_new_tokens=LONG, mode="vanilla")
     try:

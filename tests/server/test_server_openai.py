@@ -13,9 +13,15 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from PIL import Image
 
-from tests.server.conftest import MODEL_ID, QUESTION, data_uri, image_part, two_image_messages
+from tests.server.conftest import (
+    MODEL_ID,
+    QUESTION,
+    data_uri,
+    image_part,
+    two_image_messages,
+    two_image_request,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +30,7 @@ def client(server: str) -> openai.OpenAI:
 
 
 def _direct(reference_decoder, **options) -> object:
-    images = [Image.new("RGB", (32, 24), "red"), Image.new("RGB", (24, 32), "blue")]
-    return reference_decoder.generate(images=images, prompt=QUESTION, **options)
+    return reference_decoder.generate(**two_image_request(), **options)
 
 
 def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
