@@ -295,7 +295,8 @@ class FocusDecoder:
         **options: Any,
     ) -> list[list[float]]:
         """Per-token log-probabilities of each candidate (tokenised on its own, no special tokens)."""
-        candidate_ids = candidate_token_ids(self.tokenizer, candidates)
+        with self.processor_lock:  # the same tokenizer may be encoding a batch engine's request right now
+            candidate_ids = candidate_token_ids(self.tokenizer, candidates)
         resolved, sources = self._resolve(options)
         conversation = self._conversation(
             images, prompt, videos, messages, system, require_images, assistant_prefix, resolved

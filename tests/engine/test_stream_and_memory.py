@@ -133,3 +133,24 @@ def test_assistant_prefix_is_continued_not_repeated(decoder) -> None:
     assert logps[0] >= max(others)  # greedy picked the most likely continuation of the prefix
     assert not out.text.startswith(prefix)
     assert out.usage.input_tokens > decoder.generate(images=_images(2), **ASK).usage.input_tokens
+
+
+def test_every_use_of_the_tokenizer_holds_the_processor_lock(decoder, monkeypatch) -> None:
+    # A batch engine's submissions encode on their own threads under processor_lock (fast tokenizers are not
+    # thread-safe); a direct call that tokenises without it could run inside one of those encodes.
+    tokenizer = decoder.tokenizer
+    unlocked: list[str] = []
+
+    class Watched:
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+        def __call__(self, text, *args, **kwargs):
+            if not decoder.processor_lock.locked():
+                unlocked.append(text if isinstance(text, str) else repr(text))
+            return tokenizer(text, *args, **kwargs)
+
+    monkeypatch.setattr(decoder, "tokenizer", Watched())
+    decoder.score(images=_images(2), prompt="Which image is red?", candidates=["A", "B"], mode="focus")
+    decoder.count_tokens("a short text")
+    assert unlocked == []
