@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessageChunk
@@ -151,7 +151,7 @@ def run_request(
     yield _Outcome(stream.output, parsed)
 
 
-def collect(items: Iterator[str | _Outcome]) -> tuple[str, _Outcome]:
+def collect(items: Iterable[str | _Outcome]) -> tuple[str, _Outcome]:
     """The whole text of a run and its outcome."""
     text: list[str] = []
     outcome: _Outcome | None = None
@@ -166,15 +166,7 @@ def collect(items: Iterator[str | _Outcome]) -> tuple[str, _Outcome]:
 
 async def acollect(items: AsyncIterator[str | _Outcome]) -> tuple[str, _Outcome]:
     """``collect`` for a run bridged to the event loop."""
-    text: list[str] = []
-    outcome: _Outcome | None = None
-    async for item in items:
-        if isinstance(item, _Outcome):
-            outcome = item
-        else:
-            text.append(item)
-    assert outcome is not None
-    return "".join(text), outcome
+    return collect([item async for item in items])
 
 
 def as_chunk(request: _Request, item: str | _Outcome) -> ChatGenerationChunk:
