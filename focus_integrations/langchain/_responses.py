@@ -67,7 +67,7 @@ def metadata(request: _Request, output: GenerationOutput) -> tuple[UsageMetadata
     if output.constraint_satisfied is not None:  # constrained: False means cut off, not a valid answer
         response["constraint_satisfied"] = output.constraint_satisfied
     if output.logprobs is not None:
-        response["logprobs"] = openai_logprobs(output, request.decoder.eos_token_ids)
+        response["logprobs"] = openai_logprobs(output)
     return usage, response
 
 

@@ -75,7 +75,6 @@ class EngineRequest:
     forced_call: bool = False  # the answer is a required tool call, decoded under the call grammar
     forced_tool: str | None = None  # ... to this one tool (a named tool_choice)
     generic_json: bool = True  # bare JSON answers are read as tool calls (templates without call markup)
-    eos_token_ids: frozenset[int] = frozenset()  # left out of the reported log-probabilities
 
     def submit_kwargs(self) -> dict[str, Any]:
         return {
@@ -321,14 +320,6 @@ def _history_call(call: Any, where: str, call_names: dict[str, str]) -> dict[str
     return {"type": "function", "id": call_id, "function": {"name": function["name"], "arguments": arguments}}
 
 
-def _end_ids(options: dict[str, Any], decoder: FocusDecoder) -> frozenset[int]:
-    """The request's end ids (its ``eos_token_id`` option, else the decoder's): left out of the logprobs."""
-    value = options.get("eos_token_id")
-    if value is None:
-        return frozenset(decoder.eos_token_ids)
-    return frozenset([value] if isinstance(value, int) else value)
-
-
 def chat_request(
     body: dict[str, Any], decoder: FocusDecoder, limits: Limits, load_image: ImageLoader, model: str
 ) -> EngineRequest:
@@ -367,7 +358,6 @@ def chat_request(
     stream, include_usage = _stream_fields(body)
     return EngineRequest(
         model=model,
-        eos_token_ids=_end_ids(options, decoder),
         messages=messages,
         options=options,
         n_images=n_images,
@@ -404,7 +394,6 @@ def completion_request(
     stream, include_usage = _stream_fields(body)
     return EngineRequest(
         model=model,
-        eos_token_ids=_end_ids(options, decoder),
         messages=[{"role": "user", "content": prompt}],
         options=options,
         n_images=0,

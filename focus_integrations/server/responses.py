@@ -39,7 +39,7 @@ def chat_logprobs(request: EngineRequest, output: GenerationOutput) -> dict[str,
     """The choice's ``logprobs`` (None unless asked): the combined FOCUS distribution's, per token."""
     if output.logprobs is None:
         return None
-    return openai_logprobs(output, set(request.eos_token_ids))
+    return openai_logprobs(output)
 
 
 def completion_logprobs(request: EngineRequest, output: GenerationOutput) -> dict[str, Any] | None:

@@ -88,3 +88,23 @@ def test_profile_tool_calling_says_whether_the_template_renders_tools(
     assert loads == []  # known from the processor alone: no weights were loaded
     assert ChatFocus(decoder=lazy.focus_decoder).profile["tool_calling"] is False
     assert "tool_calling" not in ChatFocus(model="no-such-org/not-on-disk").profile  # unknown offline
+
+
+def test_logprobs_leave_out_the_end_token_the_call_itself_asked_for(
+    llm: ChatFocus, question, image_files
+) -> None:
+    # A call's own eos_token_id ends the answer; the reported log-probs must drop THAT end token (not only
+    # the decoder's default ones), as they drop a default end.
+    engine = llm.focus_decoder.generate(
+        images=[Image.open(image_files["red"]), Image.open(image_files["blue"])],
+        prompt="Which one is red?",
+        max_new_tokens=8,
+        seed=0,
+        logprobs=True,
+    )
+    ids = engine.token_ids
+    cut = next(i for i in range(1, len(ids)) if ids[i] not in ids[:i])  # the first token not seen before
+    message = llm.invoke(question, logprobs=True, eos_token_id=ids[cut])
+    assert message.response_metadata["finish_reason"] == "stop"
+    content = message.response_metadata["logprobs"]["content"]
+    assert [entry["token"] for entry in content] == [e.token for e in engine.logprobs[:cut]]
