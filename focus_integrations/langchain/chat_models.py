@@ -35,7 +35,6 @@ from focus_integrations.langchain._options import (
     _IGNORED_KWARGS,
     _OPTION_FIELDS,
     check_raw_fields,
-    engine_options,
     loading_options,
 )
 from focus_integrations.langchain._profile import model_profile
@@ -377,10 +376,6 @@ class ChatFocus(BaseChatModel):
         return structured_output(self, schema, include_raw=include_raw, method=method, strict=strict)
 
     # ------------------------------------------------------------------------------------ requests
-
-    def _engine_options(self, overrides: dict[str, Any], stop: list[str] | None) -> dict[str, Any]:
-        """Fields + per-call overrides -> validated engine options (InvalidOptionError on bad values)."""
-        return engine_options(self, overrides, stop)
 
     def _prepare(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]

@@ -56,14 +56,9 @@ class OptionsMixin:
         """The transformers loading arguments these fields set, validated."""
         return LoadingOptions.from_kwargs(**{name: getattr(self, name) for name in LOADING_FIELDS})
 
-    def _explicit_options(self) -> dict[str, Any]:
-        """The decoding options the fields set (``generate_kwargs`` below the named fields); None = not set.
-
-        To switch off a lower layer's top-k, set ``top_k=0`` (transformers' meaning), not None.
-        """
-        return adapter_options(self._named_fields(), self.generate_kwargs)
-
     def _named_fields(self) -> dict[str, Any]:
+        """The engine options the named fields set; None = not set (to switch off a lower layer's top-k, set
+        ``top_k=0``, transformers' meaning)."""
         return {name: getattr(self, name) for name in engine_option_fields(type(self))}
 
     def _resolve_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
