@@ -59,17 +59,24 @@ class GenerationOutput:
     logprobs: list[TokenLogprob] | None = None  # one per token_ids entry when asked (logprobs / top_logprobs)
 
 
-def openai_logprobs(output: GenerationOutput) -> dict[str, Any]:
-    """``GenerationOutput.logprobs`` in OpenAI's Chat Completions shape (ChatOpenAI's
-    ``response_metadata["logprobs"]``; what the server sends):
-    ``{"content": [{"token", "bytes", "logprob", "top_logprobs": [{"token", "bytes", "logprob"}]}],
-    "refusal": None}``; a final end-of-sequence token (not part of the text) is left out: one of the ids
-    this request ended on (``settings["eos_token_id"]``: its own option, else the generation config's)."""
+def answer_logprobs(output: GenerationOutput) -> list[TokenLogprob]:
+    """The log-probs of the answer's tokens: ``output.logprobs`` without a final end-of-sequence token (not
+    part of the text), one of the ids this request ended on (``settings["eos_token_id"]``: its own option,
+    else the generation config's)."""
     eos = output.settings.get("eos_token_id") or ()
     eos_token_ids = {eos} if isinstance(eos, int) else set(eos)
     entries = list(output.logprobs or ())
     if entries and entries[-1].token_id in eos_token_ids and output.finish_reason == "stop":
         entries = entries[:-1]
+    return entries
+
+
+def openai_logprobs(output: GenerationOutput) -> dict[str, Any]:
+    """:func:`answer_logprobs` in OpenAI's Chat Completions shape (ChatOpenAI's
+    ``response_metadata["logprobs"]``; what the server sends):
+    ``{"content": [{"token", "bytes", "logprob", "top_logprobs": [{"token", "bytes", "logprob"}]}],
+    "refusal": None}``."""
+    entries = answer_logprobs(output)
 
     def one(token: str, logprob: float) -> dict[str, Any]:
         return {"token": token, "bytes": list(token.encode("utf-8")), "logprob": logprob}

@@ -16,6 +16,7 @@ from llama_index.core.base.llms.types import (
 )
 
 from focus_integrations.llama_index.tools import ToolRequest, answer_blocks, invalid_calls_kwargs
+from focus_integrations.outputs import answer_logprobs
 from focus_integrations.tool_calls import ParsedToolCalls
 
 if TYPE_CHECKING:
@@ -67,9 +68,7 @@ class _ResponseMixin:
         ``top_logprobs`` likeliest tokens of that step (a final end-of-sequence token is left out)."""
         if output is None or output.logprobs is None:
             return None
-        entries = list(output.logprobs)
-        if entries and entries[-1].token_id in self._decoder.eos_token_ids and output.finish_reason == "stop":
-            entries = entries[:-1]
+        entries = answer_logprobs(output)
 
         def one(token: str, logprob: float) -> LogProb:
             return LogProb(token=token, logprob=logprob, bytes=list(token.encode("utf-8")))

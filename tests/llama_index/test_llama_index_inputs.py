@@ -88,6 +88,36 @@ def test_logprobs_fill_the_response_s_logprobs(decoder, images) -> None:
     )
 
 
+def test_logprobs_leave_out_the_end_token_the_call_itself_asked_for(decoder, images) -> None:
+    # A call's own eos_token_id ends the answer; response.logprobs must drop THAT end token, as it drops a
+    # default end (the adapter used to look at the decoder's default end ids only).
+    from focus_integrations.llama_index import FocusMultiModalLLM
+
+    llm = FocusMultiModalLLM(decoder=decoder, max_new_tokens=8, seed=0, top_logprobs=1)
+    blocks = [ImageBlock(image=_png(images[0])), ImageBlock(image=_png(images[1])), TextBlock(text="Colour?")]
+    messages = [ChatMessage(role=MessageRole.USER, blocks=blocks)]
+    engine = decoder.generate(
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "image": images[0]},
+                    {"type": "image", "image": images[1]},
+                    {"type": "text", "text": "Colour?"},
+                ],
+            }
+        ],
+        max_new_tokens=8,
+        seed=0,
+        logprobs=True,
+    )
+    ids = engine.token_ids
+    cut = next(i for i in range(1, len(ids)) if ids[i] not in ids[:i])  # the first token not seen before
+    ended = llm.chat(messages, eos_token_id=ids[cut])
+    assert ended.raw["finish_reason"] == "stop"
+    assert [step[0].token for step in ended.logprobs] == [e.token for e in engine.logprobs[:cut]]
+
+
 def _png(image) -> bytes:
     import io
 
