@@ -142,6 +142,21 @@ def tool_instruction(tools: list[dict[str, Any]]) -> str:
     )
 
 
+def tool_instructions(
+    tools: list[dict[str, Any]], tool_choice: str | None, template_renders: bool
+) -> list[str]:
+    """The system instructions a turn with ``tools`` needs: the tools themselves when the template cannot
+    render them, and the call a required ``tool_choice`` ("any" or a tool's name) asks for."""
+    if not tools:
+        return []
+    instructions = [] if template_renders else [tool_instruction(tools)]
+    if tool_choice == "any":
+        instructions.append("You must answer with a call to one of the tools.")
+    elif tool_choice:
+        instructions.append(f"You must answer with a call to the tool `{tool_choice}`.")
+    return instructions
+
+
 def json_instruction(response_format: dict[str, Any]) -> str:
     """``{"type": "json_schema", "schema": ...}`` or OpenAI's ``{"json_schema": {"schema": ...}}``."""
     schema = response_format.get("schema")

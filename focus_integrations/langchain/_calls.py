@@ -21,7 +21,7 @@ from focus_integrations.tool_calls import ToolCallStreamParser
 from focus_integrations.tool_prompting import (
     format_instruction,
     renders_tools,
-    tool_instruction,
+    tool_instructions,
     with_system_instructions,
 )
 from focus_integrations.vocabulary import check_timeout
@@ -48,14 +48,7 @@ def _instructions(
 ) -> list[str]:
     """System instructions a call needs: tools for templates that cannot render them, a required call, the
     answer format."""
-    instructions: list[str] = []
-    if tools:
-        if not renders_tools(decoder):
-            instructions.append(tool_instruction(tools))
-        if tool_choice == "any":
-            instructions.append("You must answer with a call to one of the tools.")
-        elif tool_choice:
-            instructions.append(f"You must answer with a call to the tool `{tool_choice}`.")
+    instructions = tool_instructions(tools or [], tool_choice, bool(tools) and renders_tools(decoder))
     if format_text:
         instructions.append(format_text)
     return instructions

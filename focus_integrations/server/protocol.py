@@ -36,7 +36,7 @@ from focus_integrations.tool_prompting import (
     format_instruction,
     renders_tools,
     tool_call_or_answer,
-    tool_instruction,
+    tool_instructions,
     tool_turn_as_text,
     with_system_instructions,
     writes_call_markup,
@@ -332,14 +332,7 @@ def chat_request(
     messages, n_images = chat_messages(
         body.get("messages"), load_image, limits, tools_as_text=bool(tools) and not template_renders
     )
-    instructions: list[str] = []
-    if tools:
-        if not template_renders:
-            instructions.append(tool_instruction(tools))
-        if choice == "any":
-            instructions.append("You must answer with a call to one of the tools.")
-        elif choice:
-            instructions.append(f"You must answer with a call to the tool `{choice}`.")
+    instructions = tool_instructions(tools, choice, template_renders)
     forced = forced_tool_call(decoder, tools, choice) if tools and choice else None
     answer_format = options.get("response_format")
     if forced is not None:
